@@ -1,0 +1,311 @@
+"""Typed pipeline configuration: one YAML file per experiment, validated before any work.
+
+A pipeline YAML has the sections ``data``, ``align``, ``synth``, ``model``, ``train``,
+``tune`` and ``export``; every key is optional and falls back to the defaults below.
+Unknown keys and wrong types fail at load time with the file and the dotted key named.
+
+Example:
+    >>> cfg = load_config("pipelines/default.yaml", overrides=["train.epochs=3"])
+    >>> cfg.train.epochs
+    3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A pipeline config is invalid; the message names the file and the key."""
+
+
+@dataclass
+class SynthConfig:
+    """The procedural face-video generator behind the embedded default dataset."""
+
+    subjects: int = 400
+    videos_per_subject: int = 2
+    frames: int = 40
+    fps: int = 25
+    frame_size: int = 192
+    min_age: float = 8.0
+    max_age: float = 76.0
+    distractor_fraction: float = 0.35
+    seed: int = 0
+
+
+@dataclass
+class AlignConfig:
+    """Face detection and alignment settings; a change invalidates the prepared cache."""
+
+    crop_size: int = 64
+    eye_y: float = 0.38
+    eye_distance: float = 0.40
+    min_detection_confidence: float = 0.5
+    min_face_fraction: float = 0.5
+    smoothing_window: int = 5
+    use_face_mesh: bool = False
+    max_frames: int = 0
+    frame_step: int = 1
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation, applied by the tf.data pipeline only."""
+
+    enabled: bool = True
+    flip: bool = True
+    brightness: float = 0.1
+    contrast: float = 0.1
+    temporal_jitter: bool = True
+
+
+@dataclass
+class DataConfig:
+    """Where the videos come from, where the cache goes, and how clips are batched."""
+
+    source: Literal["synthetic", "csv", "uva_nemo"] = "synthetic"
+    path: str = "data/synthetic"
+    cache_dir: str = "data/cache/synthetic"
+    clip_length: int = 16
+    batch_size: int = 8
+    folds: int = 5
+    fold: int = 0
+    heldout_fraction: float = 0.2
+    split_seed: int = 0
+    shuffle_buffer: int = 256
+    deterministic: bool = False
+    workers: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class BackboneConfig:
+    """A keras.applications backbone used instead of the from-scratch CNN."""
+
+    name: str = ""
+    weights: str | None = None
+    attention_layer: str = ""
+    trainable: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """SIAM architecture; ``variant`` selects the paper-style ablations."""
+
+    variant: Literal["siam", "no_spatial", "no_temporal", "frame_average"] = "siam"
+    conv_filters: list[int] = field(default_factory=lambda: [16, 32, 48, 64])
+    attention_after_block: int = 2
+    attention_projection: int = 16
+    attention_normalization: Literal["softmax", "sigmoid"] = "softmax"
+    attention_temperature: float = 1.0
+    learn_temperature: bool = True
+    attention_mode: Literal["residual", "plain"] = "residual"
+    embedding_units: int = 64
+    rnn: Literal["lstm", "gru"] = "lstm"
+    rnn_units: int = 64
+    rnn_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.2
+    temporal_attention_units: int = 32
+    no_temporal_pooling: Literal["last", "mean"] = "last"
+    unroll: bool = False
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, callbacks, precision and distribution."""
+
+    epochs: int = 20
+    learning_rate: float = 2e-3
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = 1e-4
+    loss: Literal["mae", "huber", "mse"] = "huber"
+    huber_delta: float = 3.0
+    schedule: Literal["cosine", "constant", "plateau"] = "cosine"
+    warmup_epochs: int = 1
+    early_stopping_patience: int = 6
+    mixed_precision: bool = False
+    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
+    seed: int = 0
+    deterministic: bool = False
+    steps_per_epoch: int = 0
+    runs_dir: str = "runs"
+    export_after: bool = True
+
+
+@dataclass
+class TuneConfig:
+    """Keras Tuner search settings."""
+
+    algorithm: Literal["hyperband", "bayesian", "random"] = "hyperband"
+    max_trials: int = 20
+    max_epochs: int = 12
+    hyperband_factor: int = 3
+    executions_per_trial: int = 1
+    directory: str = "runs/tune"
+    project_name: str = "siam"
+    seed: int = 0
+
+
+@dataclass
+class ExportConfig:
+    """SavedModel (TF Serving layout) and TFLite variants."""
+
+    directory: str = "exported"
+    model_name: str = "siam"
+    tflite_variants: list[str] = field(
+        default_factory=lambda: ["float32", "float16", "dynamic_range", "int8"]
+    )
+    representative_clips: int = 32
+    jpeg_signature: bool = True
+
+
+@dataclass
+class PipelineConfig:
+    """One experiment: data, model, training, search and export in one file."""
+
+    name: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    source_file: str = ""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read a pipeline YAML (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    raw: dict[str, Any] = {}
+    origin = str(path) if path else "<defaults>"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for item in overrides or []:
+        _apply_override(raw, item, origin)
+    cfg = from_dict(PipelineConfig, raw, origin)
+    cfg.source_file = origin
+    validate(cfg, origin)
+    return cfg
+
+
+def from_dict(cls: type, raw: dict[str, Any], origin: str, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: '{prefix or 'top level'}' must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        where = f"section '{prefix.rstrip('.')}'" if prefix else "the top level"
+        raise ConfigError(
+            f"{origin}: unknown key(s) {', '.join(prefix + k for k in unknown)} in {where}; "
+            f"known: {', '.join(sorted(names))}"
+        )
+    kwargs = {name: _coerce(hints[name], value, origin, prefix + name) for name, value in raw.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-dict form of a config, for writing the resolved config of a run."""
+    out = dataclasses.asdict(cfg)
+    out.pop("source_file", None)
+    return out
+
+
+def save_config(cfg: PipelineConfig, path: str | Path) -> None:
+    """Write ``cfg`` as a pipeline YAML that ``load_config`` reads back unchanged."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def _coerce(hint: Any, value: Any, origin: str, key: str) -> Any:
+    origin_type = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, origin, key + ".")
+    if origin_type is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{origin}: '{key}' must be one of {list(typing.get_args(hint))}, got {value!r}")
+        return value
+    if origin_type in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _coerce(inner[0], value, origin, key)
+    if origin_type is list:
+        (item_type,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{origin}: '{key}' must be a list, got {value!r}")
+        return [_coerce(item_type, v, origin, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{origin}: '{key}' must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{origin}: '{key}' must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{origin}: '{key}' must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{origin}: '{key}' must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{origin}: '{key}' has an unsupported type {hint}")
+
+
+def _apply_override(raw: dict[str, Any], item: str, origin: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"{origin}: override {item!r} must look like section.key=value")
+    dotted, text = item.split("=", 1)
+    parts = dotted.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{origin}: override {item!r}: '{part}' is not a section")
+    node[parts[-1]] = yaml.safe_load(text)
+
+
+def validate(cfg: PipelineConfig, origin: str) -> None:
+    """Cross-field checks that types alone cannot express."""
+    checks = [
+        (cfg.data.clip_length >= 1, "data.clip_length must be at least 1"),
+        (cfg.data.batch_size >= 1, "data.batch_size must be at least 1"),
+        (cfg.data.folds >= 2, "data.folds must be at least 2"),
+        (0 <= cfg.data.fold < cfg.data.folds, "data.fold must be in [0, data.folds)"),
+        (0.0 < cfg.data.heldout_fraction < 1.0, "data.heldout_fraction must be in (0, 1)"),
+        (cfg.align.crop_size >= 16, "align.crop_size must be at least 16"),
+        (len(cfg.model.conv_filters) >= 1, "model.conv_filters needs at least one block"),
+        (
+            0 <= cfg.model.attention_after_block < len(cfg.model.conv_filters),
+            "model.attention_after_block must index one of model.conv_filters",
+        ),
+        (0.0 <= cfg.model.dropout < 1.0, "model.dropout must be in [0, 1)"),
+        (cfg.model.rnn_layers >= 1, "model.rnn_layers must be at least 1"),
+        (cfg.train.epochs >= 1, "train.epochs must be at least 1"),
+        (cfg.train.learning_rate > 0, "train.learning_rate must be positive"),
+        (cfg.synth.min_age < cfg.synth.max_age, "synth.min_age must be below synth.max_age"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{origin}: {message}")
