@@ -1,0 +1,78 @@
+"""Interpretability against the synthetic generator's ground truth.
+
+- temporal ratio: mean temporal weight of an informative frame / that of a distractor frame;
+- spatial ratio: mean spatial attention of a map cell whose centre lies inside a cue region /
+  that of a cell outside every cue region (over informative frames);
+- held-out oracle MAE: the oracle floor restricted to the evaluated videos.
+A model that ignores the cues scores 1.0 on both ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from age_estimation.data.cache import read_index
+
+
+def load_ground_truth(data_path: Path) -> dict[str, Any]:
+    """The generator's ``ground_truth.json``; a clear error if the dataset is not synthetic."""
+    path = Path(data_path) / "ground_truth.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no synthetic ground truth; attention can only be scored on synth data")
+    return json.loads(path.read_text())
+
+
+def cue_cell_mask(regions: dict[str, list[float]], height: int, width: int) -> np.ndarray:
+    """(height, width) booleans: cells whose centre falls inside any normalised cue box."""
+    ys = (np.arange(height) + 0.5) / height
+    xs = (np.arange(width) + 0.5) / width
+    inside = np.zeros((height, width), bool)
+    for x0, y0, x1, y1 in regions.values():
+        inside |= ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
+    return inside
+
+
+def attention_mass(predictions: Any, data_path: Path, cache_dir: str | Path) -> dict[str, Any]:
+    """Temporal and spatial attention ratios and the held-out oracle MAE for ``predictions``."""
+    truth = load_ground_truth(data_path)
+    index = read_index(cache_dir)
+    informative_w, distractor_w, inside_a, outside_a, oracle_err = [], [], [], [], []
+    inside_cells = None
+    for row, vid in enumerate(predictions.video_ids):
+        source = index["videos"][vid]["source"]
+        video = truth["videos"].get(os.path.relpath(source, data_path))
+        if video is None:
+            continue
+        oracle_err.append(abs(video["oracle_age"] - video["age"]))
+        flags = np.asarray(video["informative"])
+        valid = predictions.mask[row] > 0
+        frames = predictions.source_index[row][valid]
+        informative = flags[np.clip(frames, 0, len(flags) - 1)] == 1
+        weights = predictions.temporal[row][valid]
+        informative_w += list(weights[informative])
+        distractor_w += list(weights[~informative])
+        if predictions.spatial is not None:
+            maps = predictions.spatial[row][valid][informative]
+            if inside_cells is None:
+                inside_cells = cue_cell_mask(truth["cue_regions"], *maps.shape[1:])
+            inside_a += list(maps[:, inside_cells].ravel())
+            outside_a += list(maps[:, ~inside_cells].ravel())
+    if not oracle_err:
+        raise ValueError(f"{data_path}: none of the evaluated videos is in the ground truth")
+    return {
+        "temporal_ratio": _ratio(informative_w, distractor_w),
+        "spatial_ratio": _ratio(inside_a, outside_a) if predictions.spatial is not None else None,
+        "heldout_oracle_mae": float(np.mean(oracle_err)),
+        "frames": {"informative": len(informative_w), "distractor": len(distractor_w)},
+    }
+
+
+def _ratio(numerator: list[float], denominator: list[float]) -> float | None:
+    if not numerator or not denominator or np.mean(denominator) <= 0:
+        return None
+    return float(np.mean(numerator) / np.mean(denominator))

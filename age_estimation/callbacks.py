@@ -1,0 +1,113 @@
+"""Training callbacks: Keras' own, plus the state they lose on a restart saved beside the backup.
+
+``BackupAndRestore`` restores weights, optimizer state and the epoch after a crash, but
+``ModelCheckpoint`` and ``EarlyStopping`` start over and would overwrite a better checkpoint with a
+worse one. ``ResumeState`` saves their bookkeeping every epoch and puts it back on restart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from age_estimation.config import PipelineConfig
+from age_estimation.data.cache import write_json_atomic
+
+MONITOR = "val_age_mae"
+BEST_WEIGHTS = "best.weights.h5"
+
+
+class ResumeState(keras.callbacks.Callback):
+    """Persist ``ModelCheckpoint.best`` and ``EarlyStopping``'s best/wait across a killed run."""
+
+    def __init__(self, path: Path, checkpoint: keras.callbacks.ModelCheckpoint, stopper: keras.callbacks.EarlyStopping):
+        super().__init__()
+        self.path, self.checkpoint, self.stopper = Path(path), checkpoint, stopper
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if not self.path.is_file():
+            return
+        state = json.loads(self.path.read_text())
+        self.checkpoint.best = state["best"]
+        self.stopper.best = state["best"]
+        self.stopper.best_epoch = state["best_epoch"]
+        self.stopper.wait = state["wait"]
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        write_json_atomic(
+            self.path,
+            {"best": float(self.checkpoint.best), "best_epoch": int(self.stopper.best_epoch),
+             "wait": int(self.stopper.wait), "epoch": epoch},
+        )
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stop at the first non-finite loss, say so, and leave the best checkpoint as it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped_at: tuple[int, int] | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.stopped_at = (self._epoch, batch)
+            print(
+                f"\nerror: loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}; training "
+                "stopped. The best checkpoint so far is kept. Lower train.learning_rate or check the data."
+            )
+            self.model.stop_training = True
+
+
+def make_callbacks(
+    cfg: PipelineConfig, run_dir: Path, steps_per_epoch: int, resuming: bool
+) -> tuple[list[keras.callbacks.Callback], NanGuard]:
+    """The standard set: best checkpoint, backup/restore, early stopping, LR plateau, TensorBoard, CSV, NaN."""
+    ckpt_dir = run_dir / "checkpoints"
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        ckpt_dir / BEST_WEIGHTS, monitor=MONITOR, mode="min", save_best_only=True, save_weights_only=True
+    )
+    stopper = keras.callbacks.EarlyStopping(
+        monitor=MONITOR, mode="min", patience=cfg.train.early_stopping_patience, restore_best_weights=False
+    )
+    nan_guard = NanGuard()
+    callbacks: list[keras.callbacks.Callback] = [
+        nan_guard,
+        keras.callbacks.BackupAndRestore(
+            str(ckpt_dir / "backup"), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
+        ),
+        checkpoint,
+        stopper,
+        ResumeState(ckpt_dir / "resume_state.json", checkpoint, stopper),
+        keras.callbacks.CSVLogger(str(run_dir / "logs" / "training.csv"), append=resuming),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False, profile_batch=0),
+    ]
+    if cfg.train.schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(monitor=MONITOR, mode="min", factor=0.5, patience=2, min_lr=1e-5)
+        )
+    return callbacks, nan_guard
+
+
+def read_history(run_dir: Path) -> dict[str, list[float]]:
+    """The per-epoch training log (CSV) as columns; empty when the run logged nothing."""
+    import csv
+
+    path = Path(run_dir) / "logs" / "training.csv"
+    if not path.is_file():
+        return {}
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    columns: dict[str, Any] = {key: [] for key in (rows[0] if rows else {})}
+    for row in rows:
+        for key, value in row.items():
+            columns[key].append(float(value) if value not in ("", None) else float("nan"))
+    return columns

@@ -1,0 +1,55 @@
+"""``age-estimation train``: the main job for one pipeline config, from raw videos to an exported model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from age_estimation.config import ConfigError, load_config
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="pipelines/default.yaml", help="pipeline YAML")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set train.epochs=5 (repeatable)")
+    parser.add_argument("--no-export", action="store_true", help="skip the SavedModel/TFLite export")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON at the end")
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"error: {err}")
+        return 2
+    from age_estimation.train import TrainingError, summary_line
+    from age_estimation.workflow import run_pipeline
+
+    try:
+        outcome = run_pipeline(cfg, progress=not args.json, export=False if args.no_export else None)
+    except (TrainingError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}")
+        return 1
+    wall = time.perf_counter() - started
+    if args.json:
+        print(json.dumps({"run_dir": str(outcome.run_dir), "wall_seconds": wall, "timings": outcome.timings,
+                          "metrics": outcome.metrics, "export": outcome.export}, default=str))
+        return 0
+    metrics = outcome.metrics
+    print()
+    print(f"run directory: {outcome.run_dir}  (model.keras, metrics.json, plots/, logs/)")
+    prepared = outcome.prepare_report
+    print(f"data: {len(prepared.get('prepared', [])) + len(prepared.get('skipped', []))} videos prepared, "
+          f"{len(prepared.get('rejected', []))} rejected; {metrics['counts']}")
+    print(f"training: {metrics['epochs_run']} epochs, {metrics['seconds_per_epoch']:.1f} s/epoch")
+    if "attention" in metrics:
+        att = metrics["attention"]
+        print(f"attention: temporal informative/distractor {att['temporal_ratio']:.2f}, "
+              f"spatial cue/non-cue {att['spatial_ratio']:.2f}")
+    if outcome.export:
+        print(f"exported: {outcome.export.get('savedmodel', '')}")
+    print(f"wall time: {wall / 60:.1f} min ({', '.join(f'{k} {v:.0f}s' for k, v in outcome.timings.items())})")
+    print(summary_line(metrics))
+    return 0

@@ -1,0 +1,81 @@
+"""The main job as one call: data (generate if synthetic, then prepare) -> train -> evaluate -> export.
+
+``make train`` runs :func:`run_pipeline` through ``age-estimation train``; every step is idempotent, so
+a rerun reuses the generated videos, the prepared cache and an unfinished run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from age_estimation.config import PipelineConfig
+
+
+@dataclass
+class PipelineOutcome:
+    """Everything the summary needs."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    prepare_report: dict[str, Any] = field(default_factory=dict)
+    export: dict[str, Any] | None = None
+
+
+def prepare_data(cfg: PipelineConfig, progress: bool = True) -> dict[str, Any]:
+    """Generate the synthetic dataset when configured, then align and cache every manifest row."""
+    from age_estimation.data.manifest import scan_manifest
+    from age_estimation.data.prepare import prepare
+
+    if cfg.data.source == "synthetic":
+        from age_estimation.data.synth import generate_dataset
+
+        generate_dataset(Path(cfg.data.path), cfg.synth, cfg.align, workers=cfg.data.workers, progress=progress)
+    scan = scan_manifest(cfg.data)
+    if not scan.rows:
+        problems = "; ".join(str(p) for p in scan.problems[:5])
+        raise ValueError(f"{scan.source}: no usable video in the manifest ({problems})")
+    rejected = [{"path": p.path, "reason": f"manifest row {p.row}: {p.reason}"} for p in scan.problems]
+    return prepare(scan.rows, Path(cfg.data.cache_dir), cfg.align, workers=cfg.data.workers,
+                   progress=progress, rejected=rejected)
+
+
+def run_pipeline(cfg: PipelineConfig, progress: bool = True, export: bool | None = None) -> PipelineOutcome:
+    """Prepare, train, score attention on synthetic data, and export; returns the outcome with timings."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    report = prepare_data(cfg, progress)
+    timings["data"] = time.perf_counter() - started
+
+    from age_estimation.train import train
+
+    started = time.perf_counter()
+    result = train(cfg, verbose="auto" if progress else 0)
+    timings["train"] = time.perf_counter() - started
+    metrics = result.metrics
+
+    if cfg.data.source == "synthetic":
+        from age_estimation.attention_eval import attention_mass
+        from age_estimation.data.cache import write_json_atomic
+
+        metrics["attention"] = attention_mass(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
+        write_json_atomic(result.run_dir / "metrics.json", metrics)
+
+    exported = None
+    if cfg.train.export_after if export is None else export:
+        started = time.perf_counter()
+        exported = _export(cfg, result.run_dir)
+        timings["export"] = time.perf_counter() - started
+    return PipelineOutcome(result.run_dir, metrics, timings, report, exported)
+
+
+def _export(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any] | None:
+    """Export the run when the serving module is available (it is optional for training)."""
+    try:
+        from age_estimation.serving.export_run import export_run
+    except ImportError:
+        return None
+    return export_run(cfg, run_dir)
