@@ -1,0 +1,1 @@
+"""Benchmarks that print the speed and quality figures of the pipeline (never timed tests)."""
