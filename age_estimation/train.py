@@ -23,7 +23,7 @@ import yaml
 from age_estimation.callbacks import BEST_WEIGHTS, make_callbacks, read_history
 from age_estimation.config import PipelineConfig, save_config, to_dict
 from age_estimation.data.cache import read_index, write_json_atomic
-from age_estimation.data.pipeline import SplitData, build_split_datasets
+from age_estimation.data.pipeline import SplitData, build_split_datasets, steps_per_epoch
 from age_estimation.evaluate import Predictions, collect_predictions, write_predictions_csv
 from age_estimation.metrics import regression_report
 from age_estimation.model import build_siam
@@ -68,17 +68,19 @@ def train(
     strategy = make_strategy(cfg.train)
     with strategy.scope():
         model = build_siam(cfg.model, crop_size=crop_size_of(index), age_prior=age_prior(train_ages))
-        model.compile(
+        fitted = age_view(model)
+        fitted.compile(
             optimizer=make_optimizer(cfg.train, steps),
-            loss={"age": make_loss(cfg.train)},
-            metrics={"age": [keras.metrics.MeanAbsoluteError(name="mae")]},
+            loss=make_loss(cfg.train),
+            metrics=[keras.metrics.MeanAbsoluteError(name="age_mae")],
         )
     callbacks, nan_guard = make_callbacks(cfg, run_dir, steps, resuming)
     if resuming:
         print(f"resuming the unfinished run {run_dir}")
     started = time.perf_counter()
-    model.fit(
-        split.train, validation_data=split.val, epochs=cfg.train.epochs, steps_per_epoch=steps,
+    fitted.fit(
+        age_targets(split.train), validation_data=age_targets(split.val), epochs=cfg.train.epochs,
+        steps_per_epoch=steps, validation_steps=steps_per_epoch(len(split.val_ids), cfg.data.batch_size),
         callbacks=callbacks, verbose=verbose,
     )
     train_seconds = time.perf_counter() - started
@@ -86,7 +88,7 @@ def train(
     best = run_dir / "checkpoints" / BEST_WEIGHTS
     if not best.is_file():
         raise TrainingError(f"{run_dir}: no epoch reached a finite validation MAE, so there is no model to save")
-    model.load_weights(best)
+    fitted.load_weights(best)
     heldout = collect_predictions(model, split.cache_dir, split.heldout_ids, cfg.data, keep_frames=8)
     metrics = run_metrics(cfg, split, index, heldout, train_ages, run_dir, train_seconds, nan_guard.stopped_at)
     write_predictions_csv(run_dir / "heldout_predictions.csv", heldout, index)
@@ -123,6 +125,19 @@ def find_unfinished_run(cfg: PipelineConfig) -> Path | None:
         except (OSError, yaml.YAMLError):
             continue
     return None
+
+
+def age_view(model: keras.Model) -> keras.Model:
+    """The model with only its ``age`` output, sharing all weights: what ``fit`` trains and checkpoints.
+
+    Attention maps need no targets, and Keras 3 asks for a target per output of a dict-output model.
+    """
+    return keras.Model(model.input, model.get_layer("age").output, name=f"{model.name}_age")
+
+
+def age_targets(ds: Any) -> Any:
+    """Map ``(inputs, {"age": y})`` batches to ``(inputs, y)`` for the single-output training view."""
+    return ds.map(lambda inputs, targets: (inputs, targets["age"]))
 
 
 def crop_size_of(index: dict[str, Any]) -> int:
@@ -188,7 +203,7 @@ def _plot(run_dir: Path, heldout: Predictions, cfg: PipelineConfig) -> None:
 
 def summary_line(metrics: dict[str, Any]) -> str:
     """The closing line of ``make train``."""
-    floor = metrics.get("oracle_floor_mae")
+    floor = (metrics.get("attention") or {}).get("heldout_oracle_mae", metrics.get("oracle_floor_mae"))
     floor_text = f"{floor:.2f}" if floor is not None else "n/a"
     heldout = metrics["heldout"]
     return (

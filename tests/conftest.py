@@ -1,6 +1,47 @@
-"""Test-wide settings: quiet TensorFlow, a deterministic seed, and CPU-sized defaults."""
+"""Test-wide settings and the shared tiny prepared dataset (real synth videos through real alignment)."""
 
 import os
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PYTHONHASHSEED", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "pipelines" / "ci_tiny.yaml"
+
+
+def tiny_overrides(root: Path) -> list[str]:
+    """Overrides that point the ci_tiny pipeline at a private folder."""
+    return [
+        f"data.path={root / 'videos'}",
+        f"data.cache_dir={root / 'cache'}",
+        f"train.runs_dir={root / 'runs'}",
+        f"tune.directory={root / 'tune'}",
+        f"export.directory={root / 'exported'}",
+        "data.workers=1",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    """A folder holding the ci_tiny synthetic videos and their prepared cache (made once per session)."""
+    from age_estimation.config import load_config
+    from age_estimation.workflow import prepare_data
+
+    root = tmp_path_factory.mktemp("tiny")
+    report = prepare_data(load_config(TINY_CONFIG, tiny_overrides(root)), progress=False)
+    assert len(report["prepared"]) >= 10, report["rejected"]
+    return root
+
+
+@pytest.fixture()
+def tiny_config(tiny_root):
+    """A fresh ci_tiny PipelineConfig bound to the shared prepared data; extra overrides via the call."""
+    from age_estimation.config import load_config
+
+    def make(*overrides: str):
+        return load_config(TINY_CONFIG, tiny_overrides(tiny_root) + list(overrides))
+
+    return make
