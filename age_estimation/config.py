@@ -54,6 +54,8 @@ class AlignConfig:
     use_face_mesh: bool = False
     max_frames: int = 0
     frame_step: int = 1
+    detect_every: int = 1
+    max_side: int = 640
 
 
 @dataclass
@@ -295,6 +297,8 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
         (0 <= cfg.data.fold < cfg.data.folds, "data.fold must be in [0, data.folds)"),
         (0.0 < cfg.data.heldout_fraction < 1.0, "data.heldout_fraction must be in (0, 1)"),
         (cfg.align.crop_size >= 16, "align.crop_size must be at least 16"),
+        (cfg.align.detect_every >= 1, "align.detect_every must be at least 1"),
+        (cfg.align.max_side >= 64, "align.max_side must be at least 64"),
         (len(cfg.model.conv_filters) >= 1, "model.conv_filters needs at least one block"),
         (
             0 <= cfg.model.attention_after_block < len(cfg.model.conv_filters),

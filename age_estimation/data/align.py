@@ -130,11 +130,14 @@ class FaceAligner:
         """Align every frame of an (N, H, W, 3) RGB clip; ``AlignmentError`` when too few have a face."""
         frames = _as_rgb_clip(frames)
         height, width = frames.shape[1:3]
-        tracked = track_face([self.detect(frame) for frame in frames], width, height)
-        found = np.array([det is not None for det in tracked])
-        _check_face_fraction(found, self.cfg.min_face_fraction)
+        attempted = detection_frames(len(frames), self.cfg.detect_every)
+        detections = [self.detect(frame) if tried else [] for frame, tried in zip(frames, attempted)]
+        tracked = track_face(detections, width, height)
+        detected = np.array([det is not None for det in tracked])
+        _check_face_fraction(detected[attempted], self.cfg.min_face_fraction)
+        found = face_present(detected, attempted)
         eyes = np.stack([det.eyes if det is not None else np.full((2, 2), np.nan) for det in tracked])
-        eyes = interpolate_missing(eyes, found)
+        eyes = interpolate_missing(eyes, detected)
         smoothed = smooth_tracks(eyes, self.cfg.smoothing_window)
         transforms = np.stack([template_transform(pair, self.cfg) for pair in smoothed])
         size = self.cfg.crop_size
@@ -155,6 +158,29 @@ class FaceAligner:
             return None
         main = detections[_main_face(detections, width, height)]
         return warp_face(image, template_transform(main.eyes, self.cfg), self.cfg.crop_size)
+
+
+def detection_frames(count: int, every: int) -> np.ndarray:
+    """Which frames the detector runs on: every ``every``-th one and the last; the rest are interpolated.
+
+    Detection costs about 3 ms a frame against 1-2 ms for decoding a small frame, so detecting on every
+    second frame nearly halves prepare time while the smoothed, interpolated track stays on the face.
+    """
+    attempted = np.zeros(count, bool)
+    attempted[:: max(1, every)] = True
+    if count:
+        attempted[-1] = True
+    return attempted
+
+
+def face_present(detected: np.ndarray, attempted: np.ndarray) -> np.ndarray:
+    """Per frame: detected there, or (when skipped) detected at the nearest tried frames on both sides."""
+    present = detected.copy()
+    tried = np.flatnonzero(attempted)
+    for frame in np.flatnonzero(~attempted):
+        before, after = tried[tried < frame], tried[tried > frame]
+        present[frame] = bool(before.size and after.size and detected[before[-1]] and detected[after[0]])
+    return present
 
 
 def track_face(detections: list[list[Detection]], width: int, height: int) -> list[Detection | None]:

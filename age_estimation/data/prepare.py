@@ -103,7 +103,7 @@ def align_file(path: str | Path, align: AlignConfig, aligner: Any) -> dict[str, 
     try:
         video = read_video(
             path, max_frames=align.max_frames, frame_step=align.frame_step,
-            max_side=getattr(align, "max_side", DEFAULT_MAX_SIDE),
+            max_side=align.max_side,
         )
         clip = aligner.align_video(video.frames)
     except (VideoError, AlignmentError) as err:

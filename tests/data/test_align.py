@@ -13,6 +13,8 @@ from age_estimation.data.align import (
     AlignmentError,
     Detection,
     FaceAligner,
+    detection_frames,
+    face_present,
     interpolate_missing,
     smooth_tracks,
     template_eyes,
@@ -36,12 +38,36 @@ def test_aligned_clip_puts_the_eyes_on_the_template(aligner: FaceAligner, videos
     assert clip.face_found.all()
     assert clip.transforms.shape == (24, 2, 3)
     # the head moves by up to 8 source px (~9 crop px); the true eyes (known motion) stay on the template
+    error = _true_eye_error(clip, aligner.cfg)
+    assert error.mean() < 1.6 and error.max() < 3.5  # 2.5% / 5.5% of the crop
+
+
+def _true_eye_error(clip, cfg: AlignConfig) -> np.ndarray:
+    """Distance (crop px) of the true eye centres of the 'moving' video from the template, per frame and eye."""
     source_eyes = np.stack([_inverse_map(m, e) for m, e in zip(clip.transforms, clip.eye_positions)])
-    shifts = face_video_shifts(24, 8.0)[:, None, :]
+    shifts = face_video_shifts(len(clip.frames), 8.0)[:, None, :]
     true_eyes = (source_eyes - shifts).mean(axis=0) + shifts
     mapped = np.einsum("nij,nkj->nki", clip.transforms[:, :, :2], true_eyes) + clip.transforms[:, None, :, 2]
-    error = np.linalg.norm(mapped - template_eyes(aligner.cfg)[None], axis=-1)
-    assert error.mean() < 1.6 and error.max() < 3.5  # 2.5% / 5.5% of the crop
+    return np.linalg.norm(mapped - template_eyes(cfg)[None], axis=-1)
+
+
+def test_detecting_every_second_frame_stays_on_the_face(aligner: FaceAligner, videos: dict[str, Path]) -> None:
+    frames = read_video(videos["moving"]).frames
+    sparse_cfg = AlignConfig(crop_size=64, detect_every=2)
+    with FaceAligner(sparse_cfg) as sparse_aligner:
+        sparse = sparse_aligner.align_video(frames)
+    assert sparse.face_found.all()
+    error = _true_eye_error(sparse, sparse_cfg)
+    assert error.mean() < 1.6 and error.max() < 3.5
+
+
+def test_detection_schedule_and_presence_of_skipped_frames() -> None:
+    tried = detection_frames(6, 2)
+    assert tried.tolist() == [True, False, True, False, True, True]
+    detected = np.array([True, False, False, False, True, True])
+    assert face_present(detected, tried).tolist() == [True, False, False, False, True, True]
+    detected = np.array([True, False, True, False, True, True])
+    assert face_present(detected, tried).tolist() == [True] * 6
 
 
 def test_still_head_jitter_is_below_one_pixel_at_112(videos: dict[str, Path]) -> None:
