@@ -58,12 +58,15 @@ def collect_predictions(
     )
 
 
-def write_predictions_csv(path: str | Path, predictions: Predictions, index: dict[str, Any], fold: Any = "") -> None:
-    """One row per video: id, subject, label, true age, predicted age, absolute error, fold."""
+def write_predictions_csv(
+    path: str | Path, predictions: Predictions, index: dict[str, Any], folds: list[Any] | None = None
+) -> None:
+    """One row per video: id, subject, label, true age, predicted age, absolute error, and its fold."""
+    folds = folds if folds is not None else [""] * len(predictions.video_ids)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["video_id", "subject", "label", "age", "predicted", "abs_error", "fold"])
-        for vid, t, p in zip(predictions.video_ids, predictions.true, predictions.pred):
+        for vid, t, p, fold in zip(predictions.video_ids, predictions.true, predictions.pred, folds):
             info = index["videos"].get(vid, {})
             writer.writerow([vid, info.get("subject", ""), info.get("label", ""), f"{t:.2f}", f"{p:.2f}",
                              f"{abs(p - t):.2f}", fold])

@@ -80,7 +80,7 @@ def train(
     started = time.perf_counter()
     fitted.fit(
         age_targets(split.train), validation_data=age_targets(split.val), epochs=cfg.train.epochs,
-        steps_per_epoch=steps, validation_steps=steps_per_epoch(len(split.val_ids), cfg.data.batch_size),
+        shuffle=False, steps_per_epoch=steps, validation_steps=steps_per_epoch(len(split.val_ids), cfg.data.batch_size),
         callbacks=callbacks, verbose=verbose,
     )
     train_seconds = time.perf_counter() - started

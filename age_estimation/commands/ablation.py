@@ -1,0 +1,41 @@
+"""``age-estimation ablation``: SIAM against its ablations, several seeds each, on held-out subjects."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from age_estimation.config import ConfigError, load_config
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from age_estimation.experiments import VARIANTS
+
+    parser.add_argument("--config", default="pipelines/default.yaml", help="pipeline YAML")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (0, 1, ...)")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--out", help="output folder (default: <runs_dir>/<name>-ablation-<time>)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"error: {err}")
+        return 2
+    from age_estimation.experiments import ablation, ablation_markdown
+    from age_estimation.workflow import prepare_data
+
+    prepare_data(cfg, progress=not args.json)
+    out = Path(args.out or Path(cfg.train.runs_dir) / f"{cfg.name}-ablation-{time.strftime('%Y%m%d-%H%M%S')}")
+    summary = ablation(cfg, out, list(range(args.seeds)), tuple(args.variants))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"\nablation ({out}):\n")
+        print(ablation_markdown(summary["table"]))
+    return 0

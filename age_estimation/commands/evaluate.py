@@ -1,0 +1,47 @@
+"""``age-estimation evaluate``: subject-independent k-fold cross-validation of a pipeline config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from age_estimation.config import ConfigError, load_config
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="pipelines/default.yaml", help="pipeline YAML")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--folds", type=int, nargs="*", help="only these fold numbers (default: all)")
+    parser.add_argument("--out", help="output folder (default: <runs_dir>/<name>-cv-<time>)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"error: {err}")
+        return 2
+    from age_estimation.experiments import cross_validate
+    from age_estimation.workflow import prepare_data
+
+    prepare_data(cfg, progress=not args.json)
+    out = Path(args.out or Path(cfg.train.runs_dir) / f"{cfg.name}-cv-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        summary = cross_validate(cfg, out, args.folds)
+    except ValueError as err:
+        print(f"error: {err}")
+        return 1
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    pooled = summary["pooled_val"]
+    print(f"\n{len(summary['folds'])}-fold cross-validation ({out}):")
+    print(f"  validation MAE {summary['val_mae_mean']:.2f} ± {summary['val_mae_std']:.2f} years, "
+          f"CS(5) {pooled['cs5']:.2f}")
+    print(f"  held-out MAE   {summary['heldout_mae_mean']:.2f} ± {summary['heldout_mae_std']:.2f} years")
+    for group, values in pooled["age_groups"].items():
+        print(f"  {group:>6}: MAE {values['mae']:.2f} (n={values['count']})")
+    return 0

@@ -1,0 +1,146 @@
+"""Multi-run experiments: subject-independent k-fold cross-validation and the paper-style ablation.
+
+Both train through :func:`age_estimation.train.train`, one run directory per training, and write a
+JSON summary plus a Markdown table next to them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from age_estimation.config import PipelineConfig
+from age_estimation.data.cache import read_index, write_json_atomic
+from age_estimation.data.pipeline import build_split_datasets
+from age_estimation.evaluate import Predictions, collect_predictions, write_predictions_csv
+from age_estimation.metrics import regression_report
+from age_estimation.train import train
+
+VARIANTS = ("siam", "no_spatial", "no_temporal", "frame_average")
+
+
+def with_changes(cfg: PipelineConfig, **sections: dict[str, Any]) -> PipelineConfig:
+    """A copy of ``cfg`` with some keys of some sections replaced, e.g. ``model={"variant": "siam"}``."""
+    changed = {name: dataclasses.replace(getattr(cfg, name), **keys) for name, keys in sections.items()}
+    return dataclasses.replace(cfg, **changed)
+
+
+def cross_validate(cfg: PipelineConfig, out_dir: Path, folds: list[int] | None = None) -> dict[str, Any]:
+    """Train one model per fold; score it on its validation fold and on the fixed held-out subjects."""
+    folds = list(range(cfg.data.folds)) if folds is None else folds
+    index = read_index(cfg.data.cache_dir)
+    per_fold, pooled = [], []
+    for fold in folds:
+        fold_cfg = with_changes(cfg, data={"fold": fold})
+        split = build_split_datasets(fold_cfg, repeat_train=True)
+        result = train(fold_cfg, split=split, run_dir=out_dir / f"fold{fold}", verbose=0)
+        val = collect_predictions(result.model, cfg.data.cache_dir, split.val_ids, cfg.data)
+        train_mean = float(np.mean([index["videos"][v]["age"] for v in split.train_ids]))
+        per_fold.append({
+            "fold": fold,
+            "run_dir": str(result.run_dir),
+            "val": regression_report(val.true, val.pred, train_mean),
+            "heldout": result.metrics["heldout"],
+        })
+        pooled.append((fold, val))
+        print(f"fold {fold}: validation MAE {per_fold[-1]['val']['mae']:.2f}, "
+              f"held-out MAE {per_fold[-1]['heldout']['mae']:.2f}")
+    summary = _cv_summary(per_fold, pooled)
+    _write_cv_outputs(out_dir, summary, pooled, index)
+    return summary
+
+
+def _cv_summary(per_fold: list[dict[str, Any]], pooled: list[tuple[int, Predictions]]) -> dict[str, Any]:
+    true = np.concatenate([p.true for _, p in pooled])
+    pred = np.concatenate([p.pred for _, p in pooled])
+    val_mae = [f["val"]["mae"] for f in per_fold]
+    heldout_mae = [f["heldout"]["mae"] for f in per_fold]
+    return {
+        "folds": per_fold,
+        "val_mae_mean": float(np.mean(val_mae)),
+        "val_mae_std": float(np.std(val_mae)),
+        "heldout_mae_mean": float(np.mean(heldout_mae)),
+        "heldout_mae_std": float(np.std(heldout_mae)),
+        "pooled_val": regression_report(true, pred),
+    }
+
+
+def _write_cv_outputs(out_dir: Path, summary: dict[str, Any], pooled: list[tuple[int, Predictions]],
+                      index: dict[str, Any]) -> None:
+    from age_estimation.plots import plot_age_groups, plot_predictions
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "crossval.json", summary)
+    true = np.concatenate([p.true for _, p in pooled])
+    pred = np.concatenate([p.pred for _, p in pooled])
+    plot_predictions(true, pred, out_dir / "crossval_predicted_vs_true.png")
+    plot_age_groups(true, pred, out_dir / "crossval_error_by_age_group.png")
+    merged = Predictions(
+        video_ids=[v for _, p in pooled for v in p.video_ids], true=true, pred=pred,
+        mask=np.zeros((0, 0)), source_index=np.zeros((0, 0)), temporal=np.zeros((0, 0)), spatial=None,
+    )
+    folds = [fold for fold, p in pooled for _ in p.video_ids]
+    write_predictions_csv(out_dir / "crossval_predictions.csv", merged, index, folds=folds)
+
+
+def ablation(cfg: PipelineConfig, out_dir: Path, seeds: list[int], variants: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
+    """Train every variant with every seed on the same split; held-out MAE and attention figures per run."""
+    from age_estimation.attention_eval import attention_mass
+
+    runs = []
+    for variant in variants:
+        for seed in seeds:
+            run_cfg = with_changes(cfg, model={"variant": variant}, train={"seed": seed, "export_after": False})
+            started = time.perf_counter()
+            result = train(run_cfg, run_dir=out_dir / f"{variant}-seed{seed}", verbose=0)
+            row = {
+                "variant": variant, "seed": seed, "run_dir": str(result.run_dir),
+                "mae": result.metrics["heldout"]["mae"],
+                "mean_predictor_mae": result.metrics["heldout"]["mean_predictor_mae"],
+                "seconds": time.perf_counter() - started,
+            }
+            if cfg.data.source == "synthetic":
+                att = attention_mass(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
+                row.update(temporal_ratio=att["temporal_ratio"], spatial_ratio=att["spatial_ratio"],
+                           oracle_mae=att["heldout_oracle_mae"])
+            runs.append(row)
+            print(f"{variant:14s} seed {seed}: held-out MAE {row['mae']:.2f}")
+    summary = {"runs": runs, "table": _ablation_table(runs, variants)}
+    write_json_atomic(out_dir / "ablation.json", summary)
+    (out_dir / "ablation.md").write_text(ablation_markdown(summary["table"]))
+    return summary
+
+
+def _ablation_table(runs: list[dict[str, Any]], variants: tuple[str, ...]) -> list[dict[str, Any]]:
+    table = []
+    for variant in variants:
+        rows = [r for r in runs if r["variant"] == variant]
+        entry = {"variant": variant, "seeds": len(rows),
+                 "mae_mean": float(np.mean([r["mae"] for r in rows])), "mae_std": float(np.std([r["mae"] for r in rows]))}
+        for key in ("temporal_ratio", "spatial_ratio", "oracle_mae", "mean_predictor_mae"):
+            values = [r[key] for r in rows if r.get(key) is not None]
+            entry[key] = float(np.mean(values)) if values else None
+        table.append(entry)
+    return table
+
+
+def ablation_markdown(table: list[dict[str, Any]]) -> str:
+    """The ablation table as Markdown (held-out MAE mean +- std over seeds, attention ratios)."""
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    lines = ["| variant | seeds | held-out MAE (years) | temporal ratio | spatial ratio |",
+             "|---|---|---|---|---|"]
+    for row in table:
+        lines.append(f"| {row['variant']} | {row['seeds']} | {row['mae_mean']:.2f} ± {row['mae_std']:.2f} | "
+                     f"{fmt(row['temporal_ratio'])} | {fmt(row['spatial_ratio'])} |")
+    if table and table[0].get("oracle_mae") is not None:
+        lines.append("")
+        lines.append(f"Oracle floor on these held-out videos: {table[0]['oracle_mae']:.2f} years; "
+                     f"mean predictor: {fmt(table[0]['mean_predictor_mae'])} years.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,45 @@
+"""k-fold cross-validation and the ablation on the tiny prepared dataset (1 epoch per training)."""
+
+import csv
+import json
+
+import pytest
+
+from age_estimation.experiments import ablation, ablation_markdown, cross_validate, with_changes
+
+pytestmark = pytest.mark.slow
+
+
+def test_cross_validation_reports_every_fold(tiny_config, tmp_path):
+    cfg = tiny_config("train.epochs=1")
+    summary = cross_validate(cfg, tmp_path / "cv", folds=[0, 1])
+    assert [f["fold"] for f in summary["folds"]] == [0, 1]
+    assert summary["val_mae_std"] >= 0 and summary["val_mae_mean"] > 0
+    assert summary["pooled_val"]["count"] == sum(f["val"]["count"] for f in summary["folds"])
+    assert 0.0 <= summary["pooled_val"]["cs5"] <= 1.0
+    assert json.loads((tmp_path / "cv" / "crossval.json").read_text())["folds"][1]["fold"] == 1
+    with open(tmp_path / "cv" / "crossval_predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["fold"] for row in rows} == {"0", "1"}
+    assert len({row["video_id"] for row in rows}) == len(rows), "a video validated in two folds"
+    for name in ("crossval_predicted_vs_true.png", "crossval_error_by_age_group.png"):
+        assert (tmp_path / "cv" / name).stat().st_size > 1000
+
+
+def test_ablation_table_covers_variants_and_seeds(tiny_config, tmp_path):
+    cfg = tiny_config("train.epochs=1")
+    summary = ablation(cfg, tmp_path / "abl", seeds=[0, 1], variants=("siam", "frame_average"))
+    assert [(r["variant"], r["seed"]) for r in summary["runs"]] == [
+        ("siam", 0), ("siam", 1), ("frame_average", 0), ("frame_average", 1)]
+    siam = summary["table"][0]
+    assert siam["seeds"] == 2 and siam["temporal_ratio"] is not None and siam["spatial_ratio"] is not None
+    markdown = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| siam | 2 |" in markdown and "| frame_average | 2 |" in markdown
+    assert markdown == ablation_markdown(summary["table"])
+
+
+def test_with_changes_copies_without_touching_the_original(tiny_config):
+    cfg = tiny_config()
+    changed = with_changes(cfg, model={"variant": "no_spatial"}, train={"seed": 7})
+    assert (changed.model.variant, changed.train.seed) == ("no_spatial", 7)
+    assert (cfg.model.variant, cfg.train.seed) == ("siam", 0)
