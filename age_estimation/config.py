@@ -67,6 +67,7 @@ class AugmentConfig:
     brightness: float = 0.1
     contrast: float = 0.1
     temporal_jitter: bool = True
+    temporal_min_span: float = 0.7
 
 
 @dataclass
@@ -85,6 +86,7 @@ class DataConfig:
     shuffle_buffer: int = 256
     deterministic: bool = False
     workers: int = 0
+    memory_cache: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
