@@ -171,6 +171,8 @@ class ExportConfig:
     )
     representative_clips: int = 32
     jpeg_signature: bool = True
+    parity_clips: int = 50
+    latency_runs: int = 20
 
 
 @dataclass

@@ -72,10 +72,8 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, export: bool | None
     return PipelineOutcome(result.run_dir, metrics, timings, report, exported)
 
 
-def _export(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any] | None:
-    """Export the run when the serving module is available (it is optional for training)."""
-    try:
-        from age_estimation.serving.export_run import export_run
-    except ImportError:
-        return None
-    return export_run(cfg, run_dir)
+def _export(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
+    """SavedModel (next version) and the configured TFLite variants of the run, with the parity report."""
+    from age_estimation.serving.export_run import export_run
+
+    return export_run(run_dir, export_cfg=cfg.export)

@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"attention: temporal informative/distractor {att['temporal_ratio']:.2f}, "
               f"spatial cue/non-cue {att['spatial_ratio']:.2f}")
     if outcome.export:
-        print(f"exported: {outcome.export.get('savedmodel', '')}")
+        tflite = outcome.export.get("tflite", {})
+        print(f"exported: SavedModel {outcome.export['savedmodel']['path']}"
+              + (f", TFLite {tflite['path']}" if tflite else ""))
     print(f"wall time: {wall / 60:.1f} min ({', '.join(f'{k} {v:.0f}s' for k, v in outcome.timings.items())})")
     print(summary_line(metrics))
     return 0

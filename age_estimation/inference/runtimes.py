@@ -1,0 +1,269 @@
+"""One ``Predictor`` interface over every runtime: Keras model, SavedModel, TFLite (LiteRT), TF Serving.
+
+Every predictor takes ``frames`` uint8 (B, T, S, S, 3) aligned RGB crops and ``mask`` float32 (B, T)
+(1 = real frame, 0 = padding at the end of a clip) and returns ``age`` (B,), ``temporal_attention``
+(B, T) and, when the model has it, ``spatial_attention`` (B, T, h, w). Inputs are validated first,
+so a wrong dtype or shape is a ``ValueError`` naming the problem. ``spec`` holds what is known about
+the model's input (crop size, T, alignment template) from its run config, SavedModel assets or sidecar.
+
+This module imports no TensorFlow at load time; the TFLite predictor runs with LiteRT alone.
+
+Example:
+    >>> predictor = open_predictor(model="exported/tflite/siam/1/float32.tflite")
+    >>> predictor.predict(frames, mask)["age"]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+OUTPUTS = ("age", "temporal_attention", "spatial_attention")
+
+
+class Predictor:
+    """Base class: ``predict(frames, mask)`` on aligned clips; subclasses implement ``_run``."""
+
+    name = "base"
+
+    def __init__(self, spec: dict[str, Any] | None = None) -> None:
+        self.spec = spec or {}
+
+    @property
+    def crop_size(self) -> int | None:
+        """The aligned crop size the model needs, when known."""
+        return self.spec.get("crop_size")
+
+    @property
+    def clip_length(self) -> int | None:
+        """The fixed T of the model (TFLite), or None when any T works."""
+        return self.spec.get("clip_length")
+
+    def predict(self, frames: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Ages and attention for a batch of aligned clips (see the module docstring for shapes)."""
+        frames, mask = validate_clips(frames, mask, self.crop_size, self.clip_length)
+        out = self._run(frames, mask)
+        result = {"age": np.asarray(out["age"], np.float32).reshape(len(frames))}
+        for name in OUTPUTS[1:]:
+            if name in out:
+                result[name] = np.asarray(out[name], np.float32)[:, : frames.shape[1]]
+        return result
+
+    def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def validate_clips(
+    frames: Any, mask: Any, crop_size: int | None = None, clip_length: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check clips are uint8 (B, T, S, S, 3) with a (B, T) 0/1 mask that has a real frame per clip."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 RGB crops (0..255), got dtype {frames.dtype}")
+    if frames.ndim == 4:
+        frames = frames[None]
+    if frames.ndim != 5 or frames.shape[-1] != 3 or frames.shape[2] != frames.shape[3]:
+        raise ValueError(f"frames must be (B, T, S, S, 3) square RGB crops, got shape {frames.shape}")
+    if crop_size and frames.shape[2] != crop_size:
+        raise ValueError(
+            f"frames are {frames.shape[2]}x{frames.shape[3]} crops; this model needs {crop_size}x{crop_size}"
+        )
+    if clip_length and frames.shape[1] > clip_length:
+        raise ValueError(f"clips have {frames.shape[1]} frames; this model takes at most T={clip_length}")
+    mask = np.ones(frames.shape[:2], np.float32) if mask is None else np.asarray(mask, np.float32)
+    if mask.ndim == 1:
+        mask = mask[None]
+    if mask.shape != frames.shape[:2]:
+        raise ValueError(f"mask shape {mask.shape} does not match frames (B, T) = {frames.shape[:2]}")
+    if not np.isin(mask, (0.0, 1.0)).all() or (mask.sum(axis=1) < 1).any():
+        raise ValueError("mask must be 0/1 with at least one real frame (1) per clip")
+    return frames, mask
+
+
+def lengths_from_mask(mask: np.ndarray) -> np.ndarray:
+    """Clip lengths (B,) int32 from a mask whose padding is at the end; an error for holes."""
+    lengths = mask.sum(axis=1).astype(np.int32)
+    prefix = np.arange(mask.shape[1])[None, :] < lengths[:, None]
+    if not np.array_equal(prefix, mask > 0):
+        raise ValueError("SavedModel and TF Serving take lengths: padding must come after the real frames")
+    return lengths
+
+
+class KerasPredictor(Predictor):
+    """A ``.keras`` model (or a model object), with the run's config.yaml beside it as the spec."""
+
+    name = "keras"
+
+    def __init__(self, model: Any, spec: dict[str, Any] | None = None) -> None:
+        import keras
+
+        import age_estimation.layers  # noqa: F401  (registers the custom layers)
+
+        if isinstance(model, (str, Path)):
+            path = Path(model)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: Keras model file not found")
+            spec = spec or _run_spec(path.parent)
+            model = keras.saving.load_model(path)
+        super().__init__(spec)
+        self.model = model
+
+    def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+        out = self.model({"frames": frames, "mask": mask}, training=False)
+        return {name: np.asarray(value) for name, value in out.items()}
+
+
+class SavedModelPredictor(Predictor):
+    """An exported SavedModel (a version folder, or the model folder: the newest version) via ``padded``."""
+
+    name = "savedmodel"
+
+    def __init__(self, path: str | Path) -> None:
+        import tensorflow as tf
+
+        from age_estimation.serving.savedmodel import read_spec
+
+        path = resolve_savedmodel(path)
+        super().__init__(read_spec(path))
+        self.path = path
+        self._fn = tf.saved_model.load(str(path)).signatures["padded"]
+
+    def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+        out = self._fn(frames=frames, lengths=lengths_from_mask(mask))
+        return {name: value.numpy() for name, value in out.items()}
+
+
+class TFLitePredictor(Predictor):
+    """A TFLite variant run by LiteRT (batch 1, fixed T: shorter clips are padded and masked)."""
+
+    name = "tflite"
+
+    def __init__(self, path: str | Path, num_threads: int = 2) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: TFLite model file not found")
+        sidecar = path.with_suffix(".json")
+        super().__init__(json.loads(sidecar.read_text()) if sidecar.is_file() else {})
+        self.path = path
+        self.num_threads = num_threads
+        self.delegate = "xnnpack"
+        self._runner = self._open(default_delegates=True)
+        frames = self._runner.get_input_details()["frames"]["shape"]
+        self.spec.setdefault("crop_size", int(frames[2]))
+        self.spec["clip_length"] = int(frames[1])
+
+    def _open(self, default_delegates: bool) -> Any:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        resolver = (
+            OpResolverType.AUTO if default_delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+        interpreter = Interpreter(
+            model_path=str(self.path), num_threads=self.num_threads, experimental_op_resolver_type=resolver
+        )
+        return interpreter.get_signature_runner("serving_default")
+
+    def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+        steps = self.clip_length
+        results = []
+        for clip, valid in zip(frames, mask):
+            padded = np.zeros((1, steps, *clip.shape[1:]), np.uint8)
+            padded[0, : len(clip)] = clip
+            padded_mask = np.zeros((1, steps), np.float32)
+            padded_mask[0, : len(valid)] = valid
+            results.append(self._invoke(padded, padded_mask))
+        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+
+    def _invoke(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        try:
+            return self._runner(frames=frames, mask=mask)
+        except RuntimeError as err:
+            # XNNPACK cannot prepare some fully-int8 graphs; LiteRT's builtin kernels run them.
+            if self.delegate != "xnnpack" or "delegate" not in str(err).lower():
+                raise
+            self.delegate = "none"
+            self._runner = self._open(default_delegates=False)
+            return self._runner(frames=frames, mask=mask)
+
+
+class ServingPredictor(Predictor):
+    """A model on a TF Serving server (REST or gRPC by URL scheme) via the ``padded`` signature."""
+
+    name = "serving"
+
+    def __init__(self, url: str, model_name: str = "siam", spec: dict[str, Any] | None = None) -> None:
+        from age_estimation.serving.client import ServingClient
+
+        super().__init__(spec)
+        self.client = ServingClient(url, model_name=model_name, crop_size=self.crop_size)
+
+    def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+        return self.client.predict({"frames": frames, "lengths": lengths_from_mask(mask)}, signature="padded")
+
+
+def resolve_savedmodel(path: str | Path) -> Path:
+    """A SavedModel version folder from ``path`` (the newest integer version of a model folder)."""
+    path = Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = (
+        sorted(
+            (p for p in path.glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file()),
+            key=lambda p: int(p.name),
+        )
+        if path.is_dir()
+        else []
+    )
+    if not versions:
+        raise FileNotFoundError(f"{path}: no SavedModel here (no saved_model.pb, no numbered version folder)")
+    return versions[-1]
+
+
+def open_predictor(
+    model: str | Path | None = None,
+    server: str | None = None,
+    run_dir: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+    num_threads: int = 2,
+) -> Predictor:
+    """The predictor asked for: ``server`` URL, ``model`` path by kind, else the run's ``model.keras``."""
+    from age_estimation.runs import MODEL_NAME, latest_run
+
+    if server:
+        spec = _run_spec(Path(run_dir)) if run_dir else {}
+        return ServingPredictor(server, model_name=spec.get("model_name", "siam"), spec=spec)
+    if model:
+        path = Path(model)
+        if path.suffix == ".tflite":
+            return TFLitePredictor(path, num_threads=num_threads)
+        if path.suffix == ".keras":
+            return KerasPredictor(path)
+        if path.is_dir():
+            return SavedModelPredictor(path)
+        raise ValueError(f"{path}: not a .keras file, a .tflite file or a SavedModel folder")
+    run = Path(run_dir) if run_dir else latest_run(runs_dir)
+    return KerasPredictor(run / MODEL_NAME)
+
+
+def spec_from_config(cfg: Any) -> dict[str, Any]:
+    """Crop size, window T, model name and alignment settings from a pipeline config."""
+    import dataclasses
+
+    return {
+        "crop_size": cfg.align.crop_size,
+        "align": dataclasses.asdict(cfg.align),
+        "model_name": cfg.export.model_name,
+        "window": cfg.data.clip_length,
+    }
+
+
+def _run_spec(run_dir: Path) -> dict[str, Any]:
+    """``spec_from_config`` of a run directory's config.yaml (empty when it has none)."""
+    from age_estimation.config import load_config
+    from age_estimation.runs import CONFIG_NAME
+
+    path = run_dir / CONFIG_NAME
+    return spec_from_config(load_config(path)) if path.is_file() else {}

@@ -1,0 +1,1 @@
+"""Deployment: SavedModel for TF Serving (``savedmodel``), TFLite (``tflite``), the serving ``client``."""

@@ -1,0 +1,70 @@
+"""The edge path (video -> MediaPipe alignment -> LiteRT) runs with TensorFlow made unimportable."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import pytest
+
+import age_estimation.layers  # noqa: F401
+from age_estimation.config import load_config
+from age_estimation.inference.edge import EdgeEstimator
+from age_estimation.inference.predict import predict_videos
+from age_estimation.inference.runtimes import KerasPredictor
+from age_estimation.serving.tflite import export_tflite
+from tests.inference import write_video
+from tests.serving import CLIP, make_tiny_run
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("edge")
+    run = make_tiny_run(root)
+    cfg = load_config(run / "config.yaml")
+    model = keras.saving.load_model(run / "model.keras")
+    tflite = export_tflite(model, cfg, variants=["float32"])[0].path
+    face = write_video(root / "face.mp4", "F" * 12)
+    blank = write_video(root / "blank.mp4", "." * 6)
+    return run, cfg, tflite, face, blank
+
+
+@pytest.mark.slow
+def test_edge_path_runs_without_tensorflow(setup, tmp_path):
+    run, cfg, tflite, face, blank = setup
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.modules["tensorflow"] = None  # any `import tensorflow` now raises ImportError
+        sys.modules["keras"] = None
+        try:
+            import tensorflow
+            raise SystemExit("tensorflow was importable")
+        except ImportError:
+            pass
+        from age_estimation.inference.edge import main
+        code = main([{str(tflite)!r}, {str(face)!r}, {str(blank)!r}, "--threads", "1"])
+        heavy = sorted(m for m in list(sys.modules) if m.split(".")[0] in ("tensorflow", "keras")
+                       and sys.modules[m])
+        print(json.dumps({{"code": code, "heavy": heavy}}))
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, done.stderr[-2000:]
+    result, status = lines[0], lines[-1]
+    assert status == {"code": 1, "heavy": []}
+    assert f"{blank}: no face found" in done.stderr
+    assert result["path"] == str(face) and result["runtime"] == "tflite" and result["frames_used"] == 12
+    reference = next(iter(predict_videos([face], KerasPredictor(run / "model.keras"), cfg.align, CLIP)))
+    assert reference.window_starts == result["window_starts"]
+    assert abs(result["age"] - reference.age) <= 0.01
+
+
+def test_missing_sidecar_is_a_clear_error(setup, tmp_path):
+    _, _, tflite, _, _ = setup
+    lonely = tmp_path / "model.tflite"
+    lonely.write_bytes(tflite.read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"model\.json: the sidecar"):
+        EdgeEstimator(lonely)

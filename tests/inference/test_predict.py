@@ -1,0 +1,140 @@
+"""`age-estimation predict`: windows, combination, face handling, every runtime, explain pictures."""
+
+import json
+
+import keras
+import matplotlib.image
+import numpy as np
+import pytest
+
+import age_estimation.layers  # noqa: F401
+from age_estimation.cli import main
+from age_estimation.config import load_config
+from age_estimation.inference.predict import PredictionError, collect_videos, predict_frames, window_starts
+from age_estimation.inference.runtimes import Predictor
+from age_estimation.serving.savedmodel import export_savedmodel
+from age_estimation.serving.tflite import export_tflite
+from tests.inference import write_video
+from tests.serving import CLIP, make_tiny_run
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    run = make_tiny_run(root)
+    videos = root / "videos"
+    videos.mkdir()
+    paths = {
+        "face": write_video(videos / "face.mp4", "F" * 16),
+        "partial": write_video(videos / "partial.mp4", "F" * 10 + "." * 6),
+    }
+    paths["none"] = write_video(root / "none.mp4", "." * 8)
+    return root, run, paths
+
+
+def run_cli(capsys, *argv):
+    code = main(["predict", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
+
+
+def test_window_starts_cover_every_frame():
+    assert window_starts(10, 4, 2) == [0, 2, 4, 6]
+    assert window_starts(11, 4, 3) == [0, 3, 6, 7]
+    assert window_starts(3, 8, 4) == [0]
+    with pytest.raises(ValueError):
+        window_starts(10, 4, 0)
+
+
+class MeanPixelPredictor(Predictor):
+    """A transparent predictor for testing the windowing: age = mean pixel value of the window."""
+
+    name = "mean-pixel"
+
+    def _run(self, frames, mask):
+        steps = frames.shape[1]
+        return {
+            "age": frames.mean(axis=(1, 2, 3, 4)),
+            "temporal_attention": np.full((len(frames), steps), 1 / steps),
+        }
+
+
+def test_windows_are_averaged_and_attention_spread_over_frames():
+    frames = np.stack([np.full((4, 4, 3), 10 * i, np.uint8) for i in range(10)])
+    out = predict_frames(MeanPixelPredictor(), frames, window=4, stride=3)
+    assert out["window_starts"] == [0, 3, 6]
+    np.testing.assert_allclose(out["window_ages"], [15.0, 45.0, 75.0])
+    np.testing.assert_allclose(out["temporal_attention"], np.full(10, 0.1))
+    assert out["spatial_attention"] is None
+
+
+def test_collect_videos_from_folders(setup, tmp_path):
+    root, _, paths = setup
+    (root / "videos" / "notes.txt").write_text("not a video")
+    assert collect_videos([root / "videos", paths["none"]]) == [
+        paths["face"],
+        paths["partial"],
+        paths["none"],
+    ]
+    with pytest.raises(PredictionError, match="no video files"):
+        collect_videos([tmp_path])
+
+
+def test_predict_json_partial_face_and_windows(setup, capsys):
+    _, run, paths = setup
+    code, results, _ = run_cli(
+        capsys, paths["face"], paths["partial"], "--json", "--run", run, "--stride", "4"
+    )
+    assert code == 0 and [r["path"] for r in results] == [str(paths["face"]), str(paths["partial"])]
+    face, partial = results
+    assert (face["frames_used"], face["frames_total"], face["partial_face"]) == (16, 16, False)
+    assert face["window_starts"] == window_starts(16, CLIP, 4) == [0, 4, 8]
+    assert face["age"] == pytest.approx(np.mean(face["window_ages"]), abs=1e-3)
+    assert face["spread"] == pytest.approx(np.std(face["window_ages"]), abs=1e-3)
+    assert (partial["frames_used"], partial["frames_total"], partial["partial_face"]) == (10, 16, True)
+    assert partial["window_starts"] == [0, 2]
+
+
+def test_no_face_is_a_clear_error_and_nonzero_exit(setup, capsys):
+    _, run, paths = setup
+    code, results, err = run_cli(capsys, paths["none"], paths["face"], "--run", run, "--json")
+    assert code == 1
+    assert [r["path"] for r in results] == [str(paths["face"])]  # the other videos still get an age
+    assert f"{paths['none']}: no face found in any of 8 frames" in err
+
+
+def test_explain_writes_readable_pictures(setup, capsys, tmp_path):
+    _, run, paths = setup
+    code, _, _ = run_cli(capsys, paths["face"], "--run", run, "--explain", tmp_path)
+    assert code == 0
+    frames_png, curve_png = tmp_path / "face_frames.png", tmp_path / "face_temporal.png"
+    for png in (frames_png, curve_png):
+        image = matplotlib.image.imread(png)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0.05
+
+
+@pytest.mark.slow
+def test_every_runtime_gives_the_same_age(setup, capsys):
+    root, run, paths = setup
+    cfg = load_config(run / "config.yaml")
+    model = keras.saving.load_model(run / "model.keras")
+    saved = export_savedmodel(model, cfg)
+    tflite = export_tflite(model, cfg, variants=["float32"])[0].path
+    ages = {}
+    for name, flag in [("keras", run / "model.keras"), ("savedmodel", saved.parent), ("tflite", tflite)]:
+        code, results, err = run_cli(capsys, paths["face"], "--model", flag, "--json", "--stride", "4")
+        assert code == 0, err
+        assert results[0]["runtime"] == name
+        ages[name] = results[0]["age"]
+    assert abs(ages["savedmodel"] - ages["keras"]) <= 1e-3
+    assert abs(ages["tflite"] - ages["keras"]) <= 0.01
+    code, results, _ = run_cli(
+        capsys, paths["face"], "--json", "--stride", "4", "--config", _config_with_runs(root)
+    )
+    assert code == 0 and results[0]["age"] == pytest.approx(ages["keras"], abs=1e-3)  # newest run by default
+
+
+def _config_with_runs(root):
+    path = root / "pipeline.yaml"
+    path.write_text(f"train:\n  runs_dir: {root / 'runs'}\n")
+    return path
