@@ -78,6 +78,7 @@ class DataConfig:
     path: str = "data/synthetic"
     cache_dir: str = "data/cache/synthetic"
     clip_length: int = 16
+    window_span: int = 40
     batch_size: int = 8
     folds: int = 5
     fold: int = 0
@@ -297,6 +298,7 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
     checks = [
         (cfg.data.clip_length >= 1, "data.clip_length must be at least 1"),
         (cfg.data.batch_size >= 1, "data.batch_size must be at least 1"),
+        (cfg.data.window_span >= 1, "data.window_span must be at least 1"),
         (cfg.data.folds >= 2, "data.folds must be at least 2"),
         (0 <= cfg.data.fold < cfg.data.folds, "data.fold must be in [0, data.folds)"),
         (0.0 < cfg.data.heldout_fraction < 1.0, "data.heldout_fraction must be in (0, 1)"),

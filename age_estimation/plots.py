@@ -8,10 +8,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from age_estimation.metrics import age_group_mae  # noqa: E402
+from age_estimation.metrics import age_group_mae
 
 
 def plot_run(run_dir: Path, heldout: Any, history: dict[str, list[float]]) -> list[Path]:

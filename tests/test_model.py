@@ -17,10 +17,10 @@ LENGTHS = (6, 16, 24)
 
 
 def tiny_config(**overrides) -> ModelConfig:
-    base = dict(
-        conv_filters=[8, 12], attention_after_block=1, attention_projection=4, embedding_units=16,
-        rnn_units=12, temporal_attention_units=6, dropout=0.0,
-    )
+    base = {
+        "conv_filters": [8, 12], "attention_after_block": 1, "attention_projection": 4, "embedding_units": 16,
+        "rnn_units": 12, "temporal_attention_units": 6, "dropout": 0.0,
+    }
     base.update(overrides)
     return ModelConfig(**base)
 
@@ -122,12 +122,12 @@ def test_keras_round_trip_in_fresh_process_without_custom_objects(model, clips, 
 @pytest.mark.parametrize(
     "overrides, has_spatial",
     [
-        (dict(variant="no_spatial"), False),
-        (dict(variant="no_temporal", no_temporal_pooling="last"), True),
-        (dict(variant="no_temporal", no_temporal_pooling="mean"), True),
-        (dict(variant="frame_average"), True),
-        (dict(rnn="gru", bidirectional=True, rnn_layers=2), True),
-        (dict(attention_normalization="sigmoid", attention_mode="plain"), True),
+        ({"variant": "no_spatial"}, False),
+        ({"variant": "no_temporal", "no_temporal_pooling": "last"}, True),
+        ({"variant": "no_temporal", "no_temporal_pooling": "mean"}, True),
+        ({"variant": "frame_average"}, True),
+        ({"rnn": "gru", "bidirectional": True, "rnn_layers": 2}, True),
+        ({"attention_normalization": "sigmoid", "attention_mode": "plain"}, True),
     ],
 )
 def test_variants_build_and_respect_padding(overrides, has_spatial, clips):

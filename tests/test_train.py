@@ -110,7 +110,7 @@ def test_config_errors_fail_before_any_work(tmp_path):
         load_config(bad)
     bad.write_text("model:\n  rnn_units: many\n")
     result = subprocess.run([sys.executable, "-m", "age_estimation.cli", "train", "--config", str(bad)],
-                            capture_output=True, text=True, cwd=tmp_path)
+                            check=False, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
     assert "bad.yaml: 'model.rnn_units' must be an integer" in result.stdout
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()

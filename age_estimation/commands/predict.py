@@ -22,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--run", help="run directory (default: the newest under train.runs_dir)")
     parser.add_argument("--config", help="pipeline YAML (alignment and T when the model carries none)")
-    parser.add_argument("--stride", type=int, help="frames between window starts (default: half the window)")
+    parser.add_argument("--stride", type=int, help="source frames between window starts (default: half of data.window_span)")
     parser.add_argument("--threads", type=int, default=2, help="LiteRT threads for a .tflite model")
     parser.add_argument("--explain", metavar="DIR", help="write attention pictures for each video into DIR")
     parser.add_argument("--json", action="store_true", help="print one JSON object per video")

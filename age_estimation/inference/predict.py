@@ -97,6 +97,18 @@ def window_starts(frames: int, window: int, stride: int) -> list[int]:
     return starts
 
 
+def window_indices(frames: int, window: int, span: int, stride: int) -> list[np.ndarray]:
+    """Frame indices of each prediction window: ``span`` consecutive frames sampled uniformly down to ``window``.
+
+    Training clips are T frames spread over a whole training video (``data.window_span`` frames), so a
+    window must cover the same stretch of time for the model to see the expression at its training pace.
+    """
+    span = max(span, window)
+    covered = min(span, frames)
+    offsets = np.round(np.linspace(0, covered - 1, min(window, covered))).astype(int)
+    return [start + offsets for start in window_starts(frames, span, stride)]
+
+
 def predict_frames(
     predictor: Predictor,
     frames: np.ndarray,
@@ -104,35 +116,37 @@ def predict_frames(
     stride: int,
     batch_size: int = 8,
     progress: bool = False,
+    span: int | None = None,
 ) -> dict[str, Any]:
-    """Window ages and per-frame averaged attention for aligned ``frames`` (N, S, S, 3)."""
-    starts = window_starts(len(frames), window, stride)
-    length = min(window, len(frames))
+    """Window ages and per-frame averaged attention for aligned ``frames`` (N, S, S, 3).
+
+    Each window covers ``span`` frames (default ``window``) sampled down to ``window`` frames.
+    """
+    windows = window_indices(len(frames), window, span or window, stride)
     ages: list[float] = []
     temporal = np.zeros(len(frames))
     spatial = None
     coverage = np.zeros(len(frames))
-    batches = range(0, len(starts), batch_size)
+    batches = range(0, len(windows), batch_size)
     for first in tqdm(
         batches, desc="windows", unit="batch", leave=False, disable=not progress or len(batches) < 2
     ):
-        chunk = starts[first : first + batch_size]
-        clips = np.stack([frames[s : s + length] for s in chunk])
+        chunk = windows[first : first + batch_size]
+        clips = np.stack([frames[indices] for indices in chunk])
         out = predictor.predict(clips, np.ones(clips.shape[:2], np.float32))
         ages.extend(float(a) for a in out["age"])
-        for row, start in enumerate(chunk):
-            covered = slice(start, start + length)
-            temporal[covered] += out["temporal_attention"][row]
-            coverage[covered] += 1
+        for row, indices in enumerate(chunk):
+            temporal[indices] += out["temporal_attention"][row]
+            coverage[indices] += 1
             if "spatial_attention" in out:
                 if spatial is None:
                     spatial = np.zeros((len(frames), *out["spatial_attention"].shape[2:]))
-                spatial[covered] += out["spatial_attention"][row]
+                spatial[indices] += out["spatial_attention"][row]
     coverage = np.maximum(coverage, 1)
     temporal = temporal / coverage
     return {
         "window_ages": ages,
-        "window_starts": starts,
+        "window_starts": [int(indices[0]) for indices in windows],
         "temporal_attention": temporal / max(temporal.sum(), 1e-12),
         "spatial_attention": None if spatial is None else spatial / coverage[:, None, None],
     }
@@ -168,7 +182,8 @@ def predict_video(
     found = np.asarray(clip.face_found, bool)
     used = clip.frames[found]
     window = predictor.clip_length or window
-    out = predict_frames(predictor, used, window, stride or max(1, window // 2), progress=progress)
+    span = max(window, int(predictor.spec.get("window_span") or window))
+    out = predict_frames(predictor, used, window, stride or max(1, span // 2), progress=progress, span=span)
     return VideoPrediction(
         path=str(path),
         age=float(np.mean(out["window_ages"])),

@@ -257,6 +257,7 @@ def spec_from_config(cfg: Any) -> dict[str, Any]:
         "align": dataclasses.asdict(cfg.align),
         "model_name": cfg.export.model_name,
         "window": cfg.data.clip_length,
+        "window_span": cfg.data.window_span,
     }
 
 

@@ -73,6 +73,7 @@ def model_spec(
         "crop_size": crop,
         "clip_length": clip_length,
         "window": cfg.data.clip_length,
+        "window_span": cfg.data.window_span,
         "batch_size": batch_size,
         "inputs": {
             "frames": {

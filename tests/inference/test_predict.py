@@ -10,7 +10,13 @@ import pytest
 import age_estimation.layers  # noqa: F401
 from age_estimation.cli import main
 from age_estimation.config import load_config
-from age_estimation.inference.predict import PredictionError, collect_videos, predict_frames, window_starts
+from age_estimation.inference.predict import (
+    PredictionError,
+    collect_videos,
+    predict_frames,
+    window_indices,
+    window_starts,
+)
 from age_estimation.inference.runtimes import Predictor
 from age_estimation.serving.savedmodel import export_savedmodel
 from age_estimation.serving.tflite import export_tflite
@@ -93,6 +99,17 @@ def test_predict_json_partial_face_and_windows(setup, capsys):
     assert face["spread"] == pytest.approx(np.std(face["window_ages"]), abs=1e-3)
     assert (partial["frames_used"], partial["frames_total"], partial["partial_face"]) == (10, 16, True)
     assert partial["window_starts"] == [0, 2]
+
+
+def test_windows_cover_the_training_span_at_the_training_pace():
+    windows = window_indices(frames=100, window=8, span=40, stride=20)
+    assert [int(w[0]) for w in windows] == [0, 20, 40, 60]
+    assert all(len(w) == 8 and w[-1] - w[0] == 39 for w in windows)
+    assert np.all(np.diff(windows[0]) >= 5)  # 40 frames sampled down to 8, like training clips
+    short = window_indices(frames=20, window=8, span=40, stride=20)
+    assert len(short) == 1 and short[0][0] == 0 and short[0][-1] == 19
+    assert [list(w) for w in window_indices(frames=10, window=8, span=8, stride=4)] == [
+        list(range(8)), list(range(2, 10))]
 
 
 def test_no_face_is_a_clear_error_and_nonzero_exit(setup, capsys):

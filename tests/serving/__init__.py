@@ -18,6 +18,7 @@ TINY_OVERRIDES = [
     "model.dropout=0.0",
     f"align.crop_size={CROP}",
     f"data.clip_length={CLIP}",
+    f"data.window_span={CLIP}",
     "export.representative_clips=4",
 ]
 
