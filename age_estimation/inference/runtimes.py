@@ -112,7 +112,7 @@ class KerasPredictor(Predictor):
         self.model = model
 
     def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-        out = self.model({"frames": frames, "mask": mask}, training=False)
+        out = self.model.predict_on_batch({"frames": frames, "mask": mask})
         return {name: np.asarray(value) for name, value in out.items()}
 
 
