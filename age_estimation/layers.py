@@ -177,19 +177,28 @@ class TemporalAttention(keras.layers.Layer):
         hidden = ops.tanh(ops.matmul(inputs, self.kernel) + self.bias)
         scores = ops.cast(ops.sum(hidden * self.score_vector, axis=-1), "float32")
         weights = masked_softmax(scores, mask)
-        summary = ops.sum(inputs * ops.cast(weights, inputs.dtype)[..., None], axis=1)
-        return summary, weights
+        return weighted_summary(inputs, weights), weights
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> None:
         return None
 
     def compute_output_shape(self, input_shape: tuple) -> tuple[tuple, tuple]:
-        return (input_shape[0], input_shape[2]), (input_shape[0], input_shape[1])
+        return summary_output_shape(input_shape)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(units=self.units)
         return config
+
+
+def weighted_summary(states: Any, weights: Any) -> Any:
+    """``sum_t w_t h_t``: (B, T, D) states and (B, T) weights -> (B, D)."""
+    return ops.sum(states * ops.cast(weights, states.dtype)[..., None], axis=1)
+
+
+def summary_output_shape(input_shape: tuple) -> tuple[tuple, tuple]:
+    """Shapes of ``(summary, weights)`` for (B, T, D) states: (B, D) and (B, T)."""
+    return (input_shape[0], input_shape[2]), (input_shape[0], input_shape[1])
 
 
 def masked_softmax(scores: Any, mask: Any = None) -> Any:
@@ -226,14 +235,13 @@ class MaskedTemporalPooling(keras.layers.Layer):
             positions = ops.cast(ops.arange(steps), "float32")[None, :]
             last = ops.max(positions * valid - (1.0 - valid), axis=1, keepdims=True)
             weights = ops.cast(ops.equal(positions, last), "float32") * valid
-        summary = ops.sum(inputs * ops.cast(weights, inputs.dtype)[..., None], axis=1)
-        return summary, weights
+        return weighted_summary(inputs, weights), weights
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> None:
         return None
 
     def compute_output_shape(self, input_shape: tuple) -> tuple[tuple, tuple]:
-        return (input_shape[0], input_shape[2]), (input_shape[0], input_shape[1])
+        return summary_output_shape(input_shape)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

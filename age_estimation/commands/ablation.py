@@ -7,14 +7,13 @@ import json
 import time
 from pathlib import Path
 
-from age_estimation.config import ConfigError, load_config
+from age_estimation.commands import add_config_arguments, config_or_none
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from age_estimation.experiments import VARIANTS
 
-    parser.add_argument("--config", default="pipelines/default.yaml", help="pipeline YAML")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(parser)
     parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (0, 1, ...)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--out", help="output folder (default: <runs_dir>/<name>-ablation-<time>)")
@@ -22,10 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}")
+    cfg = config_or_none(args)
+    if cfg is None:
         return 2
     from age_estimation.experiments import ablation, ablation_markdown
     from age_estimation.workflow import prepare_data

@@ -6,22 +6,19 @@ import argparse
 import json
 from pathlib import Path
 
-from age_estimation.config import ConfigError, load_config
+from age_estimation.commands import add_config_arguments, config_or_none
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="pipelines/default.yaml", help="pipeline YAML to measure")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run (CI)")
     parser.add_argument("--out", help="folder for bench.json and bench.md (default: <runs_dir>/bench-<time>)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}")
+    cfg = config_or_none(args)
+    if cfg is None:
         return 2
     from age_estimation.bench import bench, format_bench
 

@@ -7,22 +7,19 @@ import json
 import time
 from pathlib import Path
 
-from age_estimation.config import ConfigError, load_config
+from age_estimation.commands import add_config_arguments, config_or_none
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="pipelines/default.yaml", help="pipeline YAML")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(parser)
     parser.add_argument("--folds", type=int, nargs="*", help="only these fold numbers (default: all)")
     parser.add_argument("--out", help="output folder (default: <runs_dir>/<name>-cv-<time>)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}")
+    cfg = config_or_none(args)
+    if cfg is None:
         return 2
     from age_estimation.experiments import cross_validate
     from age_estimation.workflow import prepare_data

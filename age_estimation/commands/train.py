@@ -6,23 +6,19 @@ import argparse
 import json
 import time
 
-from age_estimation.config import ConfigError, load_config
+from age_estimation.commands import add_config_arguments, config_or_none
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="pipelines/default.yaml", help="pipeline YAML")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config key, e.g. --set train.epochs=5 (repeatable)")
+    add_config_arguments(parser)
     parser.add_argument("--no-export", action="store_true", help="skip the SavedModel/TFLite export")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON at the end")
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}")
+    cfg = config_or_none(args)
+    if cfg is None:
         return 2
     from age_estimation.train import TrainingError, summary_line
     from age_estimation.workflow import run_pipeline
