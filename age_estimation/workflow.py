@@ -56,6 +56,8 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, export: bool | None
     result = train(cfg, verbose="auto" if progress else 0)
     timings["train"] = time.perf_counter() - started
     metrics = result.metrics
+    if not metrics.get("distribution", {}).get("chief", True):
+        return PipelineOutcome(result.run_dir, metrics, timings, report)  # a multi-worker helper: chief reports
 
     if cfg.data.source == "synthetic":
         from age_estimation.attention_eval import attention_mass
