@@ -35,3 +35,16 @@ def test_quick_bench_measures_every_section(tiny_config, tmp_path):
     assert all(entry["exit_code"] == 0 and entry["peak_rss_mib"] > 50 for entry in saved["memory"].values())
     table = (tmp_path / "bench.md").read_text()
     assert table == format_bench(results) and "| peak RSS, train |" in table
+
+
+def test_model_figures_cover_every_variant():
+    from age_estimation.benchmarks.model import VARIANTS, variant_figures
+    from age_estimation.config import load_config
+
+    from .conftest import TINY_CONFIG
+
+    rows = variant_figures(load_config(TINY_CONFIG), runs=2)
+    assert [row["variant"] for row in rows] == list(VARIANTS)
+    assert all(row["params"] > 0 and 0 < row["ms_min"] <= row["ms_median"] <= row["ms_max"] for row in rows)
+    params = {row["variant"]: row["params"] for row in rows}
+    assert params["frame_average"] < params["siam"] and params["no_spatial"] < params["siam"]
