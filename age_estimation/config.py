@@ -101,11 +101,15 @@ class BackboneConfig:
     trainable: bool = True
 
 
+Variant = Literal["siam", "no_spatial", "no_temporal", "frame_average"]
+VARIANTS: tuple[str, ...] = typing.get_args(Variant)
+
+
 @dataclass
 class ModelConfig:
     """SIAM architecture; ``variant`` selects the paper-style ablations."""
 
-    variant: Literal["siam", "no_spatial", "no_temporal", "frame_average"] = "siam"
+    variant: Variant = "siam"
     conv_filters: list[int] = field(default_factory=lambda: [16, 32, 48, 64])
     attention_after_block: int = 2
     attention_projection: int = 16

@@ -13,14 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from age_estimation.config import PipelineConfig
+from age_estimation.config import (
+    VARIANTS,
+    PipelineConfig,
+)
 from age_estimation.data.cache import read_index, write_json_atomic
 from age_estimation.data.pipeline import build_split_datasets
 from age_estimation.evaluate import Predictions, collect_predictions, write_predictions_csv
 from age_estimation.metrics import regression_report
 from age_estimation.train import train
-
-VARIANTS = ("siam", "no_spatial", "no_temporal", "frame_average")
 
 
 def with_changes(cfg: PipelineConfig, **sections: dict[str, Any]) -> PipelineConfig:

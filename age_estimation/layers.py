@@ -135,8 +135,22 @@ class SpatialAttention(keras.layers.Layer):
         return config
 
 
+class TemporalSummary(keras.layers.Layer):
+    """Base of the layers that reduce (B, T, D) states to a (B, D) summary and (B, T) frame weights."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
+        return None
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple[tuple, tuple]:
+        return (input_shape[0], input_shape[2]), (input_shape[0], input_shape[1])
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class TemporalAttention(keras.layers.Layer):
+class TemporalAttention(TemporalSummary):
     """Attention over time: a weight per frame from its recurrent state, zero for padded frames.
 
     ``score_t = <tanh(h_t W + b), v>``, shared across time; ``weights = softmax(score)`` over the valid
@@ -161,7 +175,6 @@ class TemporalAttention(keras.layers.Layer):
     def __init__(self, units: int = 32, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.units = int(units)
-        self.supports_masking = True
 
     def build(self, input_shape: tuple) -> None:
         dim = input_shape[-1]
@@ -179,12 +192,6 @@ class TemporalAttention(keras.layers.Layer):
         weights = masked_softmax(scores, mask)
         return weighted_summary(inputs, weights), weights
 
-    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
-        return None
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple[tuple, tuple]:
-        return summary_output_shape(input_shape)
-
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(units=self.units)
@@ -194,11 +201,6 @@ class TemporalAttention(keras.layers.Layer):
 def weighted_summary(states: Any, weights: Any) -> Any:
     """``sum_t w_t h_t``: (B, T, D) states and (B, T) weights -> (B, D)."""
     return ops.sum(states * ops.cast(weights, states.dtype)[..., None], axis=1)
-
-
-def summary_output_shape(input_shape: tuple) -> tuple[tuple, tuple]:
-    """Shapes of ``(summary, weights)`` for (B, T, D) states: (B, D) and (B, T)."""
-    return (input_shape[0], input_shape[2]), (input_shape[0], input_shape[1])
 
 
 def masked_softmax(scores: Any, mask: Any = None) -> Any:
@@ -212,7 +214,7 @@ def masked_softmax(scores: Any, mask: Any = None) -> Any:
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class MaskedTemporalPooling(keras.layers.Layer):
+class MaskedTemporalPooling(TemporalSummary):
     """Parameter-free temporal pooling for the ablations: the last valid state, or the mean of valid ones.
 
     Returns ``(summary, weights)`` like ``TemporalAttention`` so the weights (one-hot on the last valid
@@ -224,7 +226,6 @@ class MaskedTemporalPooling(keras.layers.Layer):
         if mode not in ("mean", "last"):
             raise ValueError(f"mode must be 'mean' or 'last', got {mode!r}")
         self.mode = mode
-        self.supports_masking = True
 
     def call(self, inputs: Any, mask: Any = None) -> tuple[Any, Any]:
         steps = ops.shape(inputs)[1]
@@ -236,12 +237,6 @@ class MaskedTemporalPooling(keras.layers.Layer):
             last = ops.max(positions * valid - (1.0 - valid), axis=1, keepdims=True)
             weights = ops.cast(ops.equal(positions, last), "float32") * valid
         return weighted_summary(inputs, weights), weights
-
-    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
-        return None
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple[tuple, tuple]:
-        return summary_output_shape(input_shape)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-VARIANTS = ("siam", "no_spatial", "no_temporal", "frame_average")
+from age_estimation.config import VARIANTS
 
 
 def variant_figures(cfg, runs: int = 30) -> list[dict]:

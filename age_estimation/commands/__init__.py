@@ -22,3 +22,11 @@ def config_or_none(args: argparse.Namespace) -> Any:
     except ConfigError as err:
         print(f"error: {err}")
         return None
+
+
+def output_dir(args: argparse.Namespace, cfg: Any, kind: str) -> Any:
+    """``--out`` or a fresh ``<runs_dir>/<name>-<kind>-<time>`` folder for a multi-run command."""
+    import time
+    from pathlib import Path
+
+    return Path(args.out or Path(cfg.train.runs_dir) / f"{cfg.name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}")

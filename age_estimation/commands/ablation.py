@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from pathlib import Path
 
-from age_estimation.commands import add_config_arguments, config_or_none
+from age_estimation.commands import add_config_arguments, config_or_none, output_dir
+from age_estimation.config import VARIANTS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from age_estimation.experiments import VARIANTS
-
     add_config_arguments(parser)
     parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (0, 1, ...)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
@@ -28,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from age_estimation.workflow import prepare_data
 
     prepare_data(cfg, progress=not args.json)
-    out = Path(args.out or Path(cfg.train.runs_dir) / f"{cfg.name}-ablation-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = output_dir(args, cfg, "ablation")
     summary = ablation(cfg, out, list(range(args.seeds)), tuple(args.variants))
     if args.json:
         print(json.dumps(summary))

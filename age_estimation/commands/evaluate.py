@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from pathlib import Path
 
-from age_estimation.commands import add_config_arguments, config_or_none
+from age_estimation.commands import add_config_arguments, config_or_none, output_dir
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from age_estimation.workflow import prepare_data
 
     prepare_data(cfg, progress=not args.json)
-    out = Path(args.out or Path(cfg.train.runs_dir) / f"{cfg.name}-cv-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = output_dir(args, cfg, "cv")
     try:
         summary = cross_validate(cfg, out, args.folds)
     except ValueError as err:

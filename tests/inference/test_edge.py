@@ -5,25 +5,22 @@ import subprocess
 import sys
 import textwrap
 
-import keras
 import pytest
 
 import age_estimation.layers  # noqa: F401
-from age_estimation.config import load_config
 from age_estimation.inference.edge import EdgeEstimator
 from age_estimation.inference.predict import predict_videos
 from age_estimation.inference.runtimes import KerasPredictor
 from age_estimation.serving.tflite import export_tflite
 from tests.inference import write_video
-from tests.serving import CLIP, make_tiny_run
+from tests.serving import CLIP, load_tiny_run, make_tiny_run
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("edge")
     run = make_tiny_run(root)
-    cfg = load_config(run / "config.yaml")
-    model = keras.saving.load_model(run / "model.keras")
+    cfg, model = load_tiny_run(run)
     tflite = export_tflite(model, cfg, variants=["float32"])[0].path
     face = write_video(root / "face.mp4", "F" * 12)
     blank = write_video(root / "blank.mp4", "." * 6)

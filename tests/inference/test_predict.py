@@ -2,14 +2,12 @@
 
 import json
 
-import keras
 import matplotlib.image
 import numpy as np
 import pytest
 
 import age_estimation.layers  # noqa: F401
 from age_estimation.cli import main
-from age_estimation.config import load_config
 from age_estimation.inference.predict import (
     PredictionError,
     collect_videos,
@@ -21,7 +19,7 @@ from age_estimation.inference.runtimes import Predictor
 from age_estimation.serving.savedmodel import export_savedmodel
 from age_estimation.serving.tflite import export_tflite
 from tests.inference import write_video
-from tests.serving import CLIP, make_tiny_run
+from tests.serving import CLIP, load_tiny_run, make_tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +131,7 @@ def test_explain_writes_readable_pictures(setup, capsys, tmp_path):
 @pytest.mark.slow
 def test_every_runtime_gives_the_same_age(setup, capsys):
     root, run, paths = setup
-    cfg = load_config(run / "config.yaml")
-    model = keras.saving.load_model(run / "model.keras")
+    cfg, model = load_tiny_run(run)
     saved = export_savedmodel(model, cfg)
     tflite = export_tflite(model, cfg, variants=["float32"])[0].path
     ages = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,16 @@ def make_tiny_run(root: Path, overrides: list[str] | None = None) -> Path:
     model.save(run / "model.keras")
     save_config(cfg, run / "config.yaml")
     return run
+
+
+def load_tiny_run(run: Path) -> tuple[Any, Any]:
+    """The (config, Keras model) of a run directory written by ``make_tiny_run``."""
+    import keras
+
+    import age_estimation.layers  # noqa: F401  (registers the custom layers)
+    from age_estimation.config import load_config
+
+    return load_config(run / "config.yaml"), keras.saving.load_model(run / "model.keras")
 
 
 def random_clips(count: int, steps: int = CLIP, seed: int = 1) -> np.ndarray:

@@ -14,14 +14,12 @@ from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 import age_estimation.layers  # noqa: F401
-from age_estimation.config import load_config
 from age_estimation.inference.runtimes import ServingPredictor
 from age_estimation.serving.client import (
     ServingClient,
@@ -35,7 +33,7 @@ from age_estimation.serving.client import (
     rest_row_request,
 )
 from age_estimation.serving.savedmodel import export_savedmodel
-from tests.serving import CLIP, CROP, make_tiny_run, random_clips
+from tests.serving import CLIP, CROP, load_tiny_run, make_tiny_run, random_clips
 
 MODEL = "siam"
 
@@ -94,8 +92,7 @@ def serve_grpc(signatures, request):
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("client")
     run = make_tiny_run(root)
-    cfg = load_config(run / "config.yaml")
-    model = keras.saving.load_model(run / "model.keras")
+    cfg, model = load_tiny_run(run)
     path = export_savedmodel(model, cfg)
     return model, tf.saved_model.load(str(path)).signatures, run
 

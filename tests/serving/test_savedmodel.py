@@ -6,23 +6,20 @@ import sys
 import textwrap
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import age_estimation.layers  # noqa: F401
-from age_estimation.config import load_config
 from age_estimation.serving.savedmodel import export_savedmodel, next_version, read_spec
-from tests.serving import CLIP, CROP, make_tiny_run, random_clips
+from tests.serving import CLIP, CROP, load_tiny_run, make_tiny_run, random_clips
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("savedmodel")
     run = make_tiny_run(root)
-    cfg = load_config(run / "config.yaml")
-    model = keras.saving.load_model(run / "model.keras")
+    cfg, model = load_tiny_run(run)
     return model, cfg, export_savedmodel(model, cfg)
 
 

@@ -2,15 +2,13 @@
 
 import json
 
-import keras
 import numpy as np
 import pytest
 
 import age_estimation.layers  # noqa: F401
-from age_estimation.config import load_config
 from age_estimation.inference.runtimes import TFLitePredictor
 from age_estimation.serving import tflite
-from tests.serving import CLIP, CROP, make_tiny_cache, make_tiny_run, random_clips
+from tests.serving import CLIP, CROP, load_tiny_run, make_tiny_cache, make_tiny_run, random_clips
 
 pytestmark = pytest.mark.slow  # four TFLite conversions: about 30 s on an idle 2-core machine
 
@@ -20,8 +18,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("tflite")
     run = make_tiny_run(root, [f"data.cache_dir={root / 'cache'}"])
     make_tiny_cache(root / "cache")
-    cfg = load_config(run / "config.yaml")
-    model = keras.saving.load_model(run / "model.keras")
+    cfg, model = load_tiny_run(run)
     artifacts = tflite.export_tflite(model, cfg)  # int8 calibrates on the cache
     return model, cfg, {a.variant: a for a in artifacts}
 
