@@ -45,6 +45,7 @@ class VideoPrediction:
     temporal_attention: np.ndarray = field(repr=False)
     spatial_attention: np.ndarray | None = field(default=None, repr=False)
     aligned_frames: np.ndarray | None = field(default=None, repr=False)
+    seen: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def spread(self) -> float:
@@ -142,9 +143,11 @@ def predict_frames(
                 if spatial is None:
                     spatial = np.zeros((len(frames), *out["spatial_attention"].shape[2:]))
                 spatial[indices] += out["spatial_attention"][row]
+    seen = coverage > 0
     coverage = np.maximum(coverage, 1)
     temporal = temporal / coverage
     return {
+        "seen": seen,
         "window_ages": ages,
         "window_starts": [int(indices[0]) for indices in windows],
         "temporal_attention": temporal / max(temporal.sum(), 1e-12),
@@ -197,6 +200,7 @@ def predict_video(
         temporal_attention=out["temporal_attention"],
         spatial_attention=out["spatial_attention"],
         aligned_frames=used if keep_frames else None,
+        seen=out["seen"],
     )
 
 
@@ -233,11 +237,8 @@ def write_explanation(result: VideoPrediction, out_dir: str | Path, max_frames: 
     stem = Path(result.path).stem
     written = []
     if result.aligned_frames is not None:
-        picks = np.unique(
-            np.linspace(
-                0, len(result.aligned_frames) - 1, min(max_frames, len(result.aligned_frames))
-            ).astype(int)
-        )
+        shown = np.flatnonzero(result.seen) if result.seen is not None else np.arange(len(result.aligned_frames))
+        picks = shown[np.unique(np.linspace(0, len(shown) - 1, min(max_frames, len(shown))).astype(int))]
         fig, axes = plt.subplots(1, len(picks), figsize=(2.2 * len(picks), 2.6), squeeze=False)
         for ax, index in zip(axes[0], picks):
             frame = result.aligned_frames[index]
@@ -256,7 +257,7 @@ def write_explanation(result: VideoPrediction, out_dir: str | Path, max_frames: 
                 fontsize=8,
             )
             ax.axis("off")
-        fig.suptitle(f"{stem}: age {result.age:.1f} (spatial attention overlaid)", fontsize=10)
+        fig.suptitle(f"{stem}: age {result.age:.1f} (spatial attention overlaid)", fontsize=10, y=1.04)
         fig.tight_layout()
         written.append(_save(fig, out_dir / f"{stem}_frames.png", plt))
     fig, ax = plt.subplots(figsize=(7, 3))
@@ -275,6 +276,6 @@ def write_explanation(result: VideoPrediction, out_dir: str | Path, max_frames: 
 
 
 def _save(fig: Any, path: Path, plt: Any) -> Path:
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
