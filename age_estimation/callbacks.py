@@ -70,7 +70,11 @@ class NanGuard(keras.callbacks.Callback):
 def make_callbacks(
     cfg: PipelineConfig, run_dir: Path, steps_per_epoch: int, resuming: bool
 ) -> tuple[list[keras.callbacks.Callback], NanGuard]:
-    """The standard set: best checkpoint, backup/restore, early stopping, LR plateau, TensorBoard, CSV, NaN."""
+    """The standard set: best checkpoint, backup/restore, early stopping, LR plateau, TensorBoard, CSV, NaN.
+
+    With ``train.ema`` the EMA weights are swapped in for validation and at each epoch's end, before
+    the best checkpoint is saved, so the checkpoint (and the final model) holds the averaged weights.
+    """
     ckpt_dir = run_dir / "checkpoints"
     checkpoint = keras.callbacks.ModelCheckpoint(
         ckpt_dir / BEST_WEIGHTS, monitor=MONITOR, mode="min", save_best_only=True, save_weights_only=True
@@ -84,6 +88,7 @@ def make_callbacks(
         keras.callbacks.BackupAndRestore(
             str(ckpt_dir / "backup"), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
         ),
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.train.ema else []),
         checkpoint,
         stopper,
         ResumeState(ckpt_dir / "resume_state.json", checkpoint, stopper),

@@ -137,6 +137,8 @@ class TrainConfig:
     learning_rate: float = 2e-3
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     weight_decay: float = 1e-4
+    ema: bool = True
+    ema_momentum: float = 0.99
     loss: Literal["mae", "huber", "mse"] = "huber"
     huber_delta: float = 3.0
     schedule: Literal["cosine", "constant", "plateau"] = "cosine"
@@ -318,6 +320,7 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
         (cfg.model.rnn_layers >= 1, "model.rnn_layers must be at least 1"),
         (cfg.train.epochs >= 1, "train.epochs must be at least 1"),
         (cfg.train.learning_rate > 0, "train.learning_rate must be positive"),
+        (0.0 < cfg.train.ema_momentum < 1.0, "train.ema_momentum must be in (0, 1)"),
         (cfg.synth.min_age < cfg.synth.max_age, "synth.min_age must be below synth.max_age"),
     ]
     for ok, message in checks:

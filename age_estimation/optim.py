@@ -32,10 +32,15 @@ def make_schedule(train: TrainConfig, steps_per_epoch: int) -> float | keras.opt
 
 
 def make_optimizer(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam, AdamW or SGD with momentum, with the configured schedule and gradient clipping."""
+    """Adam, AdamW or SGD with momentum, with the configured schedule, gradient clipping and weight EMA.
+
+    With ``train.ema`` the optimizer keeps an exponential moving average of the weights (Polyak
+    averaging); validation, checkpoints and the saved model use it (see ``callbacks.make_callbacks``).
+    """
     rate = make_schedule(train, steps_per_epoch)
+    common = {"clipnorm": 5.0, "use_ema": train.ema, "ema_momentum": train.ema_momentum}
     if train.optimizer == "adamw":
-        return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay, clipnorm=5.0)
+        return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay, **common)
     if train.optimizer == "sgd":
-        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, clipnorm=5.0)
-    return keras.optimizers.Adam(rate, clipnorm=5.0)
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, **common)
+    return keras.optimizers.Adam(rate, **common)

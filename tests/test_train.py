@@ -119,3 +119,17 @@ def test_config_errors_fail_before_any_work(tmp_path):
 def test_too_few_subjects_for_the_folds_is_a_clear_error(tiny_config):
     with pytest.raises(ValueError, match="too small"):
         train(tiny_config("data.folds=50"), verbose=0)
+
+
+def test_ema_weights_are_what_gets_validated_and_checkpointed(tiny_config, tmp_path):
+    from age_estimation.callbacks import make_callbacks
+    from age_estimation.optim import make_optimizer
+
+    cfg = tiny_config()
+    assert make_optimizer(cfg.train, 10).use_ema
+    callbacks, _ = make_callbacks(cfg, tmp_path, steps_per_epoch=10, resuming=False)
+    kinds = [type(c).__name__ for c in callbacks]
+    assert kinds.index("SwapEMAWeights") < kinds.index("ModelCheckpoint")
+    no_ema = tiny_config("train.ema=false")
+    assert not make_optimizer(no_ema.train, 10).use_ema
+    assert "SwapEMAWeights" not in [type(c).__name__ for c in make_callbacks(no_ema, tmp_path, 10, False)[0]]
