@@ -38,7 +38,7 @@ class BenchSizes:
 
 QUICK = BenchSizes(videos=4, repeats=3, train_steps=3, latency_runs=5, predict_seconds=2.0,
                    variants=("float32", "dynamic_range"))
-FULL = BenchSizes(videos=48, repeats=5, train_steps=10, latency_runs=30, predict_seconds=10.0,
+FULL = BenchSizes(videos=48, repeats=3, train_steps=10, latency_runs=30, predict_seconds=10.0,
                   variants=("float32", "float16", "dynamic_range", "int8"))
 
 
