@@ -20,7 +20,7 @@ import numpy as np
 
 from age_estimation.config import AlignConfig
 from age_estimation.data.manifest import ManifestRow
-from age_estimation.data.prepare import DEFAULT_MAX_SIDE, prepare
+from age_estimation.data.prepare import prepare
 from age_estimation.data.video import read_video
 
 
@@ -78,11 +78,7 @@ def decode_throughput(paths: list[Path], align: AlignConfig) -> dict[str, float]
     """Decode-only frames/s of ``paths`` in this process, with the frame settings prepare uses."""
     started, frames = time.perf_counter(), 0
     for path in paths:
-        frames += len(
-            read_video(
-                path, align.max_frames, align.frame_step, getattr(align, "max_side", DEFAULT_MAX_SIDE)
-            ).frames
-        )
+        frames += len(read_video(path, align.max_frames, align.frame_step, align.max_side).frames)
     seconds = time.perf_counter() - started
     return {"frames": frames, "seconds": round(seconds, 3), "frames_per_second": round(frames / seconds, 1)}
 
