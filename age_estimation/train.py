@@ -28,6 +28,7 @@ from age_estimation.evaluate import Predictions, collect_predictions, write_pred
 from age_estimation.metrics import regression_report
 from age_estimation.model import build_siam
 from age_estimation.optim import make_loss, make_optimizer
+from age_estimation.plots import plot_run
 from age_estimation.runs import CONFIG_NAME, METRICS_NAME, MODEL_NAME, new_run_dir
 from age_estimation.runtime import configure_runtime, make_strategy
 
@@ -94,7 +95,7 @@ def train(
     write_predictions_csv(run_dir / "heldout_predictions.csv", heldout, index)
     save_model_atomic(model, run_dir / MODEL_NAME)
     write_json_atomic(run_dir / METRICS_NAME, metrics)
-    _plot(run_dir, heldout, cfg)
+    plot_run(run_dir, heldout, read_history(run_dir))
     return TrainResult(run_dir=run_dir, model=model, metrics=metrics, heldout=heldout)
 
 
@@ -193,12 +194,6 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     model.save(tmp)
     tmp.replace(path)
-
-
-def _plot(run_dir: Path, heldout: Predictions, cfg: PipelineConfig) -> None:
-    from age_estimation.plots import plot_run
-
-    plot_run(run_dir, heldout, read_history(run_dir))
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
