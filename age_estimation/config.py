@@ -127,6 +127,9 @@ class ModelConfig:
     no_temporal_pooling: Literal["last", "mean"] = "last"
     unroll: bool = False
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    # Inference: average each clip's age with its mirror image's (held-out evaluation, predict, every
+    # runtime). Costs a second forward pass; the faces are left-right symmetric and training flips them.
+    test_time_flip: bool = True
 
 
 @dataclass

@@ -138,7 +138,8 @@ def train_multi_worker(cfg: PipelineConfig, split: SplitData | None = None, run_
     final = build_siam(cfg.model, crop_size=crop, age_prior=prior)
     final.set_weights(best)
     age_view(final).save_weights(run_dir / "checkpoints" / BEST_WEIGHTS)
-    heldout = collect_predictions(final, split.cache_dir, split.heldout_ids, cfg.data, keep_frames=8 if chief else 0)
+    heldout = collect_predictions(final, split.cache_dir, split.heldout_ids, cfg.data,
+                                  keep_frames=8 if chief else 0, test_time_flip=cfg.model.test_time_flip)
     metrics = run_metrics(cfg, split, index, heldout, train_ages, run_dir, history["seconds"], stopped_at)
     metrics["distribution"] = {"strategy": "multi_worker", "task": f"{task_type}:{task_id}",
                                "replicas": strategy.num_replicas_in_sync, "chief": chief}

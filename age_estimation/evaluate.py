@@ -29,16 +29,29 @@ class Predictions:
 
 
 def collect_predictions(
-    model: keras.Model, cache_dir: str | Path, video_ids: list[str], data: DataConfig, keep_frames: int = 0
+    model: keras.Model,
+    cache_dir: str | Path,
+    video_ids: list[str],
+    data: DataConfig,
+    keep_frames: int = 0,
+    test_time_flip: bool = False,
 ) -> Predictions:
-    """Run ``model`` on the evaluation clip of each video; keep the frames of the first ``keep_frames``."""
+    """Run ``model`` on the evaluation clip of each video; keep the frames of the first ``keep_frames``.
+
+    ``test_time_flip`` averages each age with the mirrored clip's, as the predictors do
+    (``model.test_time_flip``); the attention is the unmirrored clip's.
+    """
     ds = build_dataset(cache_dir, video_ids, data, training=False, include_meta=True)
     ids, true, pred, masks, sources, temporal, spatial, frames = [], [], [], [], [], [], [], []
     for inputs, targets, meta in ds:
         out = model(inputs, training=False)
+        age = np.asarray(out["age"])[:, 0]
+        if test_time_flip:
+            mirrored = model({**inputs, "frames": inputs["frames"][:, :, :, ::-1]}, training=False)
+            age = (age + np.asarray(mirrored["age"])[:, 0]) / 2
         ids += [v.decode() for v in meta["video_id"].numpy()]
         true.append(targets["age"].numpy()[:, 0])
-        pred.append(np.asarray(out["age"])[:, 0])
+        pred.append(age)
         masks.append(inputs["mask"].numpy())
         sources.append(meta["source_index"].numpy())
         temporal.append(np.asarray(out["temporal_attention"]))

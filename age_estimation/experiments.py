@@ -7,20 +7,20 @@ JSON summary plus a Markdown table next to them.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
-from age_estimation.config import (
-    VARIANTS,
-    PipelineConfig,
-)
-from age_estimation.data.cache import read_index, write_json_atomic
+from age_estimation.config import VARIANTS, PipelineConfig, to_dict
+from age_estimation.data.cache import read_index, write_bytes_atomic, write_json_atomic
 from age_estimation.data.pipeline import build_split_datasets
 from age_estimation.evaluate import Predictions, collect_predictions, write_predictions_csv
 from age_estimation.metrics import regression_report
+from age_estimation.runs import CONFIG_NAME
 from age_estimation.train import train
 
 
@@ -39,7 +39,8 @@ def cross_validate(cfg: PipelineConfig, out_dir: Path, folds: list[int] | None =
         fold_cfg = with_changes(cfg, data={"fold": fold})
         split = build_split_datasets(fold_cfg, repeat_train=True)
         result = train(fold_cfg, split=split, run_dir=out_dir / f"fold{fold}", verbose=0)
-        val = collect_predictions(result.model, cfg.data.cache_dir, split.val_ids, cfg.data)
+        val = collect_predictions(result.model, cfg.data.cache_dir, split.val_ids, cfg.data,
+                                  test_time_flip=cfg.model.test_time_flip)
         train_mean = float(np.mean([index["videos"][v]["age"] for v in split.train_ids]))
         per_fold.append({
             "fold": fold,
@@ -89,30 +90,64 @@ def _write_cv_outputs(out_dir: Path, summary: dict[str, Any], pooled: list[tuple
 
 
 def ablation(cfg: PipelineConfig, out_dir: Path, seeds: list[int], variants: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
-    """Train every variant with every seed on the same split; held-out MAE and attention figures per run."""
-    from age_estimation.attention_eval import attention_mass
+    """Train every variant with every seed on the same split; held-out MAE and attention figures per run.
 
+    Resumable: a finished run leaves ``result.json`` in its directory and is not trained again, an
+    interrupted one continues from its backup, and the table is rewritten after every run.
+    """
+    if not seeds or not variants:
+        raise ValueError("ablation needs at least one variant and one seed")
     runs = []
     for variant in variants:
         for seed in seeds:
             run_cfg = with_changes(cfg, model={"variant": variant}, train={"seed": seed, "export_after": False})
-            started = time.perf_counter()
-            result = train(run_cfg, run_dir=out_dir / f"{variant}-seed{seed}", verbose=0)
-            row = {
-                "variant": variant, "seed": seed, "run_dir": str(result.run_dir),
-                "mae": result.metrics["heldout"]["mae"],
-                "mean_predictor_mae": result.metrics["heldout"]["mean_predictor_mae"],
-                "seconds": time.perf_counter() - started,
-            }
-            if cfg.data.source == "synthetic":
-                att = attention_mass(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
-                row.update(temporal_ratio=att["temporal_ratio"], spatial_ratio=att["spatial_ratio"],
-                           oracle_mae=att["heldout_oracle_mae"])
+            run_dir = out_dir / f"{variant}-seed{seed}"
+            row = _finished_ablation_run(run_cfg, run_dir) or _ablation_run(run_cfg, run_dir)
             runs.append(row)
             print(f"{variant:14s} seed {seed}: held-out MAE {row['mae']:.2f}")
-    summary = {"runs": runs, "table": _ablation_table(runs, variants)}
+            summary = _write_ablation(out_dir, runs, variants)
+    return summary
+
+
+_ABLATION_RESULT = "result.json"
+
+
+def _finished_ablation_run(run_cfg: PipelineConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The recorded figures of a finished run of exactly ``run_cfg`` in ``run_dir``, else None."""
+    result = run_dir / _ABLATION_RESULT
+    if not result.exists():
+        return None
+    if yaml.safe_load((run_dir / CONFIG_NAME).read_text()) != to_dict(run_cfg):
+        raise ValueError(f"{run_dir}: holds a finished run of another configuration; "
+                         "pass another output folder or delete this one")
+    return json.loads(result.read_text())
+
+
+def _ablation_run(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
+    """Train one variant with one seed and record its figures in ``run_dir/result.json``."""
+    from age_estimation.attention_eval import attention_mass
+
+    started = time.perf_counter()
+    result = train(cfg, run_dir=run_dir, verbose=0)
+    row = {
+        "variant": cfg.model.variant, "seed": cfg.train.seed, "run_dir": str(result.run_dir),
+        "mae": result.metrics["heldout"]["mae"],
+        "mean_predictor_mae": result.metrics["heldout"]["mean_predictor_mae"],
+        "seconds": time.perf_counter() - started,
+    }
+    if cfg.data.source == "synthetic":
+        att = attention_mass(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
+        row.update(temporal_ratio=att["temporal_ratio"], spatial_ratio=att["spatial_ratio"],
+                   oracle_mae=att["heldout_oracle_mae"])
+    write_json_atomic(run_dir / _ABLATION_RESULT, row)
+    return row
+
+
+def _write_ablation(out_dir: Path, runs: list[dict[str, Any]], variants: tuple[str, ...]) -> dict[str, Any]:
+    done = tuple(v for v in variants if any(r["variant"] == v for r in runs))
+    summary = {"runs": runs, "table": _ablation_table(runs, done)}
     write_json_atomic(out_dir / "ablation.json", summary)
-    (out_dir / "ablation.md").write_text(ablation_markdown(summary["table"]))
+    write_bytes_atomic(out_dir / "ablation.md", ablation_markdown(summary["table"]).encode())
     return summary
 
 

@@ -90,7 +90,8 @@ def train(
     if not best.is_file():
         raise TrainingError(f"{run_dir}: no epoch reached a finite validation MAE, so there is no model to save")
     fitted.load_weights(best)
-    heldout = collect_predictions(model, split.cache_dir, split.heldout_ids, cfg.data, keep_frames=8)
+    heldout = collect_predictions(model, split.cache_dir, split.heldout_ids, cfg.data, keep_frames=8,
+                                  test_time_flip=cfg.model.test_time_flip)
     metrics = run_metrics(cfg, split, index, heldout, train_ages, run_dir, train_seconds, nan_guard.stopped_at)
     write_predictions_csv(run_dir / "heldout_predictions.csv", heldout, index)
     save_model_atomic(model, run_dir / MODEL_NAME)

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from age_estimation import experiments
 from age_estimation.experiments import ablation, ablation_markdown, cross_validate, with_changes
 
 pytestmark = pytest.mark.slow
@@ -36,6 +37,19 @@ def test_ablation_table_covers_variants_and_seeds(tiny_config, tmp_path):
     markdown = (tmp_path / "abl" / "ablation.md").read_text()
     assert "| siam | 2 |" in markdown and "| frame_average | 2 |" in markdown
     assert markdown == ablation_markdown(summary["table"])
+
+
+def test_ablation_resumes_without_retraining_finished_runs(tiny_config, tmp_path, monkeypatch):
+    cfg = tiny_config("train.epochs=1")
+    first = ablation(cfg, tmp_path / "abl", seeds=[0], variants=("frame_average",))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished ablation run was trained again")
+
+    monkeypatch.setattr(experiments, "train", no_training)
+    assert ablation(cfg, tmp_path / "abl", seeds=[0], variants=("frame_average",)) == first
+    with pytest.raises(ValueError, match="frame_average-seed0: holds a finished run of another configuration"):
+        ablation(tiny_config("train.epochs=2"), tmp_path / "abl", seeds=[0], variants=("frame_average",))
 
 
 def test_with_changes_copies_without_touching_the_original(tiny_config):

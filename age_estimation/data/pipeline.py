@@ -29,7 +29,7 @@ from age_estimation.data.splits import heldout_split, kfold_splits
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Independent random streams drawn from one per-element seed.
-_STRIDE, _START, _FLIP, _CONTRAST, _BRIGHTNESS = range(5)
+_STRIDE, _START, _FLIP, _CONTRAST, _BRIGHTNESS, _PHASE = range(6)
 
 
 @dataclass
@@ -183,17 +183,22 @@ def sample_indices(
 
     Without jitter: T indices spread uniformly from the first to the last frame. With jitter: a
     random temporal crop covering ``min_span`` to all of the video at a random start, sampled with
-    the matching (fractional) stride, so the clip's time scale stays close to the eval one.
+    the matching (fractional) stride and shifted by a random phase of up to half a stride, so the
+    clip sees other frames than the eval one. ``min_span`` 1 keeps the eval time scale exactly,
+    which matters when the pace of the expression is itself an age cue.
     A video shorter than T gives all its frames, then padding (mask False).
     """
     n = tf.cast(num_frames, tf.int32)
     length = tf.cast(n, tf.float32)
-    span, start = length, tf.constant(0.0)
+    span, start, phase = length, tf.constant(0.0), tf.constant(0.0)
     if jitter:
         shortest = tf.maximum(float(clip_length), min(max(min_span, 0.0), 1.0) * length)
         span = shortest + tf.random.stateless_uniform([], _substream(seed, _STRIDE)) * (length - shortest)
         start = tf.random.stateless_uniform([], _substream(seed, _START)) * (length - span)
-    positions = start + tf.linspace(0.0, span - 1.0, clip_length)
+        stride = (span - 1.0) / max(clip_length - 1, 1)
+        phase = (tf.random.stateless_uniform([], _substream(seed, _PHASE)) - 0.5) * stride
+    positions = tf.clip_by_value(start + phase + tf.linspace(0.0, span - 1.0, clip_length), 0.0,
+                                 tf.maximum(length - 1.0, 0.0))
     spread = tf.minimum(tf.cast(tf.round(positions), tf.int32), n - 1)
     steps = tf.range(clip_length, dtype=tf.int32)
     indices = tf.where(n >= clip_length, spread, steps)

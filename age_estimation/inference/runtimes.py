@@ -42,11 +42,20 @@ class Predictor:
         """The fixed T of the model (TFLite), or None when any T works."""
         return self.spec.get("clip_length")
 
-    def predict(self, frames: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Ages and attention for a batch of aligned clips (see the module docstring for shapes)."""
+    def predict(
+        self, frames: np.ndarray, mask: np.ndarray | None = None, test_time_flip: bool | None = None
+    ) -> dict[str, np.ndarray]:
+        """Ages and attention for a batch of aligned clips (see the module docstring for shapes).
+
+        With ``test_time_flip`` (default: the spec's), the age is the mean over each clip and its
+        mirror image; the attention maps are those of the clip as given. False = one forward pass.
+        """
         frames, mask = validate_clips(frames, mask, self.crop_size, self.clip_length)
         out = self._run(frames, mask)
         result = {"age": np.asarray(out["age"], np.float32).reshape(len(frames))}
+        if self.spec.get("test_time_flip") if test_time_flip is None else test_time_flip:
+            mirrored = self._run(np.ascontiguousarray(frames[:, :, :, ::-1]), mask)
+            result["age"] = (result["age"] + np.asarray(mirrored["age"], np.float32).reshape(len(frames))) / 2
         for name in OUTPUTS[1:]:
             if name in out:
                 result[name] = np.asarray(out[name], np.float32)[:, : frames.shape[1]]
@@ -258,6 +267,7 @@ def spec_from_config(cfg: Any) -> dict[str, Any]:
         "model_name": cfg.export.model_name,
         "window": cfg.data.clip_length,
         "window_span": cfg.data.window_span,
+        "test_time_flip": cfg.model.test_time_flip,
     }
 
 

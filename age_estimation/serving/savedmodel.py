@@ -74,6 +74,7 @@ def model_spec(
         "clip_length": clip_length,
         "window": cfg.data.clip_length,
         "window_span": cfg.data.window_span,
+        "test_time_flip": cfg.model.test_time_flip,
         "batch_size": batch_size,
         "inputs": {
             "frames": {

@@ -208,6 +208,15 @@ def test_jittered_sampling_varies_start_and_stride():
     assert min(spans) >= int(0.7 * 40) - 2
 
 
+def test_full_span_jitter_keeps_the_time_scale_but_shifts_the_phase():
+    picks = np.stack([sample_indices(tf.constant(40, tf.int64), 16, True, tf.constant([s, 0], tf.int64), 1.0)[0]
+                      for s in range(40)])
+    assert len({tuple(p) for p in picks}) > 3
+    steps = np.diff(picks, axis=1)
+    assert picks.min() >= 0 and picks.max() <= 39 and steps.min() >= 1 and steps.max() <= 4
+    assert np.abs(picks - np.linspace(0, 39, 16)).max() <= 39 / 15 / 2 + 0.5
+
+
 def test_sample_indices_short_video_without_jitter():
     indices, valid = sample_indices(tf.constant(3, tf.int64), 5, False, tf.constant([0, 0], tf.int64))
     np.testing.assert_array_equal(indices.numpy(), [0, 1, 2, 3, 4])

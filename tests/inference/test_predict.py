@@ -72,6 +72,27 @@ def test_windows_are_averaged_and_attention_spread_over_frames():
     assert out["spatial_attention"] is None
 
 
+class LeftHalfPredictor(Predictor):
+    """Age = mean pixel of the left half of the frames: a mirror image gives the right half's."""
+
+    name = "left-half"
+
+    def _run(self, frames, mask):
+        half = frames.shape[3] // 2
+        return {"age": frames[:, :, :, :half].mean(axis=(1, 2, 3, 4)),
+                "temporal_attention": np.full(frames.shape[:2], 1 / frames.shape[1])}
+
+
+def test_test_time_flip_averages_the_clip_and_its_mirror_image():
+    frames = np.zeros((2, 3, 4, 4, 3), np.uint8)
+    frames[:, :, :, :2] = 10
+    frames[1, :, :, 2:] = 30
+    np.testing.assert_allclose(LeftHalfPredictor({"test_time_flip": True}).predict(frames)["age"], [5.0, 20.0])
+    np.testing.assert_allclose(LeftHalfPredictor({"test_time_flip": False}).predict(frames)["age"], [10.0, 10.0])
+    flipping = LeftHalfPredictor({"test_time_flip": True})
+    np.testing.assert_allclose(flipping.predict(frames, test_time_flip=False)["age"], [10.0, 10.0])
+
+
 def test_collect_videos_from_folders(setup, tmp_path):
     root, _, paths = setup
     (root / "videos" / "notes.txt").write_text("not a video")

@@ -37,7 +37,7 @@ def test_versioned_layout_never_overwrites(exported):
 def test_spec_asset_describes_inputs(exported):
     _, _, path = exported
     spec = read_spec(path)
-    assert spec["crop_size"] == CROP and spec["window"] == CLIP
+    assert spec["crop_size"] == CROP and spec["window"] == CLIP and spec["test_time_flip"] is True
     assert spec["inputs"]["frames"]["dtype"] == "uint8"
     assert set(spec["outputs"]) == {"age", "temporal_attention", "spatial_attention"}
     assert spec["align"]["crop_size"] == CROP and len(spec["template_eyes"]) == 2
