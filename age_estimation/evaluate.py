@@ -12,6 +12,7 @@ import numpy as np
 
 from age_estimation.config import DataConfig
 from age_estimation.data.pipeline import build_dataset
+from age_estimation.inference.runtimes import KerasPredictor
 
 
 @dataclass
@@ -38,20 +39,17 @@ def collect_predictions(
 ) -> Predictions:
     """Run ``model`` on the evaluation clip of each video; keep the frames of the first ``keep_frames``.
 
-    ``test_time_flip`` averages each age with the mirrored clip's, as the predictors do
-    (``model.test_time_flip``); the attention is the unmirrored clip's.
+    The clips go through the same ``KerasPredictor`` that ``predict`` uses, so ``test_time_flip``
+    (``model.test_time_flip``) averages each age with the mirrored clip's exactly as deployment does.
     """
+    predictor = KerasPredictor(model, {"test_time_flip": test_time_flip})
     ds = build_dataset(cache_dir, video_ids, data, training=False, include_meta=True)
     ids, true, pred, masks, sources, temporal, spatial, frames = [], [], [], [], [], [], [], []
     for inputs, targets, meta in ds:
-        out = model(inputs, training=False)
-        age = np.asarray(out["age"])[:, 0]
-        if test_time_flip:
-            mirrored = model({**inputs, "frames": inputs["frames"][:, :, :, ::-1]}, training=False)
-            age = (age + np.asarray(mirrored["age"])[:, 0]) / 2
+        out = predictor.predict(inputs["frames"].numpy(), inputs["mask"].numpy())
         ids += [v.decode() for v in meta["video_id"].numpy()]
         true.append(targets["age"].numpy()[:, 0])
-        pred.append(age)
+        pred.append(out["age"])
         masks.append(inputs["mask"].numpy())
         sources.append(meta["source_index"].numpy())
         temporal.append(np.asarray(out["temporal_attention"]))
