@@ -67,13 +67,64 @@ class NanGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class RecalibrateBatchNorm(keras.callbacks.Callback):
+    """Recompute BatchNormalization statistics for the weights about to be validated and checkpointed.
+
+    The weight EMA averages trainable weights only, so the moving statistics describe the raw weights,
+    not the averaged ones that validation and the checkpoint use. Before each validation (after
+    ``SwapEMAWeights``) this runs ``batches`` training batches through the model and sets each BN
+    layer's statistics to their plain average, as SWA's ``update_bn`` does.
+    """
+
+    def __init__(self, batches: Any, count: int):
+        super().__init__()
+        self.batches, self.count = batches, int(count)
+        self._iterator: Any = None
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        layers = batch_norm_layers(self.model)
+        if not layers or self.count < 1:
+            return
+        self._iterator = self._iterator or iter(self.batches)
+        saved = [layer.momentum for layer in layers]
+        try:
+            for step in range(self.count):
+                for layer in layers:  # a running mean: the k-th batch gets weight 1/k
+                    layer.momentum = step / (step + 1.0)
+                inputs = self._next_inputs()
+                self.model(inputs, training=True)
+        finally:
+            for layer, momentum in zip(layers, saved):
+                layer.momentum = momentum
+
+    def _next_inputs(self) -> Any:
+        try:
+            return next(self._iterator)[0]
+        except StopIteration:  # a finite dataset: start it again
+            self._iterator = iter(self.batches)
+            return next(self._iterator)[0]
+
+
+def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """Every BatchNormalization layer in ``model``, nested models (backbones) included."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(batch_norm_layers(layer))
+    return found
+
+
 def make_callbacks(
-    cfg: PipelineConfig, run_dir: Path, steps_per_epoch: int, resuming: bool
+    cfg: PipelineConfig, run_dir: Path, steps_per_epoch: int, resuming: bool, train_batches: Any = None
 ) -> tuple[list[keras.callbacks.Callback], NanGuard]:
     """The standard set: best checkpoint, backup/restore, early stopping, LR plateau, TensorBoard, CSV, NaN.
 
     With ``train.ema`` the EMA weights are swapped in for validation and at each epoch's end, before
     the best checkpoint is saved, so the checkpoint (and the final model) holds the averaged weights.
+    With ``train.bn_recalibration_batches`` and ``train_batches`` (repeating training batches), the
+    BatchNormalization statistics are recomputed for those weights before each validation.
     """
     ckpt_dir = run_dir / "checkpoints"
     checkpoint = keras.callbacks.ModelCheckpoint(
@@ -89,6 +140,8 @@ def make_callbacks(
             str(ckpt_dir / "backup"), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
         ),
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.train.ema else []),
+        *([RecalibrateBatchNorm(train_batches, cfg.train.bn_recalibration_batches)]
+          if train_batches is not None and cfg.train.bn_recalibration_batches > 0 else []),
         checkpoint,
         stopper,
         ResumeState(ckpt_dir / "resume_state.json", checkpoint, stopper),

@@ -120,6 +120,9 @@ class ModelConfig:
     learn_temperature: bool = True
     attention_mode: Literal["residual", "plain"] = "residual"
     embedding_units: int = 64
+    # BatchNormalization's moving-statistics momentum. The weight EMA covers trainable weights only, so
+    # the statistics should average over a similar horizon (0.99: about 100 steps, like ema_momentum).
+    batch_norm_momentum: float = 0.9
     rnn: Literal["lstm", "gru"] = "lstm"
     rnn_units: int = 64
     rnn_layers: int = 1
@@ -144,6 +147,10 @@ class TrainConfig:
     weight_decay: float = 1e-4
     ema: bool = True
     ema_momentum: float = 0.99
+    # Training batches run before each validation to recompute BatchNormalization statistics for the
+    # (EMA) weights being validated and checkpointed; 0 keeps the moving statistics, which describe
+    # the raw weights and made validation unreliable for the first half of a run (README, ablation).
+    bn_recalibration_batches: int = 16
     loss: Literal["mae", "huber", "mse"] = "huber"
     huber_delta: float = 3.0
     schedule: Literal["cosine", "constant", "plateau"] = "cosine"
@@ -322,10 +329,12 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
             "model.attention_after_block must index one of model.conv_filters",
         ),
         (0.0 <= cfg.model.dropout < 1.0, "model.dropout must be in [0, 1)"),
+        (0.0 <= cfg.model.batch_norm_momentum < 1.0, "model.batch_norm_momentum must be in [0, 1)"),
         (cfg.model.rnn_layers >= 1, "model.rnn_layers must be at least 1"),
         (cfg.train.epochs >= 1, "train.epochs must be at least 1"),
         (cfg.train.learning_rate > 0, "train.learning_rate must be positive"),
         (0.0 < cfg.train.ema_momentum < 1.0, "train.ema_momentum must be in (0, 1)"),
+        (cfg.train.bn_recalibration_batches >= 0, "train.bn_recalibration_batches must be at least 0"),
         (cfg.synth.min_age < cfg.synth.max_age, "synth.min_age must be below synth.max_age"),
     ]
     for ok, message in checks:

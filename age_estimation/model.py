@@ -93,7 +93,7 @@ def _frame_encoder(x: Any, config: ModelConfig, crop_size: int, use_spatial: boo
     spatial_map = None
     for index, filters in enumerate(config.conv_filters):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{index}_conv")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{index}_bn")(x)
+        x = keras.layers.BatchNormalization(momentum=config.batch_norm_momentum, name=f"block{index}_bn")(x)
         x = keras.layers.ReLU(name=f"block{index}_relu")(x)
         if use_spatial and index == config.attention_after_block:
             x, spatial_map = _spatial_attention(config)(x)

@@ -75,7 +75,7 @@ def train(
             loss=make_loss(cfg.train),
             metrics=[keras.metrics.MeanAbsoluteError(name="age_mae")],
         )
-    callbacks, nan_guard = make_callbacks(cfg, run_dir, steps, resuming)
+    callbacks, nan_guard = make_callbacks(cfg, run_dir, steps, resuming, train_batches=age_targets(split.train))
     if resuming:
         print(f"resuming the unfinished run {run_dir}")
     started = time.perf_counter()
