@@ -85,7 +85,8 @@ class RecalibrateBatchNorm(keras.callbacks.Callback):
         layers = batch_norm_layers(self.model)
         if not layers or self.count < 1:
             return
-        self._iterator = self._iterator or iter(self.batches)
+        if self._iterator is None:
+            self._iterator = iter(self.batches)
         saved = [layer.momentum for layer in layers]
         try:
             for step in range(self.count):

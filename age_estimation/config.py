@@ -120,8 +120,8 @@ class ModelConfig:
     learn_temperature: bool = True
     attention_mode: Literal["residual", "plain"] = "residual"
     embedding_units: int = 64
-    # BatchNormalization's moving-statistics momentum. The weight EMA covers trainable weights only, so
-    # the statistics should average over a similar horizon (0.99: about 100 steps, like ema_momentum).
+    # BatchNormalization's moving-statistics momentum; with train.bn_recalibration_batches the
+    # statistics that validation and the checkpoint use are recomputed instead.
     batch_norm_momentum: float = 0.9
     rnn: Literal["lstm", "gru"] = "lstm"
     rnn_units: int = 64
@@ -149,7 +149,7 @@ class TrainConfig:
     ema_momentum: float = 0.99
     # Training batches run before each validation to recompute BatchNormalization statistics for the
     # (EMA) weights being validated and checkpointed; 0 keeps the moving statistics, which describe
-    # the raw weights and made validation unreliable for the first half of a run (README, ablation).
+    # the raw weights and made validation unreliable in the early epochs (README, ablation).
     bn_recalibration_batches: int = 16
     loss: Literal["mae", "huber", "mse"] = "huber"
     huber_delta: float = 3.0
