@@ -3,7 +3,10 @@
 - temporal ratio: mean temporal weight of an informative frame / that of a distractor frame;
 - spatial ratio: mean spatial attention of a map cell whose centre lies inside a cue region /
   that of a cell outside every cue region (over informative frames);
-- held-out oracle MAE: the oracle floor restricted to the evaluated videos.
+- held-out oracle MAE: the oracle floor restricted to the evaluated videos;
+- cue usage: for each cue, the correlation of the model's error (predicted - true age) with the
+  video's cue residual (latent value - its mean at the true age), beside the oracle's. A cue the
+  model reads pulls its error the way the cue's noise points; one it ignores gives about 0.
 A model that ignores the cues scores 1.0 on both ratios.
 """
 
@@ -37,17 +40,25 @@ def cue_cell_mask(regions: dict[str, list[float]], height: int, width: int) -> n
     return inside
 
 
+def truth_rows(predictions: Any, truth: dict[str, Any], data_path: Path, cache_dir: str | Path) -> list[tuple]:
+    """(row in ``predictions``, ground-truth record) of every predicted video the generator made."""
+    index = read_index(cache_dir)
+    rows = []
+    for row, vid in enumerate(predictions.video_ids):
+        video = truth["videos"].get(os.path.relpath(index["videos"][vid]["source"], data_path))
+        if video is not None:
+            rows.append((row, video))
+    if not rows:
+        raise ValueError(f"{data_path}: none of the evaluated videos is in the ground truth")
+    return rows
+
+
 def attention_mass(predictions: Any, data_path: Path, cache_dir: str | Path) -> dict[str, Any]:
     """Temporal and spatial attention ratios and the held-out oracle MAE for ``predictions``."""
     truth = load_ground_truth(data_path)
-    index = read_index(cache_dir)
     informative_w, distractor_w, inside_a, outside_a, oracle_err = [], [], [], [], []
     inside_cells = None
-    for row, vid in enumerate(predictions.video_ids):
-        source = index["videos"][vid]["source"]
-        video = truth["videos"].get(os.path.relpath(source, data_path))
-        if video is None:
-            continue
+    for row, video in truth_rows(predictions, truth, data_path, cache_dir):
         oracle_err.append(abs(video["oracle_age"] - video["age"]))
         flags = np.asarray(video["informative"])
         valid = predictions.mask[row] > 0
@@ -62,14 +73,37 @@ def attention_mass(predictions: Any, data_path: Path, cache_dir: str | Path) -> 
                 inside_cells = cue_cell_mask(truth["cue_regions"], *maps.shape[1:])
             inside_a += list(maps[:, inside_cells].ravel())
             outside_a += list(maps[:, ~inside_cells].ravel())
-    if not oracle_err:
-        raise ValueError(f"{data_path}: none of the evaluated videos is in the ground truth")
     return {
         "temporal_ratio": _ratio(informative_w, distractor_w),
         "spatial_ratio": _ratio(inside_a, outside_a) if predictions.spatial is not None else None,
         "heldout_oracle_mae": float(np.mean(oracle_err)),
         "frames": {"informative": len(informative_w), "distractor": len(distractor_w)},
     }
+
+
+def cue_usage(predictions: Any, data_path: Path, cache_dir: str | Path) -> dict[str, dict[str, float | None]]:
+    """Per cue, ``{"model": r, "oracle": r}``: how the model's and the oracle's errors follow that cue.
+
+    Example: ``{"hair_grey": {"model": -0.05, "oracle": 0.24}}`` says the model does not read greying.
+    """
+    truth = load_ground_truth(data_path)
+    generator, cue_model = truth["generator"], truth["cue_model"]
+    rows = truth_rows(predictions, truth, data_path, cache_dir)
+    ages = np.array([video["age"] for _, video in rows], float)
+    t = (ages - generator["min_age"]) / (generator["max_age"] - generator["min_age"])
+    model_error = np.array([predictions.pred[row] for row, _ in rows]) - ages
+    oracle_error = np.array([video["oracle_age"] for _, video in rows]) - ages
+    usage = {}
+    for name, model in cue_model.items():
+        residual = np.array([video["cues"][name] for _, video in rows]) - t ** model["exponent"]
+        usage[name] = {"model": _correlation(model_error, residual), "oracle": _correlation(oracle_error, residual)}
+    return usage
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _ratio(numerator: list[float], denominator: list[float]) -> float | None:

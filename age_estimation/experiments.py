@@ -125,7 +125,7 @@ def _finished_ablation_run(run_cfg: PipelineConfig, run_dir: Path) -> dict[str, 
 
 def _ablation_run(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     """Train one variant with one seed and record its figures in ``run_dir/result.json``."""
-    from age_estimation.attention_eval import attention_mass
+    from age_estimation.attention_eval import attention_mass, cue_usage
 
     started = time.perf_counter()
     result = train(cfg, run_dir=run_dir, verbose=0)
@@ -137,8 +137,9 @@ def _ablation_run(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     }
     if cfg.data.source == "synthetic":
         att = attention_mass(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
+        usage = cue_usage(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
         row.update(temporal_ratio=att["temporal_ratio"], spatial_ratio=att["spatial_ratio"],
-                   oracle_mae=att["heldout_oracle_mae"])
+                   oracle_mae=att["heldout_oracle_mae"], cue_usage=usage)
     write_json_atomic(run_dir / _ABLATION_RESULT, row)
     return row
 
@@ -160,8 +161,22 @@ def _ablation_table(runs: list[dict[str, Any]], variants: tuple[str, ...]) -> li
         for key in ("temporal_ratio", "spatial_ratio", "oracle_mae", "mean_predictor_mae"):
             values = [r[key] for r in rows if r.get(key) is not None]
             entry[key] = float(np.mean(values)) if values else None
+        entry["cue_usage"] = _mean_cue_usage([r["cue_usage"] for r in rows if r.get("cue_usage")])
         table.append(entry)
     return table
+
+
+def _mean_cue_usage(usages: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float | None]] | None:
+    """Per cue, the model's correlation averaged over seeds, and the oracle's (the same in every run)."""
+    if not usages:
+        return None
+
+    def mean(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return float(np.mean(known)) if known else None
+
+    return {cue: {"model": mean([u[cue]["model"] for u in usages]), "oracle": usages[0][cue]["oracle"]}
+            for cue in usages[0]}
 
 
 def ablation_markdown(table: list[dict[str, Any]]) -> str:
@@ -179,4 +194,21 @@ def ablation_markdown(table: list[dict[str, Any]]) -> str:
         lines.append("")
         lines.append(f"Oracle floor on these held-out videos: {table[0]['oracle_mae']:.2f} years; "
                      f"mean predictor: {fmt(table[0]['mean_predictor_mae'])} years.")
+    lines += cue_usage_markdown(table)
     return "\n".join(lines) + "\n"
+
+
+def cue_usage_markdown(table: list[dict[str, Any]]) -> list[str]:
+    """Lines of a table: per variant, how its error follows each generator cue (the oracle's last)."""
+    usages = [(row["variant"], row.get("cue_usage")) for row in table if row.get("cue_usage")]
+    if not usages:
+        return []
+    cues = list(usages[0][1])
+    lines = ["", "Cue usage: correlation of the error with each cue's residual (0 = the cue is not read).", "",
+             "| variant | " + " | ".join(cues) + " |", "|---|" + "---|" * len(cues)]
+    rows = [(variant, {c: u[c]["model"] for c in cues}) for variant, u in usages]
+    rows.append(("oracle", {c: usages[0][1][c]["oracle"] for c in cues}))
+    for name, values in rows:
+        cells = ["n/a" if values[c] is None else f"{values[c]:+.2f}" for c in cues]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines

@@ -60,10 +60,11 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, export: bool | None
         return PipelineOutcome(result.run_dir, metrics, timings, report)  # a multi-worker helper: chief reports
 
     if cfg.data.source == "synthetic":
-        from age_estimation.attention_eval import attention_mass
+        from age_estimation.attention_eval import attention_mass, cue_usage
         from age_estimation.data.cache import write_json_atomic
 
         metrics["attention"] = attention_mass(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
+        metrics["cue_usage"] = cue_usage(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
         write_json_atomic(result.run_dir / "metrics.json", metrics)
 
     exported = None

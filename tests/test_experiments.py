@@ -34,8 +34,10 @@ def test_ablation_table_covers_variants_and_seeds(tiny_config, tmp_path):
         ("siam", 0), ("siam", 1), ("frame_average", 0), ("frame_average", 1)]
     siam = summary["table"][0]
     assert siam["seeds"] == 2 and siam["temporal_ratio"] is not None and siam["spatial_ratio"] is not None
+    assert "smile_amplitude" in siam["cue_usage"] and "oracle" in siam["cue_usage"]["hair_grey"]
     markdown = (tmp_path / "abl" / "ablation.md").read_text()
     assert "| siam | 2 |" in markdown and "| frame_average | 2 |" in markdown
+    assert "| oracle | " in markdown and "smile_onset" in markdown
     assert markdown == ablation_markdown(summary["table"])
 
 
