@@ -6,8 +6,8 @@
 - held-out oracle MAE: the oracle floor restricted to the evaluated videos;
 - cue usage: for each cue, the correlation of the model's error (predicted - true age) with the
   video's cue residual (latent value - its mean at the true age), beside the oracle's. A cue the
-  model reads pulls its error the way the cue's noise points; one it ignores gives about 0.
-A model that ignores the cues scores 1.0 on both ratios.
+  model reads pulls its error the way the cue's noise points.
+A model that ignores the cues scores 1.0 on both ratios and about 0 in cue usage.
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ def cue_usage(predictions: Any, data_path: Path, cache_dir: str | Path) -> dict[
     model_error = np.array([predictions.pred[row] for row, _ in rows]) - ages
     oracle_error = np.array([video["oracle_age"] for _, video in rows]) - ages
     usage = {}
-    for name, model in cue_model.items():
-        residual = np.array([video["cues"][name] for _, video in rows]) - t ** model["exponent"]
+    for name, spec in cue_model.items():
+        residual = np.array([video["cues"][name] for _, video in rows]) - t ** spec["exponent"]
         usage[name] = {"model": _correlation(model_error, residual), "oracle": _correlation(oracle_error, residual)}
     return usage
 
