@@ -159,8 +159,7 @@ def _ablation_table(runs: list[dict[str, Any]], variants: tuple[str, ...]) -> li
         entry = {"variant": variant, "seeds": len(rows),
                  "mae_mean": float(np.mean([r["mae"] for r in rows])), "mae_std": float(np.std([r["mae"] for r in rows]))}
         for key in ("temporal_ratio", "spatial_ratio", "oracle_mae", "mean_predictor_mae"):
-            values = [r[key] for r in rows if r.get(key) is not None]
-            entry[key] = float(np.mean(values)) if values else None
+            entry[key] = _mean_known([r.get(key) for r in rows])
         entry["cue_usage"] = _mean_cue_usage([r["cue_usage"] for r in rows if r.get("cue_usage")])
         table.append(entry)
     return table
@@ -170,13 +169,14 @@ def _mean_cue_usage(usages: list[dict[str, dict[str, float | None]]]) -> dict[st
     """Per cue, the model's correlation averaged over seeds, and the oracle's (the same in every run)."""
     if not usages:
         return None
-
-    def mean(values: list[float | None]) -> float | None:
-        known = [v for v in values if v is not None]
-        return float(np.mean(known)) if known else None
-
-    return {cue: {"model": mean([u[cue]["model"] for u in usages]), "oracle": usages[0][cue]["oracle"]}
+    return {cue: {"model": _mean_known([u[cue]["model"] for u in usages]), "oracle": usages[0][cue]["oracle"]}
             for cue in usages[0]}
+
+
+def _mean_known(values: list[float | None]) -> float | None:
+    """Mean of the values that are not None; None when none is known."""
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
 
 
 def ablation_markdown(table: list[dict[str, Any]]) -> str:
