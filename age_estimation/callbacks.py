@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras
 
-from age_estimation.config import PipelineConfig
+from age_estimation.config import PipelineConfig, TrainConfig
 from age_estimation.data.cache import write_json_atomic
 
 MONITOR = "val_age_mae"
@@ -79,31 +80,43 @@ class RecalibrateBatchNorm(keras.callbacks.Callback):
     def __init__(self, batches: Any, count: int):
         super().__init__()
         self.batches, self.count = batches, int(count)
-        self._iterator: Any = None
+        self._next_inputs: Callable[[], Any] | None = None
 
     def on_test_begin(self, logs: dict | None = None) -> None:
-        layers = batch_norm_layers(self.model)
-        if not layers or self.count < 1:
-            return
-        if self._iterator is None:
-            self._iterator = iter(self.batches)
-        saved = [layer.momentum for layer in layers]
-        try:
-            for step in range(self.count):
-                for layer in layers:  # a running mean: the k-th batch gets weight 1/k
-                    layer.momentum = step / (step + 1.0)
-                inputs = self._next_inputs()
-                self.model(inputs, training=True)
-        finally:
-            for layer, momentum in zip(layers, saved):
-                layer.momentum = momentum
+        if self._next_inputs is None:
+            self._next_inputs = cycle_inputs(self.batches)
+        recalibrate_batch_norm(self.model, self._next_inputs, self.count)
 
-    def _next_inputs(self) -> Any:
+
+def cycle_inputs(batches: Any) -> Callable[[], Any]:
+    """A function returning the inputs of the next ``(inputs, targets)`` batch, restarting a finite dataset."""
+    iterator = iter(batches)
+
+    def next_inputs() -> Any:
+        nonlocal iterator
         try:
-            return next(self._iterator)[0]
-        except StopIteration:  # a finite dataset: start it again
-            self._iterator = iter(self.batches)
-            return next(self._iterator)[0]
+            return next(iterator)[0]
+        except StopIteration:
+            iterator = iter(batches)
+            return next(iterator)[0]
+
+    return next_inputs
+
+
+def recalibrate_batch_norm(model: keras.Model, next_inputs: Callable[[], Any], count: int) -> None:
+    """Set every BN layer's statistics of ``model`` to their plain average over ``count`` training batches."""
+    layers = batch_norm_layers(model)
+    if not layers or count < 1:
+        return
+    saved = [layer.momentum for layer in layers]
+    try:
+        for step in range(count):
+            for layer in layers:  # a running mean: the k-th batch gets weight 1/k
+                layer.momentum = step / (step + 1.0)
+            model(next_inputs(), training=True)
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum
 
 
 def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
@@ -140,9 +153,7 @@ def make_callbacks(
         keras.callbacks.BackupAndRestore(
             str(ckpt_dir / "backup"), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
         ),
-        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.train.ema else []),
-        *([RecalibrateBatchNorm(train_batches, cfg.train.bn_recalibration_batches)]
-          if train_batches is not None and cfg.train.bn_recalibration_batches > 0 else []),
+        *weight_averaging_callbacks(cfg.train, train_batches),
         checkpoint,
         stopper,
         ResumeState(ckpt_dir / "resume_state.json", checkpoint, stopper),
@@ -154,6 +165,19 @@ def make_callbacks(
             keras.callbacks.ReduceLROnPlateau(monitor=MONITOR, mode="min", factor=0.5, patience=2, min_lr=1e-5)
         )
     return callbacks, nan_guard
+
+
+def weight_averaging_callbacks(train: TrainConfig, train_batches: Any = None) -> list[keras.callbacks.Callback]:
+    """Validate the weights a run keeps: the EMA swapped in (``train.ema``), BN statistics recomputed for it.
+
+    Put them before any callback that saves or scores the model at an epoch's end (checkpoint, tuner).
+    """
+    callbacks: list[keras.callbacks.Callback] = []
+    if train.ema:
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    if train_batches is not None and train.bn_recalibration_batches > 0:
+        callbacks.append(RecalibrateBatchNorm(train_batches, train.bn_recalibration_batches))
+    return callbacks
 
 
 def read_history(run_dir: Path) -> dict[str, list[float]]:

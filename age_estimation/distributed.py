@@ -26,7 +26,8 @@ import math
 import shutil
 import socket
 import time
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from age_estimation.config import PipelineConfig, save_config, to_dict
+from age_estimation.callbacks import cycle_inputs, read_history, recalibrate_batch_norm
+from age_estimation.config import PipelineConfig, TrainConfig, save_config, to_dict
 from age_estimation.data.cache import read_index, write_json_atomic
 from age_estimation.data.pipeline import SplitData, build_split_datasets
 from age_estimation.evaluate import collect_predictions, write_predictions_csv
@@ -130,6 +132,8 @@ def train_multi_worker(cfg: PipelineConfig, split: SplitData | None = None, run_
     val_ds = age_targets(split.val)
 
     progress = _restore(loop, run_dir / "checkpoints" / BACKUP_DIR)
+    # The same seeded batches on every worker, so the recomputed BN statistics agree.
+    loop.recalibration = cycle_inputs(age_targets(split.train))
     history, best, stopped_at = _fit(cfg, loop, train_iter, val_ds, steps, run_dir, chief, progress)
     if best is None:
         raise TrainingError(f"{run_dir}: no epoch reached a finite validation MAE, so there is no model to save")
@@ -147,7 +151,6 @@ def train_multi_worker(cfg: PipelineConfig, split: SplitData | None = None, run_
     if chief:
         write_predictions_csv(run_dir / "heldout_predictions.csv", heldout, index)
         save_model_atomic(final, run_dir / MODEL_NAME)
-        from age_estimation.callbacks import read_history
         from age_estimation.plots import plot_run
 
         plot_run(run_dir, heldout, read_history(run_dir))
@@ -165,6 +168,29 @@ class _Loop:
         self.full = full  # the dict-output model whose weights are kept (``model``, its age view, shares them)
         self.global_batch = global_batch
         self.scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        self.recalibration: Callable[[], Any] | None = None  # training inputs for BN recalibration
+
+    @contextmanager
+    def kept_weights(self, train: TrainConfig) -> Iterator[None]:
+        """Within the block the model holds the weights a run keeps, as ``fit``'s callbacks arrange.
+
+        That is the optimizer's EMA (``train.ema``) with BN statistics recomputed for it
+        (``train.bn_recalibration_batches``); the training weights and statistics come back after.
+        """
+        recalibrate = self.recalibration is not None and train.bn_recalibration_batches > 0
+        if not (train.ema or recalibrate):
+            yield
+            return
+        training_state = [variable.numpy() for variable in self.full.variables]
+        try:
+            if train.ema:
+                self.optimizer.finalize_variable_values(self.model.trainable_variables)
+            if recalibrate:
+                recalibrate_batch_norm(self.full, self.recalibration, train.bn_recalibration_batches)
+            yield
+        finally:
+            for variable, value in zip(self.full.variables, training_state):
+                variable.assign(value)
 
     def _replica_step(self, inputs: dict[str, tf.Tensor], ages: tf.Tensor) -> tuple[tf.Tensor, ...]:
         with tf.GradientTape() as tape:
@@ -268,8 +294,10 @@ def _fit(
                       "stopped. The best weights so far are kept. Lower train.learning_rate or check the data.")
                 break
             loop.sync_state()
-            val_loss, val_mae = loop.evaluate(val_ds)
-            val_mae = loop.agree(val_mae)
+            with loop.kept_weights(cfg.train):
+                val_loss, val_mae = loop.evaluate(val_ds)
+                val_mae = loop.agree(val_mae)
+                validated = loop.full.get_weights()
             row = {"epoch": epoch, "age_mae": error_sum / (steps * loop.global_batch), "loss": loss_sum / steps,
                    "val_age_mae": val_mae, "val_loss": val_loss, "seconds": time.perf_counter() - epoch_start}
             log.writerow([row[key] for key in HISTORY_COLUMNS])
@@ -279,7 +307,7 @@ def _fit(
                   f"val_mae {val_mae:.2f} ({row['seconds']:.1f}s)", flush=True)
             progress.epoch = epoch
             if math.isfinite(val_mae) and val_mae < progress.best_mae:
-                progress.best, progress.best_mae, progress.wait = loop.full.get_weights(), val_mae, 0
+                progress.best, progress.best_mae, progress.wait = validated, val_mae, 0
             else:
                 progress.wait += 1
             _backup(loop, run_dir / "checkpoints" / BACKUP_DIR, progress)

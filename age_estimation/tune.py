@@ -42,6 +42,7 @@ import keras_tuner as kt
 import numpy as np
 import yaml
 
+from age_estimation.callbacks import weight_averaging_callbacks
 from age_estimation.config import PipelineConfig, to_dict
 from age_estimation.data.cache import read_index, write_bytes_atomic, write_json_atomic
 from age_estimation.data.pipeline import SplitData, build_dataset, build_split_datasets, steps_per_epoch
@@ -195,6 +196,9 @@ class SiamHyperModel(kt.HyperModel):
         train = build_dataset(cache, split.train_ids, data, training=True, seed=seed)
         val = build_dataset(cache, split.val_ids, data, training=False)
         kwargs.setdefault("shuffle", False)  # the tf.data pipeline shuffles
+        # Score the weights a trained run would keep (EMA, recalibrated BN), as train's checkpoint does.
+        averaging = weight_averaging_callbacks(self.cfg.train, age_targets(train))
+        kwargs["callbacks"] = averaging + list(kwargs.get("callbacks") or [])
         return model.fit(age_targets(train), validation_data=age_targets(val), **kwargs)
 
 

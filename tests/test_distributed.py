@@ -145,3 +145,35 @@ def test_a_killed_multi_worker_run_resumes_from_its_last_epoch(tiny_root, tmp_pa
     assert (killed / "model.keras").is_file() and not (killed / "checkpoints" / "backup").exists()
     assert [int(e) for e in read_history(killed)["epoch"]] == [0, 1, 2]
     assert len(list(runs.glob("ci_tiny-*"))) == 1, "the rerun continued the killed run instead of starting anew"
+
+
+@pytest.mark.slow
+def test_the_multi_worker_loop_validates_and_keeps_the_averaged_weights(tiny_config, tmp_path):
+    import tensorflow as tf
+
+    from age_estimation.callbacks import cycle_inputs
+    from age_estimation.data.pipeline import build_split_datasets
+    from age_estimation.distributed import _fit, _Loop, _Progress
+    from age_estimation.model import build_siam
+    from age_estimation.optim import make_loss, make_optimizer
+    from age_estimation.train import age_targets, age_view
+
+    cfg = tiny_config("train.ema=true", "train.ema_momentum=0.5", "train.bn_recalibration_batches=2",
+                      "train.epochs=1")
+    split = build_split_datasets(cfg, seed=0, repeat_train=True)
+    strategy = tf.distribute.get_strategy()
+    model = build_siam(cfg.model, crop_size=32)
+    fitted = age_view(model)
+    optimizer = make_optimizer(cfg.train, 3)
+    optimizer.build(fitted.trainable_variables)
+    loop = _Loop(strategy, model, fitted, optimizer, make_loss(cfg.train), cfg.data.batch_size)
+    loop.recalibration = cycle_inputs(age_targets(split.train))
+    (tmp_path / "logs").mkdir()
+    train_iter = iter(strategy.experimental_distribute_dataset(age_targets(split.train)))
+    _, best, _ = _fit(cfg, loop, train_iter, age_targets(split.val), 3, tmp_path, False, _Progress())
+
+    training = model.get_weights()
+    assert any(not np.array_equal(kept, now) for kept, now in zip(best, training)), "kept the raw training weights"
+    model.set_weights(best)
+    _, mae = loop.evaluate(age_targets(split.val))
+    assert read_history(tmp_path)["val_age_mae"][0] == pytest.approx(mae, rel=1e-5)

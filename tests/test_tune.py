@@ -10,9 +10,11 @@ import keras_tuner as kt
 import pytest
 
 from age_estimation.config import ConfigError, load_config, to_dict
+from age_estimation.data.pipeline import build_split_datasets
 from age_estimation.distributed import free_port
 from age_estimation.model import build_siam
 from age_estimation.tune import (
+    SiamHyperModel,
     TuneError,
     apply_values,
     check_search,
@@ -98,6 +100,21 @@ def test_cli_rejects_bad_settings_before_any_work(tmp_path):
 def test_too_small_a_dataset_is_a_clear_error(tiny_config):
     with pytest.raises(ValueError, match="too small"):
         run_search(tiny_config("data.folds=50"), verbose=0)
+
+
+@pytest.mark.slow
+def test_a_trial_scores_the_averaged_weights_that_training_keeps(tiny_config):
+    from age_estimation.train import age_targets
+
+    cfg = tiny_config("train.ema=true", "train.bn_recalibration_batches=2")
+    split = build_split_datasets(cfg)
+    hypermodel = SiamHyperModel(cfg, split)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    history = hypermodel.fit(hp, model, epochs=2, verbose=0)
+    # fit ends holding the EMA weights; the last validation must have scored those (and their BN statistics).
+    _, mae = model.evaluate(age_targets(split.val), verbose=0)
+    assert history.history["val_age_mae"][-1] == pytest.approx(mae, rel=1e-4)
 
 
 @pytest.mark.slow
