@@ -44,7 +44,7 @@ from age_estimation.data.pipeline import SplitData, build_split_datasets
 from age_estimation.evaluate import collect_predictions, write_predictions_csv
 from age_estimation.model import build_siam
 from age_estimation.optim import make_loss, make_optimizer
-from age_estimation.runs import CONFIG_NAME, METRICS_NAME, MODEL_NAME, new_run_dir
+from age_estimation.runs import CONFIG_NAME, METRICS_NAME, MODEL_NAME, PREDICTIONS_NAME, new_run_dir
 from age_estimation.train import (
     TrainingError,
     TrainResult,
@@ -149,7 +149,7 @@ def train_multi_worker(cfg: PipelineConfig, split: SplitData | None = None, run_
                                "replicas": strategy.num_replicas_in_sync, "chief": chief}
     write_json_atomic(run_dir / METRICS_NAME, metrics)
     if chief:
-        write_predictions_csv(run_dir / "heldout_predictions.csv", heldout, index)
+        write_predictions_csv(run_dir / PREDICTIONS_NAME, heldout, index)
         save_model_atomic(final, run_dir / MODEL_NAME)
         from age_estimation.plots import plot_run
 

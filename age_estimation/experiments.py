@@ -18,9 +18,14 @@ import yaml
 from age_estimation.config import VARIANTS, PipelineConfig, to_dict
 from age_estimation.data.cache import read_index, write_bytes_atomic, write_json_atomic
 from age_estimation.data.pipeline import build_split_datasets
-from age_estimation.evaluate import Predictions, collect_predictions, write_predictions_csv
+from age_estimation.evaluate import (
+    Predictions,
+    collect_predictions,
+    read_predictions_csv,
+    write_predictions_csv,
+)
 from age_estimation.metrics import regression_report
-from age_estimation.runs import CONFIG_NAME
+from age_estimation.runs import CONFIG_NAME, PREDICTIONS_NAME
 from age_estimation.train import train
 
 
@@ -146,23 +151,43 @@ def _ablation_run(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
 
 def _write_ablation(out_dir: Path, runs: list[dict[str, Any]], variants: tuple[str, ...]) -> dict[str, Any]:
     done = tuple(v for v in variants if any(r["variant"] == v for r in runs))
-    summary = {"runs": runs, "table": _ablation_table(runs, done)}
+    summary = {"runs": runs, "table": _ablation_table(runs, done, out_dir)}
     write_json_atomic(out_dir / "ablation.json", summary)
     write_bytes_atomic(out_dir / "ablation.md", ablation_markdown(summary["table"]).encode())
     return summary
 
 
-def _ablation_table(runs: list[dict[str, Any]], variants: tuple[str, ...]) -> list[dict[str, Any]]:
+def _ablation_table(runs: list[dict[str, Any]], variants: tuple[str, ...], out_dir: Path) -> list[dict[str, Any]]:
     table = []
     for variant in variants:
         rows = [r for r in runs if r["variant"] == variant]
         entry = {"variant": variant, "seeds": len(rows),
-                 "mae_mean": float(np.mean([r["mae"] for r in rows])), "mae_std": float(np.std([r["mae"] for r in rows]))}
+                 "mae_mean": float(np.mean([r["mae"] for r in rows])), "mae_std": float(np.std([r["mae"] for r in rows])),
+                 "seed_ensemble_mae": seed_ensemble_mae([out_dir / f"{variant}-seed{r['seed']}" for r in rows])}
         for key in ("temporal_ratio", "spatial_ratio", "oracle_mae", "mean_predictor_mae"):
             entry[key] = _mean_known([r.get(key) for r in rows])
         entry["cue_usage"] = _mean_cue_usage([r["cue_usage"] for r in rows if r.get("cue_usage")])
         table.append(entry)
     return table
+
+
+def seed_ensemble_mae(run_dirs: list[Path]) -> float | None:
+    """Held-out MAE of the runs' predictions averaged per video; None for fewer than two runs.
+
+    Averaging over seeds removes what changes from one training to the next, so two variants can
+    be compared with less of that noise (and it is what an ensemble of those runs would score).
+    """
+    if len(run_dirs) < 2:
+        return None
+    tables = [read_predictions_csv(Path(run_dir) / PREDICTIONS_NAME) for run_dir in run_dirs]
+    for run_dir, table in zip(run_dirs[1:], tables[1:]):
+        if table.keys() != tables[0].keys():
+            raise ValueError(f"{run_dir}: its held-out videos differ from those of {run_dirs[0]}; "
+                             "the runs of an ensemble must share the split")
+    videos = sorted(tables[0])
+    ages = np.array([tables[0][v][0] for v in videos])
+    predicted = np.mean([[table[v][1] for v in videos] for table in tables], axis=0)
+    return float(np.mean(np.abs(predicted - ages)))
 
 
 def _mean_cue_usage(usages: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float | None]] | None:
@@ -180,16 +205,18 @@ def _mean_known(values: list[float | None]) -> float | None:
 
 
 def ablation_markdown(table: list[dict[str, Any]]) -> str:
-    """The ablation table as Markdown (held-out MAE mean +- std over seeds, attention ratios)."""
+    """The ablation table as Markdown: held-out MAE (mean +- std over seeds, and of the seeds' averaged
+    predictions), attention ratios, cue usage."""
 
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f}"
 
-    lines = ["| variant | seeds | held-out MAE (years) | temporal ratio | spatial ratio |",
-             "|---|---|---|---|---|"]
+    lines = ["| variant | seeds | held-out MAE (years) | seed ensemble | temporal ratio | spatial ratio |",
+             "|---|---|---|---|---|---|"]
     for row in table:
         lines.append(f"| {row['variant']} | {row['seeds']} | {row['mae_mean']:.2f} ± {row['mae_std']:.2f} | "
-                     f"{fmt(row['temporal_ratio'])} | {fmt(row['spatial_ratio'])} |")
+                     f"{fmt(row.get('seed_ensemble_mae'))} | {fmt(row['temporal_ratio'])} | "
+                     f"{fmt(row['spatial_ratio'])} |")
     if table and table[0].get("oracle_mae") is not None:
         lines.append("")
         lines.append(f"Oracle floor on these held-out videos: {table[0]['oracle_mae']:.2f} years; "

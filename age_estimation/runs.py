@@ -6,6 +6,7 @@ Layout of ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>/``::
     model.keras        the trained model (best epoch), complete once training ends
     checkpoints/       best-checkpoint weights and BackupAndRestore state
     metrics.json       held-out metrics and the training summary
+    heldout_predictions.csv  one row per held-out video: true and predicted age
     plots/             PNG figures
     logs/              TensorBoard event files and training.csv
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 MODEL_NAME = "model.keras"
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.json"
+PREDICTIONS_NAME = "heldout_predictions.csv"
 
 
 def new_run_dir(runs_dir: str | Path, name: str) -> Path:

@@ -29,7 +29,7 @@ from age_estimation.metrics import regression_report
 from age_estimation.model import build_siam
 from age_estimation.optim import make_loss, make_optimizer
 from age_estimation.plots import plot_run
-from age_estimation.runs import CONFIG_NAME, METRICS_NAME, MODEL_NAME, new_run_dir
+from age_estimation.runs import CONFIG_NAME, METRICS_NAME, MODEL_NAME, PREDICTIONS_NAME, new_run_dir
 from age_estimation.runtime import configure_runtime, make_strategy
 
 
@@ -93,7 +93,7 @@ def train(
     heldout = collect_predictions(model, split.cache_dir, split.heldout_ids, cfg.data, keep_frames=8,
                                   test_time_flip=cfg.model.test_time_flip)
     metrics = run_metrics(cfg, split, index, heldout, train_ages, run_dir, train_seconds, nan_guard.stopped_at)
-    write_predictions_csv(run_dir / "heldout_predictions.csv", heldout, index)
+    write_predictions_csv(run_dir / PREDICTIONS_NAME, heldout, index)
     save_model_atomic(model, run_dir / MODEL_NAME)
     write_json_atomic(run_dir / METRICS_NAME, metrics)
     plot_run(run_dir, heldout, read_history(run_dir))

@@ -6,7 +6,14 @@ import json
 import pytest
 
 from age_estimation import experiments
-from age_estimation.experiments import ablation, ablation_markdown, cross_validate, with_changes
+from age_estimation.experiments import (
+    ablation,
+    ablation_markdown,
+    cross_validate,
+    seed_ensemble_mae,
+    with_changes,
+)
+from age_estimation.runs import PREDICTIONS_NAME
 
 pytestmark = pytest.mark.slow
 
@@ -35,9 +42,11 @@ def test_ablation_table_covers_variants_and_seeds(tiny_config, tmp_path):
     siam = summary["table"][0]
     assert siam["seeds"] == 2 and siam["temporal_ratio"] is not None and siam["spatial_ratio"] is not None
     assert "smile_amplitude" in siam["cue_usage"] and "oracle" in siam["cue_usage"]["hair_grey"]
+    assert siam["seed_ensemble_mae"] == pytest.approx(seed_ensemble_mae(
+        [tmp_path / "abl" / f"siam-seed{seed}" for seed in (0, 1)]))
     markdown = (tmp_path / "abl" / "ablation.md").read_text()
     assert "| siam | 2 |" in markdown and "| frame_average | 2 |" in markdown
-    assert "| oracle | " in markdown and "smile_onset" in markdown
+    assert "| oracle | " in markdown and "smile_onset" in markdown and "| seed ensemble |" in markdown
     assert markdown == ablation_markdown(summary["table"])
 
 
@@ -59,3 +68,22 @@ def test_with_changes_copies_without_touching_the_original(tiny_config):
     changed = with_changes(cfg, model={"variant": "no_spatial"}, train={"seed": 7})
     assert (changed.model.variant, changed.train.seed) == ("no_spatial", 7)
     assert (cfg.model.variant, cfg.train.seed) == ("siam", 0)
+
+
+def _predictions(run_dir, rows):
+    run_dir.mkdir(parents=True)
+    lines = ["video_id,subject,label,age,predicted,abs_error,fold"]
+    lines += [f"{vid},s,posed,{age},{pred},{abs(pred - age)}," for vid, age, pred in rows]
+    (run_dir / PREDICTIONS_NAME).write_text("\n".join(lines) + "\n")
+    return run_dir
+
+
+def test_seed_ensemble_scores_the_averaged_predictions(tmp_path):
+    one = _predictions(tmp_path / "a", [("v1", 30.0, 34.0), ("v2", 50.0, 44.0)])
+    two = _predictions(tmp_path / "b", [("v2", 50.0, 52.0), ("v1", 30.0, 28.0)])
+    # per video: (34 + 28) / 2 = 31 -> 1 year off; (44 + 52) / 2 = 48 -> 2 years off
+    assert seed_ensemble_mae([one, two]) == pytest.approx(1.5)
+    assert seed_ensemble_mae([one]) is None
+    other = _predictions(tmp_path / "c", [("v1", 30.0, 30.0)])
+    with pytest.raises(ValueError, match="c: its held-out videos differ"):
+        seed_ensemble_mae([one, other])
