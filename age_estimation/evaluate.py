@@ -69,10 +69,11 @@ def collect_predictions(
     )
 
 
-def read_predictions_csv(path: str | Path) -> dict[str, tuple[float, float]]:
-    """Video id -> (true age, predicted age) from a file ``write_predictions_csv`` wrote."""
+def read_predictions_csv(path: str | Path) -> dict[str, tuple[str, float, float]]:
+    """Video id -> (subject, true age, predicted age) from a file ``write_predictions_csv`` wrote."""
     with open(path, newline="") as handle:
-        return {row["video_id"]: (float(row["age"]), float(row["predicted"])) for row in csv.DictReader(handle)}
+        return {row["video_id"]: (row["subject"], float(row["age"]), float(row["predicted"]))
+                for row in csv.DictReader(handle)}
 
 
 def write_predictions_csv(

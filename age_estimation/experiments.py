@@ -24,7 +24,7 @@ from age_estimation.evaluate import (
     read_predictions_csv,
     write_predictions_csv,
 )
-from age_estimation.metrics import regression_report
+from age_estimation.metrics import regression_report, subject_bootstrap_interval
 from age_estimation.runs import CONFIG_NAME, PREDICTIONS_NAME
 from age_estimation.train import train
 
@@ -158,17 +158,54 @@ def _write_ablation(out_dir: Path, runs: list[dict[str, Any]], variants: tuple[s
 
 
 def _ablation_table(runs: list[dict[str, Any]], variants: tuple[str, ...], out_dir: Path) -> list[dict[str, Any]]:
+    def run_dirs(variant: str) -> list[Path]:
+        return [out_dir / f"{variant}-seed{r['seed']}" for r in runs if r["variant"] == variant]
+
     table = []
     for variant in variants:
         rows = [r for r in runs if r["variant"] == variant]
         entry = {"variant": variant, "seeds": len(rows),
                  "mae_mean": float(np.mean([r["mae"] for r in rows])), "mae_std": float(np.std([r["mae"] for r in rows])),
-                 "seed_ensemble_mae": seed_ensemble_mae([out_dir / f"{variant}-seed{r['seed']}" for r in rows])}
+                 "seed_ensemble_mae": seed_ensemble_mae(run_dirs(variant)),
+                 "minus_siam": (difference_from(run_dirs(variant), run_dirs("siam"))
+                                if variant != "siam" and "siam" in variants else None)}
         for key in ("temporal_ratio", "spatial_ratio", "oracle_mae", "mean_predictor_mae"):
             entry[key] = _mean_known([r.get(key) for r in rows])
         entry["cue_usage"] = _mean_cue_usage([r["cue_usage"] for r in rows if r.get("cue_usage")])
         table.append(entry)
     return table
+
+
+@dataclasses.dataclass
+class SeedPredictions:
+    """The held-out predictions of several runs on the same videos (sorted by id), one row per run."""
+
+    videos: list[str]
+    subjects: np.ndarray
+    ages: np.ndarray
+    predicted: np.ndarray  # (runs, videos)
+
+    @classmethod
+    def read(cls, run_dirs: list[Path], reference: Path | None = None) -> SeedPredictions:
+        """Load each run's predictions CSV; every run (and ``reference``'s) must cover the same videos."""
+        tables = [read_predictions_csv(Path(run_dir) / PREDICTIONS_NAME) for run_dir in run_dirs]
+        first = read_predictions_csv(Path(reference) / PREDICTIONS_NAME) if reference else tables[0]
+        origin = reference or run_dirs[0]
+        for run_dir, table in zip(run_dirs, tables):
+            if table.keys() != first.keys():
+                raise ValueError(f"{run_dir}: its held-out videos differ from those of {origin}; "
+                                 "compared runs must share the split")
+        videos = sorted(first)
+        return cls(videos, np.array([first[v][0] for v in videos]), np.array([first[v][1] for v in videos]),
+                   np.array([[table[v][2] for v in videos] for table in tables]))
+
+    def run_errors(self) -> np.ndarray:
+        """Per video, the absolute error averaged over the runs (its mean is the runs' mean MAE)."""
+        return np.mean(np.abs(self.predicted - self.ages), axis=0)
+
+    def ensemble_mae(self) -> float:
+        """MAE of the runs' predictions averaged per video."""
+        return float(np.mean(np.abs(self.predicted.mean(axis=0) - self.ages)))
 
 
 def seed_ensemble_mae(run_dirs: list[Path]) -> float | None:
@@ -177,17 +214,20 @@ def seed_ensemble_mae(run_dirs: list[Path]) -> float | None:
     Averaging over seeds removes what changes from one training to the next, so two variants can
     be compared with less of that noise (and it is what an ensemble of those runs would score).
     """
-    if len(run_dirs) < 2:
-        return None
-    tables = [read_predictions_csv(Path(run_dir) / PREDICTIONS_NAME) for run_dir in run_dirs]
-    for run_dir, table in zip(run_dirs[1:], tables[1:]):
-        if table.keys() != tables[0].keys():
-            raise ValueError(f"{run_dir}: its held-out videos differ from those of {run_dirs[0]}; "
-                             "the runs of an ensemble must share the split")
-    videos = sorted(tables[0])
-    ages = np.array([tables[0][v][0] for v in videos])
-    predicted = np.mean([[table[v][1] for v in videos] for table in tables], axis=0)
-    return float(np.mean(np.abs(predicted - ages)))
+    return SeedPredictions.read(run_dirs).ensemble_mae() if len(run_dirs) >= 2 else None
+
+
+def difference_from(run_dirs: list[Path], reference_dirs: list[Path]) -> dict[str, float]:
+    """Mean-over-seeds MAE of ``run_dirs`` minus that of ``reference_dirs``, with a 95% interval.
+
+    The interval resamples held-out subjects (paired: both sides are scored on the same videos), so it
+    says whether a difference between two variants is larger than this test set can tell apart.
+    """
+    reference = SeedPredictions.read(reference_dirs)
+    runs = SeedPredictions.read(run_dirs, reference=reference_dirs[0])
+    difference = runs.run_errors() - reference.run_errors()
+    low, high = subject_bootstrap_interval(difference, reference.subjects)
+    return {"difference": float(difference.mean()), "low": low, "high": high}
 
 
 def _mean_cue_usage(usages: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float | None]] | None:
@@ -205,18 +245,22 @@ def _mean_known(values: list[float | None]) -> float | None:
 
 
 def ablation_markdown(table: list[dict[str, Any]]) -> str:
-    """The ablation table as Markdown: held-out MAE (mean +- std over seeds, and of the seeds' averaged
-    predictions), attention ratios, cue usage."""
+    """The ablation table as Markdown: held-out MAE (mean +- std over seeds; the difference from SIAM with
+    a subject-bootstrap 95% interval; the MAE of the seeds' averaged predictions), attention, cue usage."""
 
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f}"
 
-    lines = ["| variant | seeds | held-out MAE (years) | seed ensemble | temporal ratio | spatial ratio |",
-             "|---|---|---|---|---|---|"]
+    def versus(value: dict[str, float] | None) -> str:
+        return "" if value is None else f"{value['difference']:+.2f} [{value['low']:+.2f}, {value['high']:+.2f}]"
+
+    columns = ["variant", "seeds", "held-out MAE (years)", "minus siam [95% CI]", "seed ensemble",
+               "temporal ratio", "spatial ratio"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in table:
         lines.append(f"| {row['variant']} | {row['seeds']} | {row['mae_mean']:.2f} ± {row['mae_std']:.2f} | "
-                     f"{fmt(row.get('seed_ensemble_mae'))} | {fmt(row['temporal_ratio'])} | "
-                     f"{fmt(row['spatial_ratio'])} |")
+                     f"{versus(row.get('minus_siam'))} | {fmt(row.get('seed_ensemble_mae'))} | "
+                     f"{fmt(row['temporal_ratio'])} | {fmt(row['spatial_ratio'])} |")
     if table and table[0].get("oracle_mae") is not None:
         lines.append("")
         lines.append(f"Oracle floor on these held-out videos: {table[0]['oracle_mae']:.2f} years; "

@@ -10,6 +10,7 @@ from age_estimation.experiments import (
     ablation,
     ablation_markdown,
     cross_validate,
+    difference_from,
     seed_ensemble_mae,
     with_changes,
 )
@@ -47,6 +48,8 @@ def test_ablation_table_covers_variants_and_seeds(tiny_config, tmp_path):
     markdown = (tmp_path / "abl" / "ablation.md").read_text()
     assert "| siam | 2 |" in markdown and "| frame_average | 2 |" in markdown
     assert "| oracle | " in markdown and "smile_onset" in markdown and "| seed ensemble |" in markdown
+    assert siam["minus_siam"] is None and summary["table"][1]["minus_siam"]["low"] <= summary["table"][1][
+        "minus_siam"]["high"]
     assert markdown == ablation_markdown(summary["table"])
 
 
@@ -73,7 +76,7 @@ def test_with_changes_copies_without_touching_the_original(tiny_config):
 def _predictions(run_dir, rows):
     run_dir.mkdir(parents=True)
     lines = ["video_id,subject,label,age,predicted,abs_error,fold"]
-    lines += [f"{vid},s,posed,{age},{pred},{abs(pred - age)}," for vid, age, pred in rows]
+    lines += [f"{vid},{vid[:2]},posed,{age},{pred},{abs(pred - age)}," for vid, age, pred in rows]
     (run_dir / PREDICTIONS_NAME).write_text("\n".join(lines) + "\n")
     return run_dir
 
@@ -87,3 +90,17 @@ def test_seed_ensemble_scores_the_averaged_predictions(tmp_path):
     other = _predictions(tmp_path / "c", [("v1", 30.0, 30.0)])
     with pytest.raises(ValueError, match="c: its held-out videos differ"):
         seed_ensemble_mae([one, other])
+
+
+def test_difference_from_siam_is_paired_over_the_same_videos(tmp_path):
+    siam = [_predictions(tmp_path / f"siam{i}", [("s1a", 30.0, 31.0 + i), ("s1b", 30.0, 30.0), ("s2a", 60.0, 58.0)])
+            for i in range(2)]  # errors per video, averaged over the seeds: 1.5, 0, 2
+    other = [_predictions(tmp_path / "other", [("s1a", 30.0, 33.5), ("s1b", 30.0, 30.0), ("s2a", 60.0, 62.0)])]
+    result = difference_from(other, siam)  # per video: +2, 0, 0
+    assert result["difference"] == pytest.approx(2 / 3)
+    # two subjects: s1 (mean +1 over its two videos) and s2 (0); resampled means lie in [0, 1]
+    assert 0.0 <= result["low"] <= result["difference"] <= result["high"] <= 1.0
+    assert difference_from(siam, siam) == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    elsewhere = [_predictions(tmp_path / "elsewhere", [("s9a", 30.0, 30.0)])]
+    with pytest.raises(ValueError, match="elsewhere: its held-out videos differ from those of .*siam0"):
+        difference_from(elsewhere, siam)
