@@ -187,6 +187,7 @@ class _Loop:
                 self.optimizer.finalize_variable_values(self.model.trainable_variables)
             if recalibrate:
                 recalibrate_batch_norm(self.full, self.recalibration, train.bn_recalibration_batches)
+                self.sync_state()  # workers' augmented batches differ: average, so all keep the same model
             yield
         finally:
             for variable, value in zip(self.full.variables, training_state):
