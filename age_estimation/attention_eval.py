@@ -41,10 +41,13 @@ def cue_cell_mask(regions: dict[str, list[float]], height: int, width: int) -> n
 
 
 def truth_rows(predictions: Any, truth: dict[str, Any], data_path: Path, cache_dir: str | Path) -> list[tuple]:
-    """(row in ``predictions``, ground-truth record) of every predicted video the generator made."""
+    """(row in ``predictions``, ground-truth record) of every predicted video the generator made.
+
+    ``predictions`` has ``video_ids`` (a ``Predictions``), or is the list of video ids itself.
+    """
     index = read_index(cache_dir)
     rows = []
-    for row, vid in enumerate(predictions.video_ids):
+    for row, vid in enumerate(getattr(predictions, "video_ids", predictions)):
         video = truth["videos"].get(os.path.relpath(index["videos"][vid]["source"], data_path))
         if video is not None:
             rows.append((row, video))
@@ -110,3 +113,10 @@ def _ratio(numerator: list[float], denominator: list[float]) -> float | None:
     if not numerator or not denominator or np.mean(denominator) <= 0:
         return None
     return float(np.mean(numerator) / np.mean(denominator))
+
+
+def oracle_errors(video_ids: list[str], data_path: Path, cache_dir: str | Path) -> dict[str, float]:
+    """Video id -> the oracle's absolute error on it, for the ids the generator made."""
+    truth = load_ground_truth(data_path)
+    return {video_ids[row]: abs(video["oracle_age"] - video["age"])
+            for row, video in truth_rows(list(video_ids), truth, data_path, cache_dir)}

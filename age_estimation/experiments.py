@@ -110,7 +110,7 @@ def ablation(cfg: PipelineConfig, out_dir: Path, seeds: list[int], variants: tup
             row = _finished_ablation_run(run_cfg, run_dir) or _ablation_run(run_cfg, run_dir)
             runs.append(row)
             print(f"{variant:14s} seed {seed}: held-out MAE {row['mae']:.2f}")
-            summary = _write_ablation(out_dir, runs, variants)
+            summary = _write_ablation(cfg, out_dir, runs, variants)
     return summary
 
 
@@ -149,15 +149,29 @@ def _ablation_run(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     return row
 
 
-def _write_ablation(out_dir: Path, runs: list[dict[str, Any]], variants: tuple[str, ...]) -> dict[str, Any]:
+def _write_ablation(
+    cfg: PipelineConfig, out_dir: Path, runs: list[dict[str, Any]], variants: tuple[str, ...]
+) -> dict[str, Any]:
     done = tuple(v for v in variants if any(r["variant"] == v for r in runs))
-    summary = {"runs": runs, "table": _ablation_table(runs, done, out_dir)}
+    summary = {"runs": runs, "table": _ablation_table(runs, done, out_dir, _oracle_errors(cfg, out_dir, runs))}
     write_json_atomic(out_dir / "ablation.json", summary)
     write_bytes_atomic(out_dir / "ablation.md", ablation_markdown(summary["table"]).encode())
     return summary
 
 
-def _ablation_table(runs: list[dict[str, Any]], variants: tuple[str, ...], out_dir: Path) -> list[dict[str, Any]]:
+def _oracle_errors(cfg: PipelineConfig, out_dir: Path, runs: list[dict[str, Any]]) -> dict[str, float] | None:
+    """The oracle's error on each held-out video of the runs (synthetic data), else None."""
+    if cfg.data.source != "synthetic":
+        return None
+    from age_estimation.attention_eval import oracle_errors
+
+    first = out_dir / f"{runs[0]['variant']}-seed{runs[0]['seed']}"
+    return oracle_errors(SeedPredictions.read([first]).videos, Path(cfg.data.path), cfg.data.cache_dir)
+
+
+def _ablation_table(
+    runs: list[dict[str, Any]], variants: tuple[str, ...], out_dir: Path, oracle: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
     def run_dirs(variant: str) -> list[Path]:
         return [out_dir / f"{variant}-seed{r['seed']}" for r in runs if r["variant"] == variant]
 
@@ -168,7 +182,8 @@ def _ablation_table(runs: list[dict[str, Any]], variants: tuple[str, ...], out_d
                  "mae_mean": float(np.mean([r["mae"] for r in rows])), "mae_std": float(np.std([r["mae"] for r in rows])),
                  "seed_ensemble_mae": seed_ensemble_mae(run_dirs(variant)),
                  "minus_siam": (difference_from(run_dirs(variant), run_dirs("siam"))
-                                if variant != "siam" and "siam" in variants else None)}
+                                if variant != "siam" and "siam" in variants else None),
+                 "floor_ratio": floor_ratio(run_dirs(variant), oracle) if oracle else None}
         for key in ("temporal_ratio", "spatial_ratio", "oracle_mae", "mean_predictor_mae"):
             entry[key] = _mean_known([r.get(key) for r in rows])
         entry["cue_usage"] = _mean_cue_usage([r["cue_usage"] for r in rows if r.get("cue_usage")])
@@ -217,6 +232,17 @@ def seed_ensemble_mae(run_dirs: list[Path]) -> float | None:
     return SeedPredictions.read(run_dirs).ensemble_mae() if len(run_dirs) >= 2 else None
 
 
+def floor_ratio(run_dirs: list[Path], oracle_errors: dict[str, float]) -> dict[str, float]:
+    """Mean-over-seeds MAE divided by the oracle's MAE on the same videos, with a 95% subject interval."""
+    runs = SeedPredictions.read(run_dirs)
+    missing = [v for v in runs.videos if v not in oracle_errors]
+    if missing:
+        raise ValueError(f"{run_dirs[0]}: {len(missing)} held-out videos (e.g. {missing[0]}) have no oracle error")
+    errors, floor = runs.run_errors(), np.array([oracle_errors[v] for v in runs.videos])
+    low, high = subject_bootstrap_interval(errors, runs.subjects, denominator=floor)
+    return {"ratio": float(errors.mean() / floor.mean()), "low": low, "high": high}
+
+
 def difference_from(run_dirs: list[Path], reference_dirs: list[Path]) -> dict[str, float]:
     """Mean-over-seeds MAE of ``run_dirs`` minus that of ``reference_dirs``, with a 95% interval.
 
@@ -254,12 +280,16 @@ def ablation_markdown(table: list[dict[str, Any]]) -> str:
     def versus(value: dict[str, float] | None) -> str:
         return "" if value is None else f"{value['difference']:+.2f} [{value['low']:+.2f}, {value['high']:+.2f}]"
 
-    columns = ["variant", "seeds", "held-out MAE (years)", "minus siam [95% CI]", "seed ensemble",
-               "temporal ratio", "spatial ratio"]
+    def times(value: dict[str, float] | None) -> str:
+        return "n/a" if value is None else f"{value['ratio']:.2f}x [{value['low']:.2f}, {value['high']:.2f}]"
+
+    columns = ["variant", "seeds", "held-out MAE (years)", "x oracle floor [95% CI]", "minus siam [95% CI]",
+               "seed ensemble", "temporal ratio", "spatial ratio"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in table:
         lines.append(f"| {row['variant']} | {row['seeds']} | {row['mae_mean']:.2f} ± {row['mae_std']:.2f} | "
-                     f"{versus(row.get('minus_siam'))} | {fmt(row.get('seed_ensemble_mae'))} | "
+                     f"{times(row.get('floor_ratio'))} | {versus(row.get('minus_siam'))} | "
+                     f"{fmt(row.get('seed_ensemble_mae'))} | "
                      f"{fmt(row['temporal_ratio'])} | {fmt(row['spatial_ratio'])} |")
     if table and table[0].get("oracle_mae") is not None:
         lines.append("")

@@ -52,12 +52,15 @@ def regression_report(true: np.ndarray, pred: np.ndarray, train_mean: float | No
 
 
 def subject_bootstrap_interval(
-    values: np.ndarray, subjects: np.ndarray, resamples: int = 4000, level: float = 0.95, seed: int = 0
+    values: np.ndarray, subjects: np.ndarray, denominator: np.ndarray | None = None, resamples: int = 4000,
+    level: float = 0.95, seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile interval of the mean of per-video ``values``, resampling whole subjects with replacement.
+    """Percentile interval of the mean of per-video ``values`` (or of mean(values) / mean(denominator)),
+    resampling whole subjects with replacement.
 
     A subject's videos share a face, so they are not independent draws: resampling subjects (with all
-    their videos) gives an honest interval for a test set of a few dozen people.
+    their videos) gives an honest interval for a test set of a few dozen people. With ``denominator``
+    (e.g. the oracle's errors on the same videos) it is the interval of a ratio such as MAE / floor.
 
     Example:
         >>> subject_bootstrap_interval(np.array([1.0, 1.0, 3.0]), np.array(["a", "a", "b"]))
@@ -67,9 +70,12 @@ def subject_bootstrap_interval(
     _, owner = np.unique(np.asarray(subjects).ravel(), return_inverse=True)
     if values.size == 0 or values.size != owner.size:
         raise ValueError(f"need one subject per value, got {values.size} values and {owner.size} subjects")
-    sums, counts = np.bincount(owner, weights=values), np.bincount(owner).astype(float)
+    below = np.ones_like(values) if denominator is None else np.asarray(denominator, float).ravel()
+    if below.size != values.size:
+        raise ValueError(f"need one denominator per value, got {below.size} for {values.size} values")
+    sums, totals = np.bincount(owner, weights=values), np.bincount(owner, weights=below)
     draws = np.random.default_rng(seed).integers(0, sums.size, (resamples, sums.size))
-    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    means = sums[draws].sum(axis=1) / totals[draws].sum(axis=1)
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)

@@ -11,6 +11,7 @@ from age_estimation.experiments import (
     ablation_markdown,
     cross_validate,
     difference_from,
+    floor_ratio,
     seed_ensemble_mae,
     with_changes,
 )
@@ -48,6 +49,7 @@ def test_ablation_table_covers_variants_and_seeds(tiny_config, tmp_path):
     markdown = (tmp_path / "abl" / "ablation.md").read_text()
     assert "| siam | 2 |" in markdown and "| frame_average | 2 |" in markdown
     assert "| oracle | " in markdown and "smile_onset" in markdown and "| seed ensemble |" in markdown
+    assert siam["floor_ratio"]["low"] <= siam["floor_ratio"]["ratio"] <= siam["floor_ratio"]["high"]
     assert siam["minus_siam"] is None and summary["table"][1]["minus_siam"]["low"] <= summary["table"][1][
         "minus_siam"]["high"]
     assert markdown == ablation_markdown(summary["table"])
@@ -104,3 +106,13 @@ def test_difference_from_siam_is_paired_over_the_same_videos(tmp_path):
     elsewhere = [_predictions(tmp_path / "elsewhere", [("s9a", 30.0, 30.0)])]
     with pytest.raises(ValueError, match="elsewhere: its held-out videos differ from those of .*siam0"):
         difference_from(elsewhere, siam)
+
+
+def test_floor_ratio_divides_by_the_oracle_on_the_same_videos(tmp_path):
+    runs = [_predictions(tmp_path / f"r{i}", [("s1a", 30.0, 33.0 + i), ("s2a", 60.0, 60.0 + i)]) for i in range(2)]
+    # mean-over-seeds errors: 3.5 and 0.5 (mean 2.0); oracle errors 1.0 and 1.0
+    result = floor_ratio(runs, {"s1a": 1.0, "s2a": 1.0})
+    assert result["ratio"] == pytest.approx(2.0) and result["low"] == pytest.approx(0.5)
+    assert result["high"] == pytest.approx(3.5)
+    with pytest.raises(ValueError, match="r0: 1 held-out videos .*s2a.* no oracle error"):
+        floor_ratio(runs, {"s1a": 1.0})

@@ -30,6 +30,16 @@ def test_bootstrap_interval_resamples_subjects_not_videos():
     assert 0.1 < high - low < 0.6  # about 4 standard errors of 1/sqrt(400)
 
 
-def test_bootstrap_interval_needs_a_subject_per_value():
+def test_bootstrap_interval_of_a_ratio_of_means():
+    floor = np.array([1.0, 3.0, 2.0, 2.0])
+    assert subject_bootstrap_interval(1.5 * floor, np.array(["a", "a", "b", "c"]), denominator=floor) == (1.5, 1.5)
+    # subject a: errors 4 over a floor of 2 (2x); subject b: 1 over 1 (1x): the ratio spans 1x .. 2x
+    low, high = subject_bootstrap_interval(np.array([4.0, 1.0]), np.array(["a", "b"]), denominator=np.array([2.0, 1.0]))
+    assert (low, high) == (1.0, 2.0)
+
+
+def test_bootstrap_interval_needs_a_subject_and_a_denominator_per_value():
     with pytest.raises(ValueError, match="one subject per value"):
         subject_bootstrap_interval(np.ones(3), np.array(["a", "b"]))
+    with pytest.raises(ValueError, match="one denominator per value"):
+        subject_bootstrap_interval(np.ones(2), np.array(["a", "b"]), denominator=np.ones(3))
