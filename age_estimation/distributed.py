@@ -132,7 +132,7 @@ def train_multi_worker(cfg: PipelineConfig, split: SplitData | None = None, run_
     val_ds = age_targets(split.val)
 
     progress = _restore(loop, run_dir / "checkpoints" / BACKUP_DIR)
-    # The same seeded batches on every worker, so the recomputed BN statistics agree.
+    # Training batches for the BN recalibration before each validation (averaged over the workers).
     loop.recalibration = cycle_inputs(age_targets(split.train))
     history, best, stopped_at = _fit(cfg, loop, train_iter, val_ds, steps, run_dir, chief, progress)
     if best is None:
