@@ -40,14 +40,11 @@ def cue_cell_mask(regions: dict[str, list[float]], height: int, width: int) -> n
     return inside
 
 
-def truth_rows(predictions: Any, truth: dict[str, Any], data_path: Path, cache_dir: str | Path) -> list[tuple]:
-    """(row in ``predictions``, ground-truth record) of every predicted video the generator made.
-
-    ``predictions`` has ``video_ids`` (a ``Predictions``), or is the list of video ids itself.
-    """
+def truth_rows(video_ids: list[str], truth: dict[str, Any], data_path: Path, cache_dir: str | Path) -> list[tuple]:
+    """(position in ``video_ids``, ground-truth record) of every listed video the generator made."""
     index = read_index(cache_dir)
     rows = []
-    for row, vid in enumerate(getattr(predictions, "video_ids", predictions)):
+    for row, vid in enumerate(video_ids):
         video = truth["videos"].get(os.path.relpath(index["videos"][vid]["source"], data_path))
         if video is not None:
             rows.append((row, video))
@@ -61,7 +58,7 @@ def attention_mass(predictions: Any, data_path: Path, cache_dir: str | Path) -> 
     truth = load_ground_truth(data_path)
     informative_w, distractor_w, inside_a, outside_a, oracle_err = [], [], [], [], []
     inside_cells = None
-    for row, video in truth_rows(predictions, truth, data_path, cache_dir):
+    for row, video in truth_rows(predictions.video_ids, truth, data_path, cache_dir):
         oracle_err.append(abs(video["oracle_age"] - video["age"]))
         flags = np.asarray(video["informative"])
         valid = predictions.mask[row] > 0
@@ -91,7 +88,7 @@ def cue_usage(predictions: Any, data_path: Path, cache_dir: str | Path) -> dict[
     """
     truth = load_ground_truth(data_path)
     generator, cue_model = truth["generator"], truth["cue_model"]
-    rows = truth_rows(predictions, truth, data_path, cache_dir)
+    rows = truth_rows(predictions.video_ids, truth, data_path, cache_dir)
     ages = np.array([video["age"] for _, video in rows], float)
     t = (ages - generator["min_age"]) / (generator["max_age"] - generator["min_age"])
     model_error = np.array([predictions.pred[row] for row, _ in rows]) - ages
@@ -119,4 +116,4 @@ def oracle_errors(video_ids: list[str], data_path: Path, cache_dir: str | Path) 
     """Video id -> the oracle's absolute error on it, for the ids the generator made."""
     truth = load_ground_truth(data_path)
     return {video_ids[row]: abs(video["oracle_age"] - video["age"])
-            for row, video in truth_rows(list(video_ids), truth, data_path, cache_dir)}
+            for row, video in truth_rows(video_ids, truth, data_path, cache_dir)}

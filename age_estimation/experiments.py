@@ -153,37 +153,38 @@ def _write_ablation(
     cfg: PipelineConfig, out_dir: Path, runs: list[dict[str, Any]], variants: tuple[str, ...]
 ) -> dict[str, Any]:
     done = tuple(v for v in variants if any(r["variant"] == v for r in runs))
-    summary = {"runs": runs, "table": _ablation_table(runs, done, out_dir, _oracle_errors(cfg, out_dir, runs))}
+    predictions = {v: SeedPredictions.read([out_dir / f"{v}-seed{r['seed']}" for r in runs if r["variant"] == v])
+                   for v in done}
+    oracle = _oracle_errors(cfg, predictions[done[0]].videos)
+    summary = {"runs": runs, "table": _ablation_table(runs, predictions, oracle)}
     write_json_atomic(out_dir / "ablation.json", summary)
     write_bytes_atomic(out_dir / "ablation.md", ablation_markdown(summary["table"]).encode())
     return summary
 
 
-def _oracle_errors(cfg: PipelineConfig, out_dir: Path, runs: list[dict[str, Any]]) -> dict[str, float] | None:
-    """The oracle's error on each held-out video of the runs (synthetic data), else None."""
+def _oracle_errors(cfg: PipelineConfig, videos: list[str]) -> dict[str, float] | None:
+    """The oracle's error on each of the held-out ``videos`` (synthetic data), else None."""
     if cfg.data.source != "synthetic":
         return None
     from age_estimation.attention_eval import oracle_errors
 
-    first = out_dir / f"{runs[0]['variant']}-seed{runs[0]['seed']}"
-    return oracle_errors(SeedPredictions.read([first]).videos, Path(cfg.data.path), cfg.data.cache_dir)
+    return oracle_errors(videos, Path(cfg.data.path), cfg.data.cache_dir)
 
 
 def _ablation_table(
-    runs: list[dict[str, Any]], variants: tuple[str, ...], out_dir: Path, oracle: dict[str, float] | None = None
+    runs: list[dict[str, Any]], predictions: dict[str, SeedPredictions], oracle: dict[str, float] | None = None
 ) -> list[dict[str, Any]]:
-    def run_dirs(variant: str) -> list[Path]:
-        return [out_dir / f"{variant}-seed{r['seed']}" for r in runs if r["variant"] == variant]
-
+    """One entry per variant of ``predictions`` (its seeds' held-out predictions, in table order)."""
+    reference = predictions.get("siam")
     table = []
-    for variant in variants:
+    for variant, seeds in predictions.items():
         rows = [r for r in runs if r["variant"] == variant]
         entry = {"variant": variant, "seeds": len(rows),
                  "mae_mean": float(np.mean([r["mae"] for r in rows])), "mae_std": float(np.std([r["mae"] for r in rows])),
-                 "seed_ensemble_mae": seed_ensemble_mae(run_dirs(variant)),
-                 "minus_siam": (difference_from(run_dirs(variant), run_dirs("siam"))
-                                if variant != "siam" and "siam" in variants else None),
-                 "floor_ratio": floor_ratio(run_dirs(variant), oracle) if oracle else None}
+                 "seed_ensemble_mae": seed_ensemble_mae(seeds),
+                 "minus_siam": (difference_from(seeds, reference)
+                                if reference is not None and variant != "siam" else None),
+                 "floor_ratio": floor_ratio(seeds, oracle) if oracle else None}
         for key in ("temporal_ratio", "spatial_ratio", "oracle_mae", "mean_predictor_mae"):
             entry[key] = _mean_known([r.get(key) for r in rows])
         entry["cue_usage"] = _mean_cue_usage([r["cue_usage"] for r in rows if r.get("cue_usage")])
@@ -195,62 +196,64 @@ def _ablation_table(
 class SeedPredictions:
     """The held-out predictions of several runs on the same videos (sorted by id), one row per run."""
 
+    run_dirs: list[Path]
     videos: list[str]
     subjects: np.ndarray
     ages: np.ndarray
     predicted: np.ndarray  # (runs, videos)
 
     @classmethod
-    def read(cls, run_dirs: list[Path], reference: Path | None = None) -> SeedPredictions:
-        """Load each run's predictions CSV; every run (and ``reference``'s) must cover the same videos."""
-        tables = [read_predictions_csv(Path(run_dir) / PREDICTIONS_NAME) for run_dir in run_dirs]
-        first = read_predictions_csv(Path(reference) / PREDICTIONS_NAME) if reference else tables[0]
-        origin = reference or run_dirs[0]
-        for run_dir, table in zip(run_dirs, tables):
-            if table.keys() != first.keys():
-                raise ValueError(f"{run_dir}: its held-out videos differ from those of {origin}; "
-                                 "compared runs must share the split")
-        videos = sorted(first)
-        return cls(videos, np.array([first[v][0] for v in videos]), np.array([first[v][1] for v in videos]),
+    def read(cls, run_dirs: list[Path]) -> SeedPredictions:
+        """Load each run's predictions CSV; every run must cover the same videos."""
+        run_dirs = [Path(run_dir) for run_dir in run_dirs]
+        tables = [read_predictions_csv(run_dir / PREDICTIONS_NAME) for run_dir in run_dirs]
+        first, videos = tables[0], sorted(tables[0])
+        for run_dir, table in zip(run_dirs[1:], tables[1:]):
+            _check_same_videos(sorted(table), run_dir, videos, run_dirs[0])
+        return cls(run_dirs, videos, np.array([first[v][0] for v in videos]), np.array([first[v][1] for v in videos]),
                    np.array([[table[v][2] for v in videos] for table in tables]))
 
     def run_errors(self) -> np.ndarray:
         """Per video, the absolute error averaged over the runs (its mean is the runs' mean MAE)."""
         return np.mean(np.abs(self.predicted - self.ages), axis=0)
 
-    def ensemble_mae(self) -> float:
-        """MAE of the runs' predictions averaged per video."""
-        return float(np.mean(np.abs(self.predicted.mean(axis=0) - self.ages)))
+
+def _check_same_videos(videos: list[str], source: Path, expected: list[str], origin: Path) -> None:
+    """Raise, naming ``source``, unless its held-out ``videos`` are those of ``origin``."""
+    if videos != expected:
+        raise ValueError(f"{source}: its held-out videos differ from those of {origin}; "
+                         "compared runs must share the split")
 
 
-def seed_ensemble_mae(run_dirs: list[Path]) -> float | None:
+def seed_ensemble_mae(runs: SeedPredictions) -> float | None:
     """Held-out MAE of the runs' predictions averaged per video; None for fewer than two runs.
 
     Averaging over seeds removes what changes from one training to the next, so two variants can
     be compared with less of that noise (and it is what an ensemble of those runs would score).
     """
-    return SeedPredictions.read(run_dirs).ensemble_mae() if len(run_dirs) >= 2 else None
+    if len(runs.predicted) < 2:
+        return None
+    return float(np.mean(np.abs(runs.predicted.mean(axis=0) - runs.ages)))
 
 
-def floor_ratio(run_dirs: list[Path], oracle_errors: dict[str, float]) -> dict[str, float]:
+def floor_ratio(runs: SeedPredictions, oracle_errors: dict[str, float]) -> dict[str, float]:
     """Mean-over-seeds MAE divided by the oracle's MAE on the same videos, with a 95% subject interval."""
-    runs = SeedPredictions.read(run_dirs)
     missing = [v for v in runs.videos if v not in oracle_errors]
     if missing:
-        raise ValueError(f"{run_dirs[0]}: {len(missing)} held-out videos (e.g. {missing[0]}) have no oracle error")
+        raise ValueError(f"{runs.run_dirs[0]}: {len(missing)} held-out videos (e.g. {missing[0]}) "
+                         "have no oracle error")
     errors, floor = runs.run_errors(), np.array([oracle_errors[v] for v in runs.videos])
     low, high = subject_bootstrap_interval(errors, runs.subjects, denominator=floor)
     return {"ratio": float(errors.mean() / floor.mean()), "low": low, "high": high}
 
 
-def difference_from(run_dirs: list[Path], reference_dirs: list[Path]) -> dict[str, float]:
-    """Mean-over-seeds MAE of ``run_dirs`` minus that of ``reference_dirs``, with a 95% interval.
+def difference_from(runs: SeedPredictions, reference: SeedPredictions) -> dict[str, float]:
+    """Mean-over-seeds MAE of ``runs`` minus that of ``reference``, with a 95% interval.
 
     The interval resamples held-out subjects (paired: both sides are scored on the same videos), so it
     says whether a difference between two variants is larger than this test set can tell apart.
     """
-    reference = SeedPredictions.read(reference_dirs)
-    runs = SeedPredictions.read(run_dirs, reference=reference_dirs[0])
+    _check_same_videos(runs.videos, runs.run_dirs[0], reference.videos, reference.run_dirs[0])
     difference = runs.run_errors() - reference.run_errors()
     low, high = subject_bootstrap_interval(difference, reference.subjects)
     return {"difference": float(difference.mean()), "low": low, "high": high}

@@ -15,7 +15,7 @@ def predictions_from(cfg, predict) -> types.SimpleNamespace:
     truth = load_ground_truth(Path(cfg.data.path))
     ids = sorted(read_index(cfg.data.cache_dir)["videos"])
     probe = types.SimpleNamespace(video_ids=ids, pred=np.zeros(len(ids)))
-    records = dict(truth_rows(probe, truth, Path(cfg.data.path), cfg.data.cache_dir))
+    records = dict(truth_rows(probe.video_ids, truth, Path(cfg.data.path), cfg.data.cache_dir))
     probe.pred = np.array([predict(records[row]) for row in range(len(ids))])
     return probe
 
