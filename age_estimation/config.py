@@ -1,8 +1,9 @@
 """Typed pipeline configuration: one YAML file per experiment, validated before any work.
 
-A pipeline YAML has the sections ``data``, ``align``, ``synth``, ``model``, ``train``,
-``tune`` and ``export``; every key is optional and falls back to the defaults below.
-Unknown keys and wrong types fail at load time with the file and the dotted key named.
+A pipeline YAML has the sections ``data``, ``align``, ``synth``, ``model``, ``train``, ``runtime``,
+``inference``, ``tune`` and ``export``, each read only by the code it configures; every key is
+optional and falls back to the defaults below. Unknown keys and wrong types fail at load time with
+the file and the dotted key named; a key that moved to another section names its new place.
 
 Example:
     >>> cfg = load_config("pipelines/default.yaml", overrides=["train.epochs=3"])
@@ -24,6 +25,19 @@ import yaml
 
 class ConfigError(ValueError):
     """A pipeline config is invalid; the message names the file and the key."""
+
+
+# Keys that live in another section now: old -> new dotted name.
+MOVED_KEYS = {
+    "model.test_time_flip": "inference.test_time_flip",
+    "data.window_span": "inference.window_span",
+    "train.seed": "runtime.seed",
+    "train.deterministic": "runtime.deterministic",
+    "train.mixed_precision": "runtime.mixed_precision",
+    "train.strategy": "runtime.strategy",
+    "train.runs_dir": "runtime.runs_dir",
+    "train.export_after": "export.after_training",
+}
 
 
 @dataclass
@@ -80,7 +94,6 @@ class DataConfig:
     path: str = "data/synthetic"
     cache_dir: str = "data/cache/synthetic"
     clip_length: int = 16
-    window_span: int = 40
     batch_size: int = 8
     folds: int = 5
     fold: int = 0
@@ -132,14 +145,11 @@ class ModelConfig:
     no_temporal_pooling: Literal["last", "mean"] = "last"
     unroll: bool = False
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    # Inference: average each clip's age with its mirror image's (held-out evaluation, predict, every
-    # runtime). Costs a second forward pass; the faces are left-right symmetric and training flips them.
-    test_time_flip: bool = True
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation, callbacks, precision and distribution."""
+    """Optimisation: loss, optimizer, schedule, weight averaging and early stopping."""
 
     epochs: int = 20
     learning_rate: float = 2e-3
@@ -156,13 +166,30 @@ class TrainConfig:
     schedule: Literal["cosine", "constant", "plateau"] = "cosine"
     warmup_epochs: int = 1
     early_stopping_patience: int = 6
-    mixed_precision: bool = False
-    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
+    steps_per_epoch: int = 0
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how a run executes: seeds, op determinism, precision, distribution, run folders."""
+
     seed: int = 0
     deterministic: bool = False
-    steps_per_epoch: int = 0
+    mixed_precision: bool = False
+    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
     runs_dir: str = "runs"
-    export_after: bool = True
+
+
+@dataclass
+class InferenceConfig:
+    """How a trained model turns clips and videos into ages: held-out evaluation, predict, every runtime."""
+
+    # Average each clip's age with its mirror image's. Costs a second forward pass; the faces are
+    # left-right symmetric and training flips them.
+    test_time_flip: bool = True
+    # Source frames one prediction window covers (sampled down to data.clip_length frames): the
+    # length of a training video, so that a window sees the expression at the pace training saw it.
+    window_span: int = 40
 
 
 @dataclass
@@ -192,6 +219,8 @@ class ExportConfig:
     jpeg_signature: bool = True
     parity_clips: int = 50
     latency_runs: int = 20
+    # Whether `age-estimation train` (and so `make train`) exports the finished run.
+    after_training: bool = True
 
 
 @dataclass
@@ -204,9 +233,17 @@ class PipelineConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     source_file: str = ""
+
+
+def with_changes(cfg: PipelineConfig, **sections: dict[str, Any]) -> PipelineConfig:
+    """A copy of ``cfg`` with some keys of some sections replaced, e.g. ``model={"variant": "siam"}``."""
+    changed = {name: dataclasses.replace(getattr(cfg, name), **keys) for name, keys in sections.items()}
+    return dataclasses.replace(cfg, **changed)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
@@ -238,6 +275,9 @@ def from_dict(cls: type, raw: dict[str, Any], origin: str, prefix: str = "") -> 
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
+    moved = [f"'{prefix + k}' moved to '{MOVED_KEYS[prefix + k]}'" for k in unknown if prefix + k in MOVED_KEYS]
+    if moved:
+        raise ConfigError(f"{origin}: {'; '.join(moved)}")
     if unknown:
         where = f"section '{prefix.rstrip('.')}'" if prefix else "the top level"
         raise ConfigError(
@@ -316,7 +356,7 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
     checks = [
         (cfg.data.clip_length >= 1, "data.clip_length must be at least 1"),
         (cfg.data.batch_size >= 1, "data.batch_size must be at least 1"),
-        (cfg.data.window_span >= 1, "data.window_span must be at least 1"),
+        (cfg.inference.window_span >= 1, "inference.window_span must be at least 1"),
         (cfg.data.folds >= 2, "data.folds must be at least 2"),
         (0 <= cfg.data.fold < cfg.data.folds, "data.fold must be in [0, data.folds)"),
         (0.0 < cfg.data.heldout_fraction < 1.0, "data.heldout_fraction must be in (0, 1)"),

@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from age_estimation.atomic_files import write_json_atomic
 from age_estimation.config import PipelineConfig
+from age_estimation.data.prepare import prepare_data
+from age_estimation.evaluation.attention import attention_mass, cue_usage
+from age_estimation.export.run import export_run
+from age_estimation.training.fit import train
 
 
 @dataclass
@@ -25,32 +30,12 @@ class PipelineOutcome:
     export: dict[str, Any] | None = None
 
 
-def prepare_data(cfg: PipelineConfig, progress: bool = True) -> dict[str, Any]:
-    """Generate the synthetic dataset when configured, then align and cache every manifest row."""
-    from age_estimation.data.manifest import scan_manifest
-    from age_estimation.data.prepare import prepare
-
-    if cfg.data.source == "synthetic":
-        from age_estimation.data.synth import generate_dataset
-
-        generate_dataset(Path(cfg.data.path), cfg.synth, cfg.align, workers=cfg.data.workers, progress=progress)
-    scan = scan_manifest(cfg.data)
-    if not scan.rows:
-        problems = "; ".join(str(p) for p in scan.problems[:5])
-        raise ValueError(f"{scan.source}: no usable video in the manifest ({problems})")
-    rejected = [{"path": p.path, "reason": f"manifest row {p.row}: {p.reason}"} for p in scan.problems]
-    return prepare(scan.rows, Path(cfg.data.cache_dir), cfg.align, workers=cfg.data.workers,
-                   progress=progress, rejected=rejected)
-
-
 def run_pipeline(cfg: PipelineConfig, progress: bool = True, export: bool | None = None) -> PipelineOutcome:
     """Prepare, train, score attention on synthetic data, and export; returns the outcome with timings."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     report = prepare_data(cfg, progress)
     timings["data"] = time.perf_counter() - started
-
-    from age_estimation.train import train
 
     started = time.perf_counter()
     result = train(cfg, verbose="auto" if progress else 0)
@@ -60,15 +45,12 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, export: bool | None
         return PipelineOutcome(result.run_dir, metrics, timings, report)  # a multi-worker helper: chief reports
 
     if cfg.data.source == "synthetic":
-        from age_estimation.attention_eval import attention_mass, cue_usage
-        from age_estimation.data.cache import write_json_atomic
-
         metrics["attention"] = attention_mass(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
         metrics["cue_usage"] = cue_usage(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
         write_json_atomic(result.run_dir / "metrics.json", metrics)
 
     exported = None
-    if cfg.train.export_after if export is None else export:
+    if cfg.export.after_training if export is None else export:
         started = time.perf_counter()
         exported = _export(cfg, result.run_dir)
         timings["export"] = time.perf_counter() - started
@@ -77,6 +59,4 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, export: bool | None
 
 def _export(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     """SavedModel (next version) and the configured TFLite variants of the run, with the parity report."""
-    from age_estimation.serving.export_run import export_run
-
     return export_run(run_dir, export_cfg=cfg.export)

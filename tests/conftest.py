@@ -17,7 +17,7 @@ def tiny_overrides(root: Path) -> list[str]:
     return [
         f"data.path={root / 'videos'}",
         f"data.cache_dir={root / 'cache'}",
-        f"train.runs_dir={root / 'runs'}",
+        f"runtime.runs_dir={root / 'runs'}",
         f"tune.directory={root / 'tune'}",
         f"export.directory={root / 'exported'}",
         "data.workers=1",
@@ -28,7 +28,7 @@ def tiny_overrides(root: Path) -> list[str]:
 def tiny_root(tmp_path_factory) -> Path:
     """A folder holding the ci_tiny synthetic videos and their prepared cache (made once per session)."""
     from age_estimation.config import load_config
-    from age_estimation.workflow import prepare_data
+    from age_estimation.data.prepare import prepare_data
 
     root = tmp_path_factory.mktemp("tiny")
     report = prepare_data(load_config(TINY_CONFIG, tiny_overrides(root)), progress=False)
@@ -45,3 +45,6 @@ def tiny_config(tiny_root):
         return load_config(TINY_CONFIG, tiny_overrides(tiny_root) + list(overrides))
 
     return make
+
+
+from tests.video_files import videos  # noqa: F401  (the session fixture of test videos)

@@ -61,23 +61,6 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
 def empty_index(align: AlignConfig) -> dict[str, Any]:
     """A fresh index for ``align`` settings."""
     return {"format": FORMAT_VERSION, "align": asdict(align), "align_key": align_key(align), "videos": {}}

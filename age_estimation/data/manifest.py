@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from age_estimation.atomic_files import write_bytes_atomic
 from age_estimation.config import DataConfig
-from age_estimation.data.cache import write_bytes_atomic
 
 REQUIRED_COLUMNS = ("path", "age", "subject")
 OPTIONAL_COLUMNS = ("label", "split")

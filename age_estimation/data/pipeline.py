@@ -140,14 +140,14 @@ def build_split_datasets(
 ) -> SplitData:
     """Held-out split plus fold ``fold`` (default ``cfg.data.fold``) of k-fold over the dev subjects.
 
-    ``seed`` None means ``cfg.train.seed`` in deterministic mode (data or train) and unseeded otherwise.
+    ``seed`` None means ``cfg.runtime.seed`` in deterministic mode (data or train) and unseeded otherwise.
     """
     data = cfg.data
     fold = data.fold if fold is None else fold
     if not 0 <= fold < data.folds:
         raise ValueError(f"fold {fold} is outside [0, {data.folds}) (data.folds)")
-    if seed is None and (data.deterministic or cfg.train.deterministic):
-        seed = cfg.train.seed
+    if seed is None and (data.deterministic or cfg.runtime.deterministic):
+        seed = cfg.runtime.seed
     cache_dir = Path(data.cache_dir)
     index = read_index(cache_dir)
     try:

@@ -26,10 +26,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from age_estimation.assets import FACE_DETECTOR, FACE_MESH, asset_path
-from age_estimation.config import AlignConfig
+from age_estimation.atomic_files import write_json_atomic
+from age_estimation.config import AlignConfig, PipelineConfig
 from age_estimation.data import cache
-from age_estimation.data.manifest import ManifestRow, row_problems
+from age_estimation.data.manifest import ManifestRow, row_problems, scan_manifest
+from age_estimation.data.synth.generator import generate_dataset
+from age_estimation.video.face_models import FACE_DETECTOR, FACE_MESH, asset_path
 
 # Longer frame side kept for alignment unless ``align.max_side`` is set: the detector sees
 # 128x128 and crops are <= 128 px, so larger frames only cost memory (x workers).
@@ -69,12 +71,12 @@ def prepare(
         "rejected": list(rejected or []),
     }
     jobs = _plan(rows, index, out_dir, report)
-    cache.write_json_atomic(out_dir / cache.INDEX_NAME, index)
+    write_json_atomic(out_dir / cache.INDEX_NAME, index)
     bar = tqdm(total=len(rows), initial=len(rows) - len(jobs), unit="video", disable=not progress, desc="prepare")
     with bar:
         for job, result in _run(jobs, align, workers):
             _record(job, result, index, out_dir, report)
-            cache.write_json_atomic(out_dir / cache.INDEX_NAME, index)
+            write_json_atomic(out_dir / cache.INDEX_NAME, index)
             bar.set_postfix(rejected=len(report["rejected"]))
             bar.update()
     seconds = time.perf_counter() - started
@@ -85,7 +87,7 @@ def prepare(
         seconds=round(seconds, 3),
         frames_per_second=round(frames / seconds, 2) if seconds > 0 else 0.0,
     )
-    cache.write_json_atomic(out_dir / cache.REPORT_NAME, report)
+    write_json_atomic(out_dir / cache.REPORT_NAME, report)
     return report
 
 
@@ -97,8 +99,8 @@ def resolve_workers(workers: int, jobs: int) -> int:
 
 def align_file(path: str | Path, align: AlignConfig, aligner: Any) -> dict[str, Any]:
     """Decode and align one video with an existing ``FaceAligner``; a dict with arrays or ``error``."""
-    from age_estimation.data.align import AlignmentError
-    from age_estimation.data.video import VideoError, read_video
+    from age_estimation.video.align import AlignmentError
+    from age_estimation.video.decode import VideoError, read_video
 
     try:
         video = read_video(
@@ -174,7 +176,7 @@ def _run(jobs: list[_Job], align: AlignConfig, workers: int) -> Iterator[tuple[_
         return
     count = resolve_workers(workers, len(jobs))
     if count == 1:
-        from age_estimation.data.align import FaceAligner
+        from age_estimation.video.align import FaceAligner
 
         with FaceAligner(align) as aligner:
             for job in jobs:
@@ -208,7 +210,7 @@ def _init_worker(align_fields: dict[str, Any]) -> None:
     """Build this worker's aligner once; one OpenCV thread per worker so processes do not contend."""
     import cv2
 
-    from age_estimation.data.align import FaceAligner
+    from age_estimation.video.align import FaceAligner
 
     cv2.setNumThreads(1)
     _WORKER["align"] = AlignConfig(**align_fields)
@@ -247,3 +249,16 @@ def _without_path(message: str, path: str | Path) -> str:
     """Drop a leading ``<path>: `` from an error message; the report already names the file."""
     prefix = f"{path}: "
     return message.removeprefix(prefix)
+
+
+def prepare_data(cfg: PipelineConfig, progress: bool = True) -> dict[str, Any]:
+    """Generate the synthetic dataset when configured, then align and cache every manifest row."""
+    if cfg.data.source == "synthetic":
+        generate_dataset(Path(cfg.data.path), cfg.synth, cfg.align, workers=cfg.data.workers, progress=progress)
+    scan = scan_manifest(cfg.data)
+    if not scan.rows:
+        problems = "; ".join(str(p) for p in scan.problems[:5])
+        raise ValueError(f"{scan.source}: no usable video in the manifest ({problems})")
+    rejected = [{"path": p.path, "reason": f"manifest row {p.row}: {p.reason}"} for p in scan.problems]
+    return prepare(scan.rows, Path(cfg.data.cache_dir), cfg.align, workers=cfg.data.workers,
+                   progress=progress, rejected=rejected)

@@ -101,7 +101,7 @@ def window_starts(frames: int, window: int, stride: int) -> list[int]:
 def window_indices(frames: int, window: int, span: int, stride: int) -> list[np.ndarray]:
     """Frame indices of each prediction window: ``span`` consecutive frames sampled uniformly down to ``window``.
 
-    Training clips are T frames spread over a whole training video (``data.window_span`` frames), so a
+    Training clips are T frames spread over a whole training video (``inference.window_span`` frames), so a
     window must cover the same stretch of time for the model to see the expression at its training pace.
     """
     span = max(span, window)
@@ -171,8 +171,8 @@ def predict_video(
     keep_frames: bool = False,
 ) -> VideoPrediction:
     """Read, align and estimate one video; ``PredictionError`` (naming the file) when it has no face."""
-    from age_estimation.data.align import AlignmentError
-    from age_estimation.data.video import VideoError, read_video
+    from age_estimation.video.align import AlignmentError
+    from age_estimation.video.decode import VideoError, read_video
 
     path = Path(path)
     started = time.perf_counter()
@@ -214,7 +214,7 @@ def predict_videos(
     progress: bool | None = None,
 ) -> Iterable[VideoPrediction | PredictionError]:
     """Predict each video in turn, yielding a result or the error that stopped it (the loop goes on)."""
-    from age_estimation.data.align import FaceAligner
+    from age_estimation.video.align import FaceAligner
 
     progress = len(paths) > 1 if progress is None else progress
     with FaceAligner(prediction_align_config(align)) as aligner:

@@ -109,7 +109,7 @@ class KerasPredictor(Predictor):
     def __init__(self, model: Any, spec: dict[str, Any] | None = None) -> None:
         import keras
 
-        import age_estimation.layers  # noqa: F401  (registers the custom layers)
+        import age_estimation.models.siam.layers  # noqa: F401  (registers the custom layers)
 
         if isinstance(model, (str, Path)):
             path = Path(model)
@@ -133,7 +133,7 @@ class SavedModelPredictor(Predictor):
     def __init__(self, path: str | Path) -> None:
         import tensorflow as tf
 
-        from age_estimation.serving.savedmodel import read_spec
+        from age_estimation.inference.spec import read_spec
 
         path = resolve_savedmodel(path)
         super().__init__(read_spec(path))
@@ -204,7 +204,7 @@ class ServingPredictor(Predictor):
     name = "serving"
 
     def __init__(self, url: str, model_name: str = "siam", spec: dict[str, Any] | None = None) -> None:
-        from age_estimation.serving.client import ServingClient
+        from age_estimation.inference.serving_client import ServingClient
 
         super().__init__(spec)
         self.client = ServingClient(url, model_name=model_name, crop_size=self.crop_size)
@@ -266,8 +266,8 @@ def spec_from_config(cfg: Any) -> dict[str, Any]:
         "align": dataclasses.asdict(cfg.align),
         "model_name": cfg.export.model_name,
         "window": cfg.data.clip_length,
-        "window_span": cfg.data.window_span,
-        "test_time_flip": cfg.model.test_time_flip,
+        "window_span": cfg.inference.window_span,
+        "test_time_flip": cfg.inference.test_time_flip,
     }
 
 

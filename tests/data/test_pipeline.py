@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from age_estimation.benchmarks.input import input_throughput
+from age_estimation.atomic_files import write_json_atomic
+from age_estimation.bench.input import input_throughput
 from age_estimation.config import AlignConfig, AugmentConfig, DataConfig, PipelineConfig
-from age_estimation.data.cache import empty_index, encode_clip, write_clip_shard, write_json_atomic
+from age_estimation.data.cache import empty_index, encode_clip, write_clip_shard
 from age_estimation.data.pipeline import build_dataset, build_split_datasets, sample_indices, steps_per_epoch
 
 SIZE = 16

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from age_estimation.cli import main as cli_main
+from age_estimation.cli.main import main as cli_main
 from age_estimation.config import AlignConfig
 from age_estimation.data import cache
 from age_estimation.data.manifest import ManifestRow

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from age_estimation.config import AlignConfig, SynthConfig
-from age_estimation.data import synth
-from age_estimation.data.synth_face import FrameState, render_frame
+from age_estimation.data.synth import generator as synth
+from age_estimation.data.synth.face import FrameState, render_frame
 
 TINY = SynthConfig(subjects=3, videos_per_subject=2, frames=10, frame_size=128, seed=3)
 
@@ -156,7 +156,7 @@ def test_blazeface_detects_the_face_in_most_informative_frames(tmp_path: Path) -
     mp = pytest.importorskip("mediapipe")
     from mediapipe.tasks.python import BaseOptions, vision
 
-    from age_estimation.assets import FACE_DETECTOR, AssetError, asset_path
+    from age_estimation.video.face_models import FACE_DETECTOR, AssetError, asset_path
 
     try:
         model = asset_path(FACE_DETECTOR)
@@ -238,7 +238,7 @@ def test_parallel_generation_matches_serial(tmp_path: Path) -> None:
 
 
 def test_cli_writes_the_files_and_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from age_estimation.cli import main
+    from age_estimation.cli.main import main
 
     config = tmp_path / "pipe.yaml"
     config.write_text("synth:\n  frames: 5\n  frame_size: 96\n  subjects: 7\n")

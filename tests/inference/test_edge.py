@@ -7,13 +7,13 @@ import textwrap
 
 import pytest
 
-import age_estimation.layers  # noqa: F401
+import age_estimation.models.siam.layers  # noqa: F401
+from age_estimation.export.tflite import export_tflite
 from age_estimation.inference.edge import EdgeEstimator
 from age_estimation.inference.predict import predict_videos
 from age_estimation.inference.runtimes import KerasPredictor
-from age_estimation.serving.tflite import export_tflite
 from tests.inference import write_video
-from tests.serving import CLIP, load_tiny_run, make_tiny_run
+from tests.tiny_run import CLIP, load_tiny_run, make_tiny_run
 
 
 @pytest.fixture(scope="module")

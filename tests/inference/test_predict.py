@@ -6,8 +6,10 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-import age_estimation.layers  # noqa: F401
-from age_estimation.cli import main
+import age_estimation.models.siam.layers  # noqa: F401
+from age_estimation.cli.main import main
+from age_estimation.export.savedmodel import export_savedmodel
+from age_estimation.export.tflite import export_tflite
 from age_estimation.inference.predict import (
     PredictionError,
     collect_videos,
@@ -16,10 +18,8 @@ from age_estimation.inference.predict import (
     window_starts,
 )
 from age_estimation.inference.runtimes import Predictor
-from age_estimation.serving.savedmodel import export_savedmodel
-from age_estimation.serving.tflite import export_tflite
 from tests.inference import write_video
-from tests.serving import CLIP, load_tiny_run, make_tiny_run
+from tests.tiny_run import CLIP, load_tiny_run, make_tiny_run
 
 
 @pytest.fixture(scope="module")

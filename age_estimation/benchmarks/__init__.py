@@ -1,1 +1,0 @@
-"""Benchmarks that print the speed and quality figures of the pipeline (never timed tests)."""

@@ -1,0 +1,65 @@
+"""The ``age-estimation`` console entry point: one subcommand per job, each in ``age_estimation.cli.common``.
+
+Each command module defines ``HELP`` (one line), ``configure(parser)`` and ``run(args) -> int``;
+modules are imported only when their command runs, so ``--help`` stays fast.
+
+Example:
+    age-estimation train --config pipelines/default.yaml --set train.epochs=3
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+COMMANDS = {
+    "assets": "Fetch and verify the MediaPipe face models (once; then offline).",
+    "synth": "Write the synthetic face-video dataset with its ground truth.",
+    "prepare": "Detect, align and cache the face clips of a manifest or UvA-NEMO.",
+    "train": "Train a pipeline config and write a run directory under runs/.",
+    "evaluate": "Subject-independent k-fold cross-validation with plots.",
+    "ablation": "The paper's ablation: SIAM vs its variants, several seeds.",
+    "tune": "Keras Tuner hyperparameter search; writes the best config as YAML.",
+    "export": "Export a trained model as a SavedModel (TF Serving) and TFLite.",
+    "predict": "Estimate the age of the person in each video.",
+    "bench": "Measure speed, memory and size; print a table and write JSON.",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with a subparser per command (configured lazily on use)."""
+    parser = argparse.ArgumentParser(prog="age-estimation", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    known, _ = parser.parse_known_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO if known.verbose else logging.WARNING, format="%(message)s")
+    module = importlib.import_module(f"age_estimation.cli.{known.command}")
+    command_parser = argparse.ArgumentParser(
+        prog=f"age-estimation {known.command}", description=COMMANDS[known.command]
+    )
+    module.configure(command_parser)
+    rest = argv[argv.index(known.command) + 1 :]
+    args = command_parser.parse_args(rest)
+    args.verbose = known.verbose
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

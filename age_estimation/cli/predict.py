@@ -1,0 +1,116 @@
+"""``age-estimation predict VIDEO...``: the age of the person in each video, on any runtime.
+
+The model is ``--model`` (``.keras``, a SavedModel folder or a ``.tflite`` variant), ``--server URL``
+(TF Serving, REST ``http://`` or gRPC ``grpc://``), or the newest run's ``model.keras``. Exit 0 when
+every video gave an age, 1 when some gave none (each named with its reason on stderr), 2 on a setup error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
+    parser.add_argument("--model", help="a .keras file, a SavedModel folder or a .tflite file")
+    parser.add_argument(
+        "--server", metavar="URL", help="TF Serving URL: http://host:8501 or grpc://host:8500"
+    )
+    parser.add_argument("--run", help="run directory (default: the newest under runtime.runs_dir)")
+    parser.add_argument("--config", help="pipeline YAML (alignment and T when the model carries none)")
+    parser.add_argument("--stride", type=int, help="source frames between window starts (default: half of inference.window_span)")
+    parser.add_argument("--threads", type=int, default=2, help="LiteRT threads for a .tflite model")
+    parser.add_argument("--explain", metavar="DIR", help="write attention pictures for each video into DIR")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per video")
+
+
+def run(args: argparse.Namespace) -> int:
+    from age_estimation.config import AlignConfig, from_dict
+    from age_estimation.inference.predict import (
+        PredictionError,
+        collect_videos,
+        predict_videos,
+        write_explanation,
+    )
+
+    try:
+        predictor = _open(args)
+        align = from_dict(AlignConfig, predictor.spec["align"], "model spec", "align.")
+        window = int(predictor.clip_length or predictor.spec["window"])
+        videos = collect_videos(args.videos)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    failed = 0
+    results = predict_videos(
+        videos,
+        predictor,
+        align,
+        window,
+        args.stride,
+        keep_frames=bool(args.explain),
+        progress=len(videos) > 1 or sys.stderr.isatty(),
+    )
+    for result in results:
+        if isinstance(result, PredictionError):
+            failed += 1
+            print(f"error: {result}", file=sys.stderr)
+            continue
+        if args.explain:
+            write_explanation(result, args.explain)
+        print(json.dumps(result.to_json()) if args.json else _human(result), flush=True)
+    return 1 if failed else 0
+
+
+def _open(args: argparse.Namespace) -> Any:
+    """The predictor, with alignment and window settings filled from the run or config when it lacks them."""
+    from age_estimation.inference.runtimes import ServingPredictor, open_predictor
+
+    fallback = _fallback_spec(args)
+    if args.server:
+        return ServingPredictor(args.server, model_name=fallback["model_name"], spec=fallback)
+    predictor = open_predictor(
+        model=args.model, run_dir=args.run, runs_dir=_runs_dir(args), num_threads=args.threads
+    )
+    predictor.spec = {**fallback, **predictor.spec}
+    return predictor
+
+
+def _fallback_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """Spec from --run, else --config, else the newest run, else the built-in defaults."""
+    from age_estimation.config import load_config
+    from age_estimation.inference.runtimes import spec_from_config
+    from age_estimation.runs import CONFIG_NAME, latest_run
+
+    if args.run:
+        return spec_from_config(load_config(Path(args.run) / CONFIG_NAME))
+    if args.config:
+        return spec_from_config(load_config(args.config))
+    try:
+        return spec_from_config(load_config(latest_run(_runs_dir(args)) / CONFIG_NAME))
+    except FileNotFoundError:
+        return spec_from_config(load_config(None))
+
+
+def _runs_dir(args: argparse.Namespace) -> str:
+    from age_estimation.config import load_config
+
+    return load_config(args.config).runtime.runs_dir if args.config else "runs"
+
+
+def _human(result: Any) -> str:
+    partial = (
+        ""
+        if result.frames_used == result.frames_total
+        else f", face in {result.frames_used}/{result.frames_total} frames"
+    )
+    windows = len(result.window_ages)
+    spread = f" ± {result.spread:.1f}" if windows > 1 else ""
+    return (
+        f"{result.path}: age {result.age:.1f}{spread} years ({windows} window(s){partial}; "
+        f"{result.runtime}, {result.seconds:.2f} s)"
+    )

@@ -1,0 +1,70 @@
+"""``age-estimation prepare``: detect, align and cache the face clips of a manifest or UvA-NEMO."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from age_estimation.config import ConfigError, PipelineConfig, load_config
+from age_estimation.data.manifest import (
+    ManifestError,
+    ManifestScan,
+    scan_csv_manifest,
+    scan_manifest,
+    scan_uva_nemo,
+)
+from age_estimation.video.face_models import AssetError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--manifest", type=Path, help="CSV manifest (path, age, subject[, label, split])")
+    source.add_argument("--uva-nemo", type=Path, metavar="ROOT", help="UvA-NEMO root (details file + videos/)")
+    parser.add_argument("--out", type=Path, help="cache folder (default: data.cache_dir of the config)")
+    parser.add_argument("--config", type=Path, help="pipeline YAML (align settings; data.* when no source given)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    parser.add_argument("--workers", type=int, help="worker processes (default data.workers; 0 = all cores)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from age_estimation.data.prepare import prepare
+
+    try:
+        cfg = load_config(args.config, args.set)
+        scan = _scan(args, cfg)
+    except (ConfigError, ManifestError) as err:
+        print(f"error: {err}")
+        return 2
+    out = args.out or Path(cfg.data.cache_dir)
+    workers = cfg.data.workers if args.workers is None else args.workers
+    rejected = [{"path": p.path, "reason": f"manifest row {p.row}: {p.reason}"} for p in scan.problems]
+    try:
+        report = prepare(scan.rows, out, cfg.align, workers=workers, progress=not args.no_progress, rejected=rejected)
+    except AssetError as err:
+        print(f"error: {err}")
+        return 2
+    print(json.dumps(report, indent=2) if args.json else _summary(report, out))
+    return 0
+
+
+def _scan(args: argparse.Namespace, cfg: PipelineConfig) -> ManifestScan:
+    if args.manifest:
+        return scan_csv_manifest(args.manifest)
+    if args.uva_nemo:
+        return scan_uva_nemo(args.uva_nemo)
+    return scan_manifest(cfg.data)
+
+
+def _summary(report: dict, out: Path) -> str:
+    lines = [
+        (f"prepared {len(report['prepared'])}, unchanged {len(report['skipped'])}, "
+        f"rejected {len(report['rejected'])} of {report['videos']} videos "
+        f"({report['frames']} frames, {report['frames_per_second']:.1f} frames/s)"),
+        *(f"  rejected {item['path']}: {item['reason']}" for item in report["rejected"]),
+        *(f"  warning {item['path']}: {item['warning']}" for item in report["prepared"] if "warning" in item),
+        f"cache: {out}  report: {out / 'report.json'}",
+    ]
+    return "\n".join(lines)

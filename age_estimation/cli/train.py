@@ -1,0 +1,54 @@
+"""``age-estimation train``: the main job for one pipeline config, from raw videos to an exported model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from age_estimation.cli.common import add_config_arguments, config_or_none
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--no-export", action="store_true", help="skip the SavedModel/TFLite export")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON at the end")
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    cfg = config_or_none(args)
+    if cfg is None:
+        return 2
+    from age_estimation.training.fit import summary_line
+    from age_estimation.training.task import TrainingError
+    from age_estimation.workflow import run_pipeline
+
+    try:
+        outcome = run_pipeline(cfg, progress=not args.json, export=False if args.no_export else None)
+    except (TrainingError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}")
+        return 1
+    wall = time.perf_counter() - started
+    if args.json:
+        print(json.dumps({"run_dir": str(outcome.run_dir), "wall_seconds": wall, "timings": outcome.timings,
+                          "metrics": outcome.metrics, "export": outcome.export}, default=str))
+        return 0
+    metrics = outcome.metrics
+    print()
+    print(f"run directory: {outcome.run_dir}  (model.keras, metrics.json, plots/, logs/)")
+    prepared = outcome.prepare_report
+    print(f"data: {len(prepared.get('prepared', [])) + len(prepared.get('skipped', []))} videos prepared, "
+          f"{len(prepared.get('rejected', []))} rejected; {metrics['counts']}")
+    print(f"training: {metrics['epochs_run']} epochs, {metrics['seconds_per_epoch']:.1f} s/epoch")
+    if "attention" in metrics:
+        att = metrics["attention"]
+        print(f"attention: temporal informative/distractor {att['temporal_ratio']:.2f}, "
+              f"spatial cue/non-cue {att['spatial_ratio']:.2f}")
+    if outcome.export:
+        tflite = outcome.export.get("tflite", {})
+        print(f"exported: SavedModel {outcome.export['savedmodel']['path']}"
+              + (f", TFLite {tflite['path']}" if tflite else ""))
+    print(f"wall time: {wall / 60:.1f} min ({', '.join(f'{k} {v:.0f}s' for k, v in outcome.timings.items())})")
+    print(summary_line(metrics))
+    return 0

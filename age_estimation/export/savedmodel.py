@@ -1,0 +1,233 @@
+"""SavedModel export in TF Serving's versioned layout (``<directory>/<model_name>/<version>/``).
+
+Signatures (all method ``tensorflow/serving/predict``; TF Serving has no optional inputs, so padding
+gets its own signature instead of an optional argument):
+
+- ``serving_default``: ``frames`` uint8 (B, T, S, S, 3) aligned RGB crops, every frame real.
+- ``padded``: ``frames`` as above plus ``lengths`` int32 (B,): frames at or after ``lengths[b]`` are padding.
+- ``jpeg`` (when ``export.jpeg_signature``): ``jpeg_frames`` string (B, T) of JPEG-encoded S x S aligned
+  crops decoded in the graph; an empty string marks a padding frame. Keeps REST payloads small.
+
+Each returns ``age`` float32 (B,), ``temporal_attention`` float32 (B, T) and, unless the model variant
+has no spatial attention, ``spatial_attention`` float32 (B, T, h, w). Wrong dtypes are rejected by the
+signatures' TensorSpecs; bad lengths or JPEG sizes fail with a message naming the problem.
+``assets.extra/input_spec.json`` in each version holds the input spec and the alignment template.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from age_estimation.atomic_files import write_json_atomic
+from age_estimation.config import AlignConfig, PipelineConfig
+from age_estimation.inference.spec import SPEC_DIR, SPEC_NAME
+
+SPEC_FORMAT = 1
+NORMALIZATION = {
+    "symmetric": "inside the model: x / 127.5 - 1; feed raw 0..255 RGB",
+    "raw": "inside the model: none (0..255 floats); feed raw 0..255 RGB",
+}
+
+
+def next_version(base: str | Path) -> int:
+    """The next TF Serving version number under ``base``: one more than the largest integer folder."""
+    base = Path(base)
+    versions = (
+        [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()] if base.is_dir() else []
+    )
+    return max(versions, default=0) + 1
+
+
+def model_spec(
+    model: Any, cfg: PipelineConfig, clip_length: int | None = None, batch_size: int | None = None
+) -> dict[str, Any]:
+    """The JSON-ready input/output spec of ``model``: shapes, dtypes, normalisation and alignment template."""
+    crop = cfg.align.crop_size
+    names = sorted(model.output_names)
+    grid = _spatial_grid(model)
+    outputs = {
+        "age": {"dtype": "float32", "shape": [batch_size], "unit": "years"},
+        "temporal_attention": {
+            "dtype": "float32",
+            "shape": [batch_size, clip_length],
+            "meaning": "weight of each frame; sums to 1 over real frames",
+        },
+    }
+    if "spatial_attention" in names:
+        outputs["spatial_attention"] = {
+            "dtype": "float32",
+            "shape": [batch_size, clip_length, *grid],
+            "meaning": "weight of each facial region per frame (grid over the crop)",
+        }
+    return {
+        "format": SPEC_FORMAT,
+        "model_name": cfg.export.model_name,
+        "variant": cfg.model.variant,
+        "crop_size": crop,
+        "clip_length": clip_length,
+        "window": cfg.data.clip_length,
+        "window_span": cfg.inference.window_span,
+        "test_time_flip": cfg.inference.test_time_flip,
+        "batch_size": batch_size,
+        "inputs": {
+            "frames": {
+                "dtype": "uint8",
+                "shape": [batch_size, clip_length, crop, crop, 3],
+                "layout": "RGB face crops aligned by the template below",
+            },
+            "mask": {
+                "dtype": "float32",
+                "shape": [batch_size, clip_length],
+                "meaning": "1 = real frame, 0 = padding (TFLite and Keras); SavedModel uses lengths",
+            },
+        },
+        "normalization": NORMALIZATION[_normalization_scale(model)],
+        "outputs": outputs,
+        "align": dataclasses.asdict(cfg.align),
+        "template_eyes": template_eyes(cfg.align),
+    }
+
+
+def template_eyes(align: AlignConfig) -> list[list[float]]:
+    """Crop pixel positions of the image-left and image-right eye centres (same formula as data.align)."""
+    from age_estimation.video.align import template_eyes as _template
+
+    return np.asarray(_template(align), dtype=float).round(3).tolist()
+
+
+def export_savedmodel(model: Any, cfg: PipelineConfig, directory: str | Path | None = None) -> Path:
+    """Write ``model`` as the next version under ``<directory>/<model_name>/`` and return that folder.
+
+    The version is written to a hidden temporary folder first and renamed into place, so TF Serving never
+    sees a half-written version and an existing version is never overwritten.
+    """
+    from keras.export import ExportArchive
+
+    base = Path(directory or cfg.export.directory) / cfg.export.model_name
+    base.mkdir(parents=True, exist_ok=True)
+    archive = ExportArchive()
+    archive.track(model)
+    for name, (fn, signature) in serving_functions(
+        model, cfg.align.crop_size, cfg.export.jpeg_signature
+    ).items():
+        archive.add_endpoint(name, fn, input_signature=signature)
+    version = next_version(base)
+    tmp = base / f".tmp-{version}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        archive.write_out(str(tmp), verbose=False)
+        write_json_atomic(tmp / SPEC_DIR / SPEC_NAME, model_spec(model, cfg))
+        return _publish(tmp, base, version)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def serving_functions(model: Any, crop_size: int, jpeg: bool = True) -> dict[str, tuple[Any, list[Any]]]:
+    """Signature name -> (function, input signature) for the serving endpoints of ``model``."""
+    import tensorflow as tf
+
+    frames_spec = tf.TensorSpec((None, None, crop_size, crop_size, 3), tf.uint8, name="frames")
+    has_spatial = "spatial_attention" in model.output_names
+
+    def run(frames: tf.Tensor, mask: tf.Tensor) -> dict[str, tf.Tensor]:
+        out = model({"frames": frames, "mask": mask}, training=False)
+        result = {"age": out["age"][:, 0], "temporal_attention": out["temporal_attention"]}
+        if has_spatial:
+            result["spatial_attention"] = out["spatial_attention"]
+        return result
+
+    def default(frames: tf.Tensor) -> dict[str, tf.Tensor]:
+        return run(frames, tf.ones(tf.shape(frames)[:2], tf.float32))
+
+    def padded(frames: tf.Tensor, lengths: tf.Tensor) -> dict[str, tf.Tensor]:
+        steps = tf.shape(frames)[1]
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(lengths)[0],
+                tf.shape(frames)[0],
+                message="lengths must have one entry per clip in frames",
+            ),
+            tf.debugging.assert_greater_equal(lengths, 1, message="every clip needs lengths >= 1"),
+            tf.debugging.assert_less_equal(lengths, steps, message="lengths must not exceed the T of frames"),
+        ]
+        with tf.control_dependencies(checks):
+            mask = tf.sequence_mask(lengths, steps, dtype=tf.float32)
+        return run(frames, mask)
+
+    def from_jpeg(jpeg_frames: tf.Tensor) -> dict[str, tf.Tensor]:
+        frames = decode_jpeg_frames(jpeg_frames, crop_size)
+        mask = tf.cast(tf.strings.length(jpeg_frames) > 0, tf.float32)
+        check = tf.debugging.assert_positive(
+            tf.reduce_sum(mask, axis=1), message="every clip needs at least one non-empty JPEG frame"
+        )
+        with tf.control_dependencies([check]):
+            return run(tf.identity(frames), mask)
+
+    functions = {
+        "serving_default": (default, [frames_spec]),
+        "padded": (padded, [frames_spec, tf.TensorSpec((None,), tf.int32, name="lengths")]),
+    }
+    if jpeg:
+        functions["jpeg"] = (from_jpeg, [tf.TensorSpec((None, None), tf.string, name="jpeg_frames")])
+    return functions
+
+
+def decode_jpeg_frames(jpeg_frames: Any, crop_size: int) -> Any:
+    """Decode a (B, T) string tensor of JPEG crops into (B, T, S, S, 3) uint8; empty strings become zeros."""
+    import tensorflow as tf
+
+    def decode(data: tf.Tensor) -> tf.Tensor:
+        image = tf.io.decode_jpeg(data, channels=3)
+        size_ok = tf.debugging.assert_equal(
+            tf.shape(image)[:2],
+            [crop_size, crop_size],
+            message=f"each JPEG frame must be an aligned {crop_size}x{crop_size} crop",
+        )
+        with tf.control_dependencies([size_ok]):
+            return tf.reshape(image, (crop_size, crop_size, 3))
+
+    def one(data: tf.Tensor) -> tf.Tensor:
+        return tf.cond(
+            tf.strings.length(data) > 0,
+            lambda: decode(data),
+            lambda: tf.zeros((crop_size, crop_size, 3), tf.uint8),
+        )
+
+    flat = tf.reshape(jpeg_frames, [-1])
+    decoded = tf.map_fn(one, flat, fn_output_signature=tf.TensorSpec((crop_size, crop_size, 3), tf.uint8))
+    return tf.reshape(decoded, tf.concat([tf.shape(jpeg_frames), [crop_size, crop_size, 3]], axis=0))
+
+
+def _publish(tmp: Path, base: Path, version: int) -> Path:
+    """Rename ``tmp`` to the first free version folder from ``version`` on (never replacing one)."""
+    while True:
+        target = base / str(version)
+        try:
+            if target.exists():
+                raise FileExistsError(target)
+            os.rename(tmp, target)
+            return target
+        except (FileExistsError, OSError) as err:
+            if not target.exists():
+                raise RuntimeError(f"{target}: could not publish the export: {err}") from err
+            version += 1
+
+
+def _spatial_grid(model: Any) -> list[int | None]:
+    if "spatial_attention" not in model.output_names:
+        return []
+    shape = model.get_layer("spatial_attention").output.shape
+    return [int(d) if d is not None else None for d in shape[-2:]]
+
+
+def _normalization_scale(model: Any) -> str:
+    try:
+        return model.get_layer("normalize").scale
+    except ValueError:
+        return "symmetric"

@@ -1,1 +1,0 @@
-"""Deployment: SavedModel for TF Serving (``savedmodel``), TFLite (``tflite``), the serving ``client``."""

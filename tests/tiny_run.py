@@ -1,0 +1,95 @@
+"""A tiny trained run directory and random clips, shared by the export and inference tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CROP = 32
+CLIP = 8
+TINY_OVERRIDES = [
+    "model.conv_filters=[8, 12]",
+    "model.attention_after_block=1",
+    "model.attention_projection=4",
+    "model.embedding_units=16",
+    "model.rnn_units=12",
+    "model.temporal_attention_units=6",
+    "model.dropout=0.0",
+    f"align.crop_size={CROP}",
+    f"data.clip_length={CLIP}",
+    f"inference.window_span={CLIP}",
+    "export.representative_clips=4",
+]
+
+
+def make_tiny_run(root: Path, overrides: list[str] | None = None) -> Path:
+    """Train a tiny SIAM briefly on random clips and save it as a run dir (model.keras + config.yaml)."""
+    import keras
+
+    from age_estimation.config import load_config, save_config
+    from age_estimation.models.siam.model import build_siam
+
+    cfg = load_config(
+        None, TINY_OVERRIDES + list(overrides or []) + [f"export.directory={root / 'exported'}"]
+    )
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (8, CLIP, CROP, CROP, 3), dtype=np.uint8)
+    ages = rng.uniform(10, 70, (8, 1)).astype("float32")
+    model = build_siam(cfg.model, crop_size=CROP, age_prior=(33.0, 12.0))  # not the default prior
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss={"age": "mse"})
+    model.fit({"frames": frames, "mask": np.ones((8, CLIP), np.float32)}, {"age": ages}, epochs=3, verbose=0)
+    run = root / "runs" / "tiny-20250101-000000"
+    run.mkdir(parents=True)
+    model.save(run / "model.keras")
+    save_config(cfg, run / "config.yaml")
+    return run
+
+
+def load_tiny_run(run: Path) -> tuple[Any, Any]:
+    """The (config, Keras model) of a run directory written by ``make_tiny_run``."""
+    import keras
+
+    import age_estimation.models.siam.layers  # noqa: F401  (registers the custom layers)
+    from age_estimation.config import load_config
+
+    return load_config(run / "config.yaml"), keras.saving.load_model(run / "model.keras")
+
+
+def random_clips(count: int, steps: int = CLIP, seed: int = 1) -> np.ndarray:
+    """(count, steps, CROP, CROP, 3) uint8 noise clips."""
+    return np.random.default_rng(seed).integers(0, 256, (count, steps, CROP, CROP, 3), dtype=np.uint8)
+
+
+def make_tiny_cache(cache_dir: Path, subjects: int = 6, frames: int = 10, seed: int = 2) -> dict[str, float]:
+    """Write a prepared cache (the data/cache.py contract) of random aligned clips; returns id -> age."""
+    from age_estimation.atomic_files import write_json_atomic
+    from age_estimation.config import AlignConfig
+    from age_estimation.data.cache import empty_index, encode_clip, write_clip_shard
+
+    rng = np.random.default_rng(seed)
+    index = empty_index(AlignConfig(crop_size=CROP))
+    ages = {}
+    for i in range(subjects):
+        vid, age = f"clip{i:02d}-0000000{i}", float(rng.uniform(10, 70))
+        clip = rng.integers(0, 256, (frames, CROP, CROP, 3), dtype=np.uint8)
+        shard = f"shards/{vid}.tfrecord"
+        write_clip_shard(
+            cache_dir / shard, encode_clip(vid, clip, np.ones(frames), np.arange(frames), age, f"s{i}")
+        )
+        index["videos"][vid] = {
+            "source": f"{vid}.mp4",
+            "source_sha256": "0" * 64,
+            "shard": shard,
+            "frames": frames,
+            "faces": frames,
+            "age": age,
+            "subject": f"s{i}",
+            "label": "",
+            "split": "",
+        }
+        ages[vid] = age
+    write_json_atomic(cache_dir / "index.json", index)
+    return ages

@@ -1,0 +1,179 @@
+"""Keras Tuner search: the space maps onto the config, resumable search, best YAML, bad settings, distributed."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras_tuner as kt
+import pytest
+
+from age_estimation.config import ConfigError, load_config, to_dict
+from age_estimation.data.pipeline import build_split_datasets
+from age_estimation.models.siam.model import build_siam
+from age_estimation.training.multi_worker import free_port
+from age_estimation.tuning.search import (
+    SiamHyperModel,
+    TuneError,
+    apply_values,
+    check_search,
+    declare,
+    format_trials,
+    run_search,
+    search_space,
+    tuner_env,
+)
+from tests.conftest import TINY_CONFIG, tiny_overrides
+from tests.training.test_multi_worker import run_together
+
+
+def _tune_args(root: Path, *extra: str) -> list[str]:
+    args = [sys.executable, "-m", "age_estimation.cli.main", "tune", "--config", str(TINY_CONFIG), "--json"]
+    for item in tiny_overrides(root) + list(extra):
+        args += ["--set", item]
+    return args
+
+
+def test_the_first_point_of_the_space_is_the_base_config():
+    for path in (TINY_CONFIG, TINY_CONFIG.parent / "default.yaml"):
+        cfg = load_config(path)
+        values = declare(kt.HyperParameters(), search_space(cfg, crop_size=cfg.align.crop_size))
+        assert to_dict(apply_values(cfg, values)) == to_dict(cfg), path
+
+
+def test_every_choice_maps_onto_a_valid_config_that_builds():
+    cfg = load_config(TINY_CONFIG)
+    space = search_space(cfg, crop_size=32)
+    assert space.depths == [1, 2, 3] and space.widths == [4, 8, 16] and space.batch_sizes == [2, 4, 8]
+    for depth in space.depths:
+        for block in range(depth):
+            hp = kt.HyperParameters()
+            hp.values.update({"conv_depth": depth, "conv_width": 16, f"attention_block_d{depth}": block,
+                              "rnn": "gru", "attention_normalization": "sigmoid", "attention_mode": "plain",
+                              "batch_size": 8, "learning_rate": 1e-3})
+            tuned = apply_values(cfg, declare(hp, space))
+            assert tuned.model.conv_filters == [16 * (i + 1) for i in range(depth)]
+            assert tuned.model.attention_after_block == block
+            assert (tuned.model.rnn, tuned.model.attention_normalization, tuned.model.attention_mode) == (
+                "gru", "sigmoid", "plain")
+            assert tuned.data.batch_size == 8 and tuned.train.learning_rate == 1e-3
+    model = build_siam(tuned.model, crop_size=32)
+    assert model.get_layer("spatial_attention_layer") is not None
+    assert cfg.model.conv_filters == [8, 16], "the base config must not be modified"
+
+
+def test_the_depth_range_respects_a_small_crop():
+    cfg = load_config(TINY_CONFIG, ["model.conv_filters=[8, 8, 8, 8]", "model.attention_after_block=0"])
+    assert search_space(cfg, crop_size=16).depths == [3]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("tune.max_trials=0", "tune.max_trials must be at least 1"),
+     ("tune.hyperband_factor=1", "tune.hyperband_factor must be at least 2"),
+     ("tune.project_name=a/b", "tune.project_name must be a plain folder name"),
+     ("model.backbone.name=MobileNetV2", "from-scratch CNN")],
+)
+def test_invalid_search_settings_fail_with_the_file_and_the_key(override, message):
+    with pytest.raises(TuneError, match=message) as err:
+        check_search(load_config(TINY_CONFIG, [override]))
+    assert "ci_tiny.yaml" in str(err.value)
+
+
+def test_cli_rejects_bad_settings_before_any_work(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tune:\n  algorithm: grid\n")
+    with pytest.raises(ConfigError, match="'tune.algorithm' must be one of"):
+        load_config(bad)
+    result = subprocess.run([sys.executable, "-m", "age_estimation.cli.main", "tune", "--config", str(bad)],
+                            check=False, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and "bad.yaml" in result.stdout and "tune.algorithm" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "age_estimation.cli.main", "tune", "--config", str(TINY_CONFIG),
+                             "--max-trials", "0"], check=False, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and "tune.max_trials must be at least 1" in result.stdout
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_too_small_a_dataset_is_a_clear_error(tiny_config):
+    with pytest.raises(ValueError, match="too small"):
+        run_search(tiny_config("data.folds=50"), verbose=0)
+
+
+@pytest.mark.slow
+def test_a_trial_scores_the_averaged_weights_that_training_keeps(tiny_config):
+    from age_estimation.training.task import age_targets
+
+    cfg = tiny_config("train.ema=true", "train.bn_recalibration_batches=2")
+    split = build_split_datasets(cfg)
+    hypermodel = SiamHyperModel(cfg, split)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    history = hypermodel.fit(hp, model, epochs=2, verbose=0)
+    # fit ends holding the EMA weights; the last validation must have scored those (and their BN statistics).
+    _, mae = model.evaluate(age_targets(split.val), verbose=0)
+    assert history.history["val_age_mae"][-1] == pytest.approx(mae, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_search_resumes_writes_a_table_and_a_best_yaml_that_trains(tiny_config, tmp_path):
+    from age_estimation.training.fit import train
+
+    base = ("tune.algorithm=random", "tune.max_epochs=1", f"tune.directory={tmp_path / 'tune'}")
+    first = run_search(tiny_config(*base, "tune.max_trials=1"), verbose=0)
+    assert [row["status"] for row in first.trials] == ["COMPLETED"]
+    second = run_search(tiny_config(*base, "tune.max_trials=2"), verbose=0)
+    assert len(second.trials) == 2, "the rerun continues the search instead of starting over"
+    assert second.trials[0] == first.trials[0]
+    assert second.best["score"] == min(row["score"] for row in second.trials)
+
+    project = tmp_path / "tune" / "siam"
+    with open(project / "trials.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["trial_id"] for row in table] == [row["trial_id"] for row in second.trials]
+    assert {"conv_depth", "conv_width", "rnn", "learning_rate", "batch_size", "dropout"} <= set(table[0])
+    assert json.loads((project / "trials.json").read_text()) == second.trials
+    assert "COMPLETED" in format_trials(second.trials)
+
+    best = load_config(second.best_config)
+    hps = second.best["hyperparameters"]
+    assert best.name == "ci_tiny_tuned" and best.model.rnn == hps["rnn"]
+    assert best.data.batch_size == hps["batch_size"] and best.train.learning_rate == pytest.approx(hps["learning_rate"])
+    assert len(best.model.conv_filters) == hps["conv_depth"]
+    result = train(load_config(second.best_config, ["train.epochs=1", f"runtime.runs_dir={tmp_path / 'runs'}"]),
+                   verbose=0)
+    assert (result.run_dir / "model.keras").is_file()
+
+    with pytest.raises(TuneError, match="different config .*model.rnn_units.*--fresh"):
+        run_search(tiny_config(*base, "model.rnn_units=12"), verbose=0)
+
+
+@pytest.mark.slow
+def test_cli_runs_hyperband_by_default_and_fresh_starts_over(tiny_root, tmp_path):
+    stale = tmp_path / "siam"
+    stale.mkdir()
+    (stale / "search_config.yaml").write_text("name: another search\n")
+    (stale / "stale.txt").write_text("from an older search")
+    args = _tune_args(tiny_root, f"tune.directory={tmp_path}", "tune.max_epochs=1", "tune.max_trials=1")
+    run = subprocess.run(args + ["--fresh"], check=False, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    assert not (stale / "stale.txt").exists(), "--fresh deletes the previous search"
+    assert len(result["trials"]) == 1 and result["trials"][0]["epochs"] == 1, "Hyperband records each trial's epochs"
+    assert Path(result["best_config"]).is_file()
+
+
+@pytest.mark.slow
+def test_distributed_search_with_a_chief_and_two_workers(tiny_root, tmp_path):
+    port = free_port()
+    args = _tune_args(tiny_root, f"tune.directory={tmp_path}", "tune.algorithm=random", "tune.max_trials=2",
+                      "tune.max_epochs=1")
+    roles = ["chief", "tuner0", "tuner1"]
+    outputs = run_together([(args, tuner_env(role, "127.0.0.1", port)) for role in roles], tmp_path, timeout=300)
+    chief, *workers = (json.loads(out) for out in outputs)
+    assert chief["role"] == "chief" and [w["role"] for w in workers] == ["worker", "worker"]
+    assert [row["status"] for row in chief["trials"]] == ["COMPLETED"] * 2
+    assert Path(chief["best_config"]).is_file()
+    project = tmp_path / "siam"
+    assert (project / "tuner0.json").is_file() and (project / "tuner1.json").is_file(), "both workers took part"
