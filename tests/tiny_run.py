@@ -49,13 +49,11 @@ def make_tiny_run(root: Path, overrides: list[str] | None = None) -> Path:
 
 
 def load_tiny_run(run: Path) -> tuple[Any, Any]:
-    """The (config, Keras model) of a run directory written by ``make_tiny_run``."""
-    import keras
-
-    import age_estimation.models.siam.layers  # noqa: F401  (registers the custom layers)
+    """The (config, Siam model) of a run directory written by ``make_tiny_run``."""
     from age_estimation.config import load_config
+    from age_estimation.models.siam.model import load_siam
 
-    return load_config(run / "config.yaml"), keras.saving.load_model(run / "model.keras")
+    return load_config(run / "config.yaml"), load_siam(run / "model.keras")
 
 
 def random_clips(count: int, steps: int = CLIP, seed: int = 1) -> np.ndarray:

@@ -14,12 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from age_estimation.cli.common import add_config_arguments
+from age_estimation.config import load_config
+from age_estimation.export.report import format_table
+from age_estimation.export.run import export_run
+from age_estimation.runs import latest_run
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="pipeline YAML: its export section and runtime.runs_dir are used")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a run config key"
-    )
+    # No default config: without --config the run's own config.yaml is used whole; --set overrides it.
+    add_config_arguments(parser, default=None)
     parser.add_argument("--run", help="run directory to export (default: the newest under runtime.runs_dir)")
     parser.add_argument(
         "--variants", help="comma-separated TFLite variants (default: export.tflite_variants)"
@@ -44,15 +48,11 @@ def run(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> dict[str, Any]:
     """Do the export described by ``args``; returns the JSON-ready summary."""
-    from age_estimation.config import load_config
-    from age_estimation.export.run import export_run
-    from age_estimation.runs import latest_run
-
     pipeline = load_config(args.config) if args.config else None
     run_dir = Path(args.run) if args.run else latest_run(pipeline.runtime.runs_dir if pipeline else "runs")
     return export_run(
         run_dir,
-        overrides=args.set,
+        overrides=args.overrides,
         export_cfg=pipeline.export if pipeline else None,
         variants=args.variants.split(",") if args.variants else None,
         tflite=not args.no_tflite,
@@ -61,8 +61,6 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print_human(result: dict[str, Any]) -> None:
-    from age_estimation.export.tflite import format_table
-
     saved = result["savedmodel"]
     print(f"run         {result['run']}")
     print(f"SavedModel  {saved['path']}  (max |age diff| vs Keras {saved['max_abs_diff_years']:.2g} years)")

@@ -13,6 +13,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from age_estimation.config import load_config
+from age_estimation.inference.predict import (
+    PredictionError,
+    collect_videos,
+    predict_videos,
+    write_explanation,
+)
+from age_estimation.inference.runtimes import Predictor, ServingPredictor, open_predictor
+from age_estimation.inference.spec import DeploymentSpec
+from age_estimation.runs import CONFIG_NAME, latest_run
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
@@ -29,18 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from age_estimation.config import AlignConfig, from_dict
-    from age_estimation.inference.predict import (
-        PredictionError,
-        collect_videos,
-        predict_videos,
-        write_explanation,
-    )
-
     try:
         predictor = _open(args)
-        align = from_dict(AlignConfig, predictor.spec["align"], "model spec", "align.")
-        window = int(predictor.clip_length or predictor.spec["window"])
+        spec = predictor.spec.require("align")
+        window = int(predictor.clip_length or spec.require("window").window)
         videos = collect_videos(args.videos)
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     results = predict_videos(
         videos,
         predictor,
-        align,
+        spec.align,
         window,
         args.stride,
         keep_frames=bool(args.explain),
@@ -66,39 +69,31 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _open(args: argparse.Namespace) -> Any:
+def _open(args: argparse.Namespace) -> Predictor:
     """The predictor, with alignment and window settings filled from the run or config when it lacks them."""
-    from age_estimation.inference.runtimes import ServingPredictor, open_predictor
-
     fallback = _fallback_spec(args)
     if args.server:
-        return ServingPredictor(args.server, model_name=fallback["model_name"], spec=fallback)
+        return ServingPredictor(args.server, model_name=fallback.model_name, spec=fallback)
     predictor = open_predictor(
         model=args.model, run_dir=args.run, runs_dir=_runs_dir(args), num_threads=args.threads
     )
-    predictor.spec = {**fallback, **predictor.spec}
+    predictor.spec = predictor.spec.filled_from(fallback)
     return predictor
 
 
-def _fallback_spec(args: argparse.Namespace) -> dict[str, Any]:
+def _fallback_spec(args: argparse.Namespace) -> DeploymentSpec:
     """Spec from --run, else --config, else the newest run, else the built-in defaults."""
-    from age_estimation.config import load_config
-    from age_estimation.inference.runtimes import spec_from_config
-    from age_estimation.runs import CONFIG_NAME, latest_run
-
     if args.run:
-        return spec_from_config(load_config(Path(args.run) / CONFIG_NAME))
+        return DeploymentSpec.from_config(load_config(Path(args.run) / CONFIG_NAME))
     if args.config:
-        return spec_from_config(load_config(args.config))
+        return DeploymentSpec.from_config(load_config(args.config))
     try:
-        return spec_from_config(load_config(latest_run(_runs_dir(args)) / CONFIG_NAME))
+        return DeploymentSpec.from_config(load_config(latest_run(_runs_dir(args)) / CONFIG_NAME))
     except FileNotFoundError:
-        return spec_from_config(load_config(None))
+        return DeploymentSpec.from_config(load_config(None))
 
 
 def _runs_dir(args: argparse.Namespace) -> str:
-    from age_estimation.config import load_config
-
     return load_config(args.config).runtime.runs_dir if args.config else "runs"
 
 

@@ -11,28 +11,24 @@ gets its own signature instead of an optional argument):
 Each returns ``age`` float32 (B,), ``temporal_attention`` float32 (B, T) and, unless the model variant
 has no spatial attention, ``spatial_attention`` float32 (B, T, h, w). Wrong dtypes are rejected by the
 signatures' TensorSpecs; bad lengths or JPEG sizes fail with a message naming the problem.
-``assets.extra/input_spec.json`` in each version holds the input spec and the alignment template.
+``assets.extra/input_spec.json`` in each version holds the model's ``DeploymentSpec`` (input spec,
+normalisation, alignment template).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import tensorflow as tf
+from keras.export import ExportArchive
 
 from age_estimation.atomic_files import write_json_atomic
-from age_estimation.config import AlignConfig, PipelineConfig
-from age_estimation.inference.spec import SPEC_DIR, SPEC_NAME
-
-SPEC_FORMAT = 1
-NORMALIZATION = {
-    "symmetric": "inside the model: x / 127.5 - 1; feed raw 0..255 RGB",
-    "raw": "inside the model: none (0..255 floats); feed raw 0..255 RGB",
-}
+from age_estimation.config import PipelineConfig
+from age_estimation.inference.spec import SPEC_DIR, SPEC_NAME, DeploymentSpec
+from age_estimation.models.siam.model import Siam
 
 
 def next_version(base: str | Path) -> int:
@@ -44,85 +40,24 @@ def next_version(base: str | Path) -> int:
     return max(versions, default=0) + 1
 
 
-def model_spec(
-    model: Any, cfg: PipelineConfig, clip_length: int | None = None, batch_size: int | None = None
-) -> dict[str, Any]:
-    """The JSON-ready input/output spec of ``model``: shapes, dtypes, normalisation and alignment template."""
-    crop = cfg.align.crop_size
-    names = sorted(model.output_names)
-    grid = _spatial_grid(model)
-    outputs = {
-        "age": {"dtype": "float32", "shape": [batch_size], "unit": "years"},
-        "temporal_attention": {
-            "dtype": "float32",
-            "shape": [batch_size, clip_length],
-            "meaning": "weight of each frame; sums to 1 over real frames",
-        },
-    }
-    if "spatial_attention" in names:
-        outputs["spatial_attention"] = {
-            "dtype": "float32",
-            "shape": [batch_size, clip_length, *grid],
-            "meaning": "weight of each facial region per frame (grid over the crop)",
-        }
-    return {
-        "format": SPEC_FORMAT,
-        "model_name": cfg.export.model_name,
-        "variant": cfg.model.variant,
-        "crop_size": crop,
-        "clip_length": clip_length,
-        "window": cfg.data.clip_length,
-        "window_span": cfg.inference.window_span,
-        "test_time_flip": cfg.inference.test_time_flip,
-        "batch_size": batch_size,
-        "inputs": {
-            "frames": {
-                "dtype": "uint8",
-                "shape": [batch_size, clip_length, crop, crop, 3],
-                "layout": "RGB face crops aligned by the template below",
-            },
-            "mask": {
-                "dtype": "float32",
-                "shape": [batch_size, clip_length],
-                "meaning": "1 = real frame, 0 = padding (TFLite and Keras); SavedModel uses lengths",
-            },
-        },
-        "normalization": NORMALIZATION[_normalization_scale(model)],
-        "outputs": outputs,
-        "align": dataclasses.asdict(cfg.align),
-        "template_eyes": template_eyes(cfg.align),
-    }
-
-
-def template_eyes(align: AlignConfig) -> list[list[float]]:
-    """Crop pixel positions of the image-left and image-right eye centres (same formula as data.align)."""
-    from age_estimation.video.align import template_eyes as _template
-
-    return np.asarray(_template(align), dtype=float).round(3).tolist()
-
-
-def export_savedmodel(model: Any, cfg: PipelineConfig, directory: str | Path | None = None) -> Path:
+def export_savedmodel(model: Siam, cfg: PipelineConfig, directory: str | Path | None = None) -> Path:
     """Write ``model`` as the next version under ``<directory>/<model_name>/`` and return that folder.
 
     The version is written to a hidden temporary folder first and renamed into place, so TF Serving never
     sees a half-written version and an existing version is never overwritten.
     """
-    from keras.export import ExportArchive
-
     base = Path(directory or cfg.export.directory) / cfg.export.model_name
     base.mkdir(parents=True, exist_ok=True)
     archive = ExportArchive()
     archive.track(model)
-    for name, (fn, signature) in serving_functions(
-        model, cfg.align.crop_size, cfg.export.jpeg_signature
-    ).items():
+    for name, (fn, signature) in serving_functions(model, model.crop_size, cfg.export.jpeg_signature).items():
         archive.add_endpoint(name, fn, input_signature=signature)
     version = next_version(base)
     tmp = base / f".tmp-{version}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         archive.write_out(str(tmp), verbose=False)
-        write_json_atomic(tmp / SPEC_DIR / SPEC_NAME, model_spec(model, cfg))
+        write_json_atomic(tmp / SPEC_DIR / SPEC_NAME, DeploymentSpec.from_config(cfg, model).to_json())
         return _publish(tmp, base, version)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -130,8 +65,6 @@ def export_savedmodel(model: Any, cfg: PipelineConfig, directory: str | Path | N
 
 def serving_functions(model: Any, crop_size: int, jpeg: bool = True) -> dict[str, tuple[Any, list[Any]]]:
     """Signature name -> (function, input signature) for the serving endpoints of ``model``."""
-    import tensorflow as tf
-
     frames_spec = tf.TensorSpec((None, None, crop_size, crop_size, 3), tf.uint8, name="frames")
     has_spatial = "spatial_attention" in model.output_names
 
@@ -180,8 +113,6 @@ def serving_functions(model: Any, crop_size: int, jpeg: bool = True) -> dict[str
 
 def decode_jpeg_frames(jpeg_frames: Any, crop_size: int) -> Any:
     """Decode a (B, T) string tensor of JPEG crops into (B, T, S, S, 3) uint8; empty strings become zeros."""
-    import tensorflow as tf
-
     def decode(data: tf.Tensor) -> tf.Tensor:
         image = tf.io.decode_jpeg(data, channels=3)
         size_ok = tf.debugging.assert_equal(
@@ -217,17 +148,3 @@ def _publish(tmp: Path, base: Path, version: int) -> Path:
             if not target.exists():
                 raise RuntimeError(f"{target}: could not publish the export: {err}") from err
             version += 1
-
-
-def _spatial_grid(model: Any) -> list[int | None]:
-    if "spatial_attention" not in model.output_names:
-        return []
-    shape = model.get_layer("spatial_attention").output.shape
-    return [int(d) if d is not None else None for d in shape[-2:]]
-
-
-def _normalization_scale(model: Any) -> str:
-    try:
-        return model.get_layer("normalize").scale
-    except ValueError:
-        return "symmetric"

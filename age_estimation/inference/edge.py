@@ -14,9 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-from age_estimation.config import AlignConfig, from_dict
+from age_estimation.config import AlignConfig
 from age_estimation.inference.predict import PredictionError, VideoPrediction, predict_videos
 from age_estimation.inference.runtimes import TFLitePredictor
+from age_estimation.inference.spec import sidecar_path
 
 
 class EdgeEstimator:
@@ -24,10 +25,10 @@ class EdgeEstimator:
 
     def __init__(self, tflite_path: str | Path, num_threads: int = 2, stride: int | None = None) -> None:
         self.predictor = TFLitePredictor(tflite_path, num_threads=num_threads)
-        sidecar = Path(tflite_path).with_suffix(".json")
-        if "align" not in self.predictor.spec:
+        sidecar = sidecar_path(tflite_path)
+        if not sidecar.is_file():
             raise FileNotFoundError(f"{sidecar}: the sidecar with the alignment template is missing")
-        self.align: AlignConfig = from_dict(AlignConfig, self.predictor.spec["align"], str(sidecar), "align.")
+        self.align: AlignConfig = self.predictor.spec.require("align").align
         self.stride = stride
 
     def estimate(self, videos: list[str | Path]) -> list[VideoPrediction | PredictionError]:

@@ -21,6 +21,8 @@ from tqdm import tqdm
 
 from age_estimation.config import AlignConfig
 from age_estimation.inference.runtimes import Predictor
+from age_estimation.video.align import AlignmentError, FaceAligner
+from age_estimation.video.decode import VideoError, read_video
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
@@ -171,9 +173,6 @@ def predict_video(
     keep_frames: bool = False,
 ) -> VideoPrediction:
     """Read, align and estimate one video; ``PredictionError`` (naming the file) when it has no face."""
-    from age_estimation.video.align import AlignmentError
-    from age_estimation.video.decode import VideoError, read_video
-
     path = Path(path)
     started = time.perf_counter()
     try:
@@ -185,7 +184,7 @@ def predict_video(
     found = np.asarray(clip.face_found, bool)
     used = clip.frames[found]
     window = predictor.clip_length or window
-    span = max(window, int(predictor.spec.get("window_span") or window))
+    span = max(window, int(predictor.spec.window_span or window))
     out = predict_frames(predictor, used, window, stride or max(1, span // 2), progress=progress, span=span)
     return VideoPrediction(
         path=str(path),
@@ -214,8 +213,6 @@ def predict_videos(
     progress: bool | None = None,
 ) -> Iterable[VideoPrediction | PredictionError]:
     """Predict each video in turn, yielding a result or the error that stopped it (the loop goes on)."""
-    from age_estimation.video.align import FaceAligner
-
     progress = len(paths) > 1 if progress is None else progress
     with FaceAligner(prediction_align_config(align)) as aligner:
         for path in tqdm(paths, desc="videos", unit="video", disable=not progress or len(paths) < 2):
@@ -227,6 +224,7 @@ def predict_videos(
 
 def write_explanation(result: VideoPrediction, out_dir: str | Path, max_frames: int = 8) -> list[Path]:
     """Write ``<stem>_frames.png`` (aligned frames with the spatial heatmap) and ``<stem>_temporal.png``."""
+    # matplotlib loads only for --explain pictures.
     import matplotlib
 
     matplotlib.use("Agg")

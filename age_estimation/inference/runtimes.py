@@ -3,8 +3,9 @@
 Every predictor takes ``frames`` uint8 (B, T, S, S, 3) aligned RGB crops and ``mask`` float32 (B, T)
 (1 = real frame, 0 = padding at the end of a clip) and returns ``age`` (B,), ``temporal_attention``
 (B, T) and, when the model has it, ``spatial_attention`` (B, T, h, w). Inputs are validated first,
-so a wrong dtype or shape is a ``ValueError`` naming the problem. ``spec`` holds what is known about
-the model's input (crop size, T, alignment template) from its run config, SavedModel assets or sidecar.
+so a wrong dtype or shape is a ``ValueError`` naming the problem. ``spec`` is the model's
+``DeploymentSpec`` (crop size, T, alignment template): from the model and its run config (Keras), the
+SavedModel's assets or the TFLite sidecar.
 
 This module imports no TensorFlow at load time; the TFLite predictor runs with LiteRT alone.
 
@@ -15,12 +16,19 @@ Example:
 
 from __future__ import annotations
 
-import json
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from age_estimation.config import load_config
+from age_estimation.inference.serving_client import ServingClient
+from age_estimation.inference.spec import DeploymentSpec, read_spec, sidecar_path
+from age_estimation.runs import CONFIG_NAME, MODEL_NAME, latest_run
+
+SpecLike = DeploymentSpec | Mapping[str, Any] | None
 OUTPUTS = ("age", "temporal_attention", "spatial_attention")
 
 
@@ -29,18 +37,18 @@ class Predictor:
 
     name = "base"
 
-    def __init__(self, spec: dict[str, Any] | None = None) -> None:
-        self.spec = spec or {}
+    def __init__(self, spec: SpecLike = None) -> None:
+        self.spec = as_spec(spec)
 
     @property
     def crop_size(self) -> int | None:
         """The aligned crop size the model needs, when known."""
-        return self.spec.get("crop_size")
+        return self.spec.crop_size
 
     @property
     def clip_length(self) -> int | None:
         """The fixed T of the model (TFLite), or None when any T works."""
-        return self.spec.get("clip_length")
+        return self.spec.clip_length
 
     def predict(
         self, frames: np.ndarray, mask: np.ndarray | None = None, test_time_flip: bool | None = None
@@ -53,7 +61,7 @@ class Predictor:
         frames, mask = validate_clips(frames, mask, self.crop_size, self.clip_length)
         out = self._run(frames, mask)
         result = {"age": np.asarray(out["age"], np.float32).reshape(len(frames))}
-        if self.spec.get("test_time_flip") if test_time_flip is None else test_time_flip:
+        if bool(self.spec.test_time_flip) if test_time_flip is None else test_time_flip:
             mirrored = self._run(np.ascontiguousarray(frames[:, :, :, ::-1]), mask)
             result["age"] = (result["age"] + np.asarray(mirrored["age"], np.float32).reshape(len(frames))) / 2
         for name in OUTPUTS[1:]:
@@ -63,6 +71,13 @@ class Predictor:
 
     def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
         raise NotImplementedError
+
+
+def as_spec(spec: SpecLike, base: DeploymentSpec | None = None) -> DeploymentSpec:
+    """``spec`` as a ``DeploymentSpec``: a mapping names fields to set on ``base`` (default: an empty spec)."""
+    if isinstance(spec, DeploymentSpec):
+        return spec
+    return (base or DeploymentSpec()).updated(spec)
 
 
 def validate_clips(
@@ -102,27 +117,38 @@ def lengths_from_mask(mask: np.ndarray) -> np.ndarray:
 
 
 class KerasPredictor(Predictor):
-    """A ``.keras`` model (or a model object), with the run's config.yaml beside it as the spec."""
+    """A ``Siam`` model (or its ``.keras`` file, with the run's config.yaml beside it) and its spec.
+
+    The spec is the model's facts plus the run config's window and alignment; a mapping ``spec`` sets
+    fields on that (``{"test_time_flip": False}``), a ``DeploymentSpec`` replaces it.
+    """
 
     name = "keras"
 
-    def __init__(self, model: Any, spec: dict[str, Any] | None = None) -> None:
-        import keras
-
-        import age_estimation.models.siam.layers  # noqa: F401  (registers the custom layers)
-
+    def __init__(self, model: Any, spec: SpecLike = None) -> None:
         if isinstance(model, (str, Path)):
+            # Keras (and TensorFlow under it) loads only here, so the LiteRT path never imports it.
+            from age_estimation.models.siam.model import load_siam
+
             path = Path(model)
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: Keras model file not found")
-            spec = spec or _run_spec(path.parent)
-            model = keras.saving.load_model(path)
-        super().__init__(spec)
+            model = load_siam(path)
+            base = keras_spec(model, path.parent / CONFIG_NAME)
+        else:
+            base = DeploymentSpec().with_model(model)
+        super().__init__(as_spec(spec, base))
         self.model = model
 
     def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
         out = self.model.predict_on_batch({"frames": frames, "mask": mask})
         return {name: np.asarray(value) for name, value in out.items()}
+
+
+def keras_spec(model: Any, config_path: Path) -> DeploymentSpec:
+    """The spec of a ``Siam`` deployed with the pipeline config at ``config_path`` (its facts alone when
+    there is no such file)."""
+    if config_path.is_file():
+        return DeploymentSpec.from_config(load_config(config_path), model)
+    return DeploymentSpec(origin=str(config_path)).with_model(model)
 
 
 class SavedModelPredictor(Predictor):
@@ -131,9 +157,8 @@ class SavedModelPredictor(Predictor):
     name = "savedmodel"
 
     def __init__(self, path: str | Path) -> None:
+        # TensorFlow loads only here, so the LiteRT path never imports it.
         import tensorflow as tf
-
-        from age_estimation.inference.spec import read_spec
 
         path = resolve_savedmodel(path)
         super().__init__(read_spec(path))
@@ -154,17 +179,17 @@ class TFLitePredictor(Predictor):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: TFLite model file not found")
-        sidecar = path.with_suffix(".json")
-        super().__init__(json.loads(sidecar.read_text()) if sidecar.is_file() else {})
         self.path = path
         self.num_threads = num_threads
         self.delegate = "xnnpack"
         self._runner = self._open(default_delegates=True)
         frames = self._runner.get_input_details()["frames"]["shape"]
-        self.spec.setdefault("crop_size", int(frames[2]))
-        self.spec["clip_length"] = int(frames[1])
+        spec = DeploymentSpec.read(sidecar_path(path))
+        crop_size = spec.crop_size or int(frames[2])
+        super().__init__(dataclasses.replace(spec, crop_size=crop_size, clip_length=int(frames[1])))
 
     def _open(self, default_delegates: bool) -> Any:
+        # LiteRT loads only for TFLite models (it is an optional dependency of the other runtimes).
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         resolver = (
@@ -203,9 +228,7 @@ class ServingPredictor(Predictor):
 
     name = "serving"
 
-    def __init__(self, url: str, model_name: str = "siam", spec: dict[str, Any] | None = None) -> None:
-        from age_estimation.inference.serving_client import ServingClient
-
+    def __init__(self, url: str, model_name: str = "siam", spec: SpecLike = None) -> None:
         super().__init__(spec)
         self.client = ServingClient(url, model_name=model_name, crop_size=self.crop_size)
 
@@ -239,11 +262,9 @@ def open_predictor(
     num_threads: int = 2,
 ) -> Predictor:
     """The predictor asked for: ``server`` URL, ``model`` path by kind, else the run's ``model.keras``."""
-    from age_estimation.runs import MODEL_NAME, latest_run
-
     if server:
-        spec = _run_spec(Path(run_dir)) if run_dir else {}
-        return ServingPredictor(server, model_name=spec.get("model_name", "siam"), spec=spec)
+        spec = run_spec(Path(run_dir)) if run_dir else DeploymentSpec()
+        return ServingPredictor(server, model_name=spec.model_name, spec=spec)
     if model:
         path = Path(model)
         if path.suffix == ".tflite":
@@ -257,24 +278,7 @@ def open_predictor(
     return KerasPredictor(run / MODEL_NAME)
 
 
-def spec_from_config(cfg: Any) -> dict[str, Any]:
-    """Crop size, window T, model name and alignment settings from a pipeline config."""
-    import dataclasses
-
-    return {
-        "crop_size": cfg.align.crop_size,
-        "align": dataclasses.asdict(cfg.align),
-        "model_name": cfg.export.model_name,
-        "window": cfg.data.clip_length,
-        "window_span": cfg.inference.window_span,
-        "test_time_flip": cfg.inference.test_time_flip,
-    }
-
-
-def _run_spec(run_dir: Path) -> dict[str, Any]:
-    """``spec_from_config`` of a run directory's config.yaml (empty when it has none)."""
-    from age_estimation.config import load_config
-    from age_estimation.runs import CONFIG_NAME
-
-    path = run_dir / CONFIG_NAME
-    return spec_from_config(load_config(path)) if path.is_file() else {}
+def run_spec(run_dir: Path) -> DeploymentSpec:
+    """The spec a run directory's config.yaml gives without loading its model (for a served model)."""
+    path = Path(run_dir) / CONFIG_NAME
+    return DeploymentSpec.from_config(load_config(path)) if path.is_file() else DeploymentSpec(origin=str(path))

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+import cv2
 import numpy as np
+import requests
 
 # Each signature's inputs: name -> (dtype kind, rank). "bytes" means a string tensor.
 SIGNATURES: dict[str, dict[str, tuple[str, int]]] = {
@@ -131,6 +133,7 @@ def grpc_request(
     version: int | None = None,
 ) -> Any:
     """A ``tensorflow.serving.PredictRequest`` carrying ``inputs`` as TensorProtos."""
+    # TensorFlow and the serving protos load only for gRPC, so the REST client stays light.
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
@@ -147,6 +150,7 @@ def grpc_request(
 
 def parse_grpc_response(response: Any) -> dict[str, np.ndarray]:
     """Outputs of a ``PredictResponse`` as arrays."""
+    # TensorFlow loads only for gRPC, so the REST client stays light.
     import tensorflow as tf
 
     return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
@@ -193,8 +197,6 @@ class ServingClient:
 
     def metadata(self) -> dict[str, Any]:
         """The model's signature metadata (REST ``GET .../metadata``)."""
-        import requests
-
         try:
             response = requests.get(f"{self.model_url}/metadata", timeout=self.timeout)
         except requests.RequestException as err:
@@ -202,8 +204,6 @@ class ServingClient:
         return response.json()
 
     def _post(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
-        import requests
-
         try:
             response = requests.post(url, json=payload, timeout=self.timeout)
         except requests.RequestException as err:
@@ -219,6 +219,7 @@ class ServingClient:
         return body
 
     def _predict_grpc(self, arrays: dict[str, np.ndarray], signature: str) -> dict[str, np.ndarray]:
+        # grpc and the serving protos are optional: only gRPC URLs need them.
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -235,8 +236,6 @@ class ServingClient:
 
 def encode_jpeg_frames(frames: np.ndarray, mask: np.ndarray | None = None, quality: int = 95) -> np.ndarray:
     """(B, T, S, S, 3) uint8 RGB -> (B, T) JPEG bytes for the ``jpeg`` signature; padding becomes b""."""
-    import cv2
-
     frames = np.asarray(frames)
     out = np.empty(frames.shape[:2], dtype=object)
     for b in range(frames.shape[0]):

@@ -1,20 +1,195 @@
-"""What a deployed model needs beside its weights: input shapes, alignment template, window settings.
+"""``DeploymentSpec``: what a deployed model needs beside its weights, in one typed, JSON-ready record.
 
-Exported SavedModels keep it in ``assets.extra/input_spec.json`` of each version; TFLite variants in a
-JSON sidecar beside the ``.tflite`` file.
+Input shapes, the alignment template, the prediction window and normalisation. Export writes it (a
+SavedModel keeps it in ``assets.extra/input_spec.json`` of each version, a TFLite variant in the JSON
+sidecar ``<variant>.json`` with its ``tflite_*`` keys) and every runtime reads it back through
+``DeploymentSpec.from_json``, which also reads specs that lack keys (the missing ones stay None and
+``require`` names the file and what to re-export). No TensorFlow here: the edge path reads sidecars.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+import numpy as np
+
+from age_estimation.config import AlignConfig, PipelineConfig, from_dict
+from age_estimation.video.align import template_eyes
 
 SPEC_NAME = "input_spec.json"
 SPEC_DIR = "assets.extra"
+FORMAT = 1
+NORMALIZATION = {
+    "symmetric": "inside the model: x / 127.5 - 1; feed raw 0..255 RGB",
+    "raw": "inside the model: none (0..255 floats); feed raw 0..255 RGB",
+}
+TFLITE_KEYS = ("tflite_variant", "quantization", "signature", "ops")
 
 
-def read_spec(version_dir: str | Path) -> dict[str, Any]:
-    """The input spec stored with an exported SavedModel version (empty when it has none)."""
-    path = Path(version_dir) / SPEC_DIR / SPEC_NAME
-    return json.loads(path.read_text()) if path.is_file() else {}
+@dataclasses.dataclass(frozen=True)
+class DeploymentSpec:
+    """One deployed model's input/output contract; the field order is the JSON key order."""
+
+    format: int = FORMAT
+    model_name: str = "siam"
+    variant: str | None = None
+    crop_size: int | None = None
+    clip_length: int | None = None  # the model's fixed T (TFLite), None = any T
+    window: int | None = None  # frames per prediction window (data.clip_length)
+    window_span: int | None = None  # source frames one window covers
+    test_time_flip: bool | None = None
+    batch_size: int | None = None
+    inputs: dict[str, Any] | None = None
+    normalization: str | None = None
+    outputs: dict[str, Any] | None = None
+    align: AlignConfig | None = None
+    template_eyes: list[list[float]] | None = None
+    tflite_variant: str | None = None
+    quantization: str | None = None
+    signature: str | None = None
+    ops: list[str] | None = None
+    origin: str = dataclasses.field(default="", compare=False)  # the file it was read from, for errors
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, model: Any = None) -> Self:
+        """The spec of ``model`` (a ``Siam``: crop size, T, batch, variant, normalisation, attention grid)
+        deployed with ``cfg`` (model name, window, test-time flip, alignment). Without a model the
+        crop size and variant come from ``cfg``."""
+        spec = cls(
+            model_name=cfg.export.model_name,
+            variant=cfg.model.variant,
+            crop_size=cfg.align.crop_size,
+            window=cfg.data.clip_length,
+            window_span=cfg.inference.window_span,
+            test_time_flip=cfg.inference.test_time_flip,
+            align=dataclasses.replace(cfg.align),
+            template_eyes=np.asarray(template_eyes(cfg.align), dtype=float).round(3).tolist(),
+            origin=cfg.source_file or "pipeline config",
+        )
+        return spec.with_model(model) if model is not None else spec
+
+    def with_model(self, model: Any) -> Self:
+        """This spec with the facts ``model`` (a ``Siam``) carries, and its inputs/outputs described.
+
+        A model without those facts (a plain Keras model) leaves the spec as it is.
+        """
+        if getattr(model, "crop_size", None) is None:
+            return self
+        crop, steps, batch = model.crop_size, model.clip_length, model.batch_size
+        return dataclasses.replace(
+            self,
+            variant=model.variant,
+            crop_size=crop,
+            clip_length=steps,
+            batch_size=batch,
+            normalization=NORMALIZATION[model.normalization],
+            inputs=describe_inputs(crop, steps, batch),
+            outputs=describe_outputs(steps, batch, model.spatial_grid),
+        )
+
+    def updated(self, changes: Mapping[str, Any] | None) -> Self:
+        """A copy with ``changes`` (spec field -> value) applied; an unknown field is a ``ValueError``."""
+        if not changes:
+            return self
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"not deployment spec fields: {unknown}")
+        return dataclasses.replace(self, **_typed(dict(changes), self.origin))
+
+    def filled_from(self, fallback: DeploymentSpec) -> Self:
+        """This spec with every field it lacks (None) taken from ``fallback``."""
+        missing = {
+            f.name: getattr(fallback, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is None and f.name != "origin"
+        }
+        return dataclasses.replace(self, **missing)
+
+    def require(self, *names: str) -> Self:
+        """This spec, or a ``ValueError`` naming the file and the fields it lacks, to re-export it."""
+        missing = [name for name in names if getattr(self, name) is None]
+        if missing:
+            where = self.origin or "the model's deployment spec"
+            raise ValueError(f"{where}: lacks {', '.join(missing)}; re-export the model (age-estimation export)")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object export writes; TFLite keys only when set."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "origin" or (f.name in TFLITE_KEYS and value is None):
+                continue
+            out[f.name] = dataclasses.asdict(value) if isinstance(value, AlignConfig) else value
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any], origin: str = "") -> Self:
+        """The spec of a JSON object written by ``to_json`` (or by an older export: absent keys stay None)."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"origin"}
+        return cls(**_typed({k: v for k, v in raw.items() if k in names}, origin), origin=origin)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Self:
+        """The spec in a JSON file; a missing file gives an empty spec whose errors name that file."""
+        path = Path(path)
+        raw = json.loads(path.read_text()) if path.is_file() else {}
+        return cls.from_json(raw, origin=str(path))
+
+
+def read_spec(version_dir: str | Path) -> DeploymentSpec:
+    """The spec stored with an exported SavedModel version."""
+    return DeploymentSpec.read(Path(version_dir) / SPEC_DIR / SPEC_NAME)
+
+
+def sidecar_path(tflite_path: str | Path) -> Path:
+    """The JSON sidecar beside a ``.tflite`` variant."""
+    return Path(tflite_path).with_suffix(".json")
+
+
+def describe_inputs(crop: int, clip_length: int | None, batch_size: int | None) -> dict[str, Any]:
+    """The ``inputs`` entry: frames and mask dtypes, shapes and meaning."""
+    return {
+        "frames": {
+            "dtype": "uint8",
+            "shape": [batch_size, clip_length, crop, crop, 3],
+            "layout": "RGB face crops aligned by the template below",
+        },
+        "mask": {
+            "dtype": "float32",
+            "shape": [batch_size, clip_length],
+            "meaning": "1 = real frame, 0 = padding (TFLite and Keras); SavedModel uses lengths",
+        },
+    }
+
+
+def describe_outputs(
+    clip_length: int | None, batch_size: int | None, grid: tuple[int, int] | None
+) -> dict[str, Any]:
+    """The ``outputs`` entry: age, temporal attention and (with a grid) spatial attention."""
+    outputs: dict[str, Any] = {
+        "age": {"dtype": "float32", "shape": [batch_size], "unit": "years"},
+        "temporal_attention": {
+            "dtype": "float32",
+            "shape": [batch_size, clip_length],
+            "meaning": "weight of each frame; sums to 1 over real frames",
+        },
+    }
+    if grid is not None:
+        outputs["spatial_attention"] = {
+            "dtype": "float32",
+            "shape": [batch_size, clip_length, *grid],
+            "meaning": "weight of each facial region per frame (grid over the crop)",
+        }
+    return outputs
+
+
+def _typed(values: dict[str, Any], origin: str) -> dict[str, Any]:
+    """``values`` with ``align`` as an ``AlignConfig`` (a dict from JSON is checked key by key)."""
+    if isinstance(values.get("align"), Mapping):
+        values["align"] = from_dict(AlignConfig, dict(values["align"]), origin or "deployment spec", "align.")
+    return values

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import age_estimation.models.siam.layers  # noqa: F401
 from age_estimation.export.savedmodel import export_savedmodel, next_version
 from age_estimation.inference.spec import read_spec
 from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_run, random_clips
@@ -38,10 +37,18 @@ def test_versioned_layout_never_overwrites(exported):
 def test_spec_asset_describes_inputs(exported):
     _, _, path = exported
     spec = read_spec(path)
-    assert spec["crop_size"] == CROP and spec["window"] == CLIP and spec["test_time_flip"] is True
-    assert spec["inputs"]["frames"]["dtype"] == "uint8"
-    assert set(spec["outputs"]) == {"age", "temporal_attention", "spatial_attention"}
-    assert spec["align"]["crop_size"] == CROP and len(spec["template_eyes"]) == 2
+    assert spec.crop_size == CROP and spec.window == CLIP and spec.test_time_flip is True
+    assert spec.clip_length is None and spec.batch_size is None  # any T, any batch
+    assert spec.inputs["frames"] == {
+        "dtype": "uint8", "shape": [None, None, CROP, CROP, 3], "layout": "RGB face crops aligned by the template below"
+    }
+    assert spec.outputs["spatial_attention"]["shape"] == [None, None, CROP // 2, CROP // 2]
+    assert spec.align.crop_size == CROP and len(spec.template_eyes) == 2 and "127.5" in spec.normalization
+    raw = json.loads((path / "assets.extra" / "input_spec.json").read_text())
+    assert list(raw) == [
+        "format", "model_name", "variant", "crop_size", "clip_length", "window", "window_span", "test_time_flip",
+        "batch_size", "inputs", "normalization", "outputs", "align", "template_eyes",
+    ]
 
 
 @pytest.mark.slow

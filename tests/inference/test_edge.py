@@ -7,7 +7,6 @@ import textwrap
 
 import pytest
 
-import age_estimation.models.siam.layers  # noqa: F401
 from age_estimation.export.tflite import export_tflite
 from age_estimation.inference.edge import EdgeEstimator
 from age_estimation.inference.predict import predict_videos

@@ -6,7 +6,6 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-import age_estimation.models.siam.layers  # noqa: F401
 from age_estimation.cli.main import main
 from age_estimation.export.savedmodel import export_savedmodel
 from age_estimation.export.tflite import export_tflite
@@ -171,5 +170,5 @@ def test_every_runtime_gives_the_same_age(setup, capsys):
 
 def _config_with_runs(root):
     path = root / "pipeline.yaml"
-    path.write_text(f"train:\n  runs_dir: {root / 'runs'}\n")
+    path.write_text(f"runtime:\n  runs_dir: {root / 'runs'}\n")
     return path

@@ -19,7 +19,6 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-import age_estimation.models.siam.layers  # noqa: F401
 from age_estimation.export.savedmodel import export_savedmodel
 from age_estimation.inference.runtimes import ServingPredictor
 from age_estimation.inference.serving_client import (

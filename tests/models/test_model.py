@@ -1,5 +1,8 @@
-"""build_siam: variable clip length, padding, save/load in a fresh process, variants, and learning."""
+"""Siam / build_siam: config round trip, self-description, the fixed twin, variable clip length, padding, save/load in a fresh process, variants, and learning."""
 
+import dataclasses
+import inspect
+import json
 import subprocess
 import sys
 import textwrap
@@ -10,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from age_estimation.config import ModelConfig
-from age_estimation.models.siam.model import build_siam
+from age_estimation.models.siam.model import Siam, build_siam, load_siam
 
 CROP = 32
 LENGTHS = (6, 16, 24)
@@ -108,7 +111,7 @@ def test_keras_round_trip_in_fresh_process_without_custom_objects(model, clips, 
     expected = np.asarray(model(batch)["age"])
     script = textwrap.dedent(f"""
         import numpy as np, keras
-        import age_estimation.models.siam.layers  # registers the custom layers; no custom_objects needed
+        import age_estimation.models.siam.model  # registers Siam and its layers; no custom_objects needed
         model = keras.saving.load_model({str(path)!r})
         batch = dict(np.load({str(tmp_path / "batch.npz")!r}))
         np.save({str(tmp_path / "ages.npy")!r}, np.asarray(model(batch)["age"]))
@@ -167,3 +170,78 @@ def test_tiny_model_overfits_eight_clips():
     history = model.fit(x, {"age": ages}, epochs=150, batch_size=8, verbose=0)
     losses = history.history["loss"]
     assert losses[-1] <= 0.1 * losses[0], (losses[0], losses[-1])
+
+
+VARIANT_CONFIGS = {
+    "siam": {},
+    "no_spatial": {"variant": "no_spatial"},
+    "no_temporal": {"variant": "no_temporal"},
+    "frame_average": {"variant": "frame_average"},
+}
+
+
+def test_siam_arguments_are_the_model_config_fields_with_its_defaults():
+    params = inspect.signature(Siam.__init__).parameters
+    own = {"crop_size", "clip_length", "batch_size", "age_prior"}
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    assert set(params) - {"self", "kwargs"} == own | set(fields)
+    defaults = ModelConfig()
+    for name in set(fields) - {"backbone"}:
+        assert list(params[name].default) == getattr(defaults, name) if name == "conv_filters" else (
+            params[name].default == getattr(defaults, name)
+        ), name
+
+
+def test_model_describes_itself(model):
+    assert isinstance(model, Siam)
+    assert (model.crop_size, model.clip_length, model.batch_size) == (CROP, None, None)
+    assert model.age_prior == (40.0, 20.0) and model.variant == "siam" and model.normalization == "symmetric"
+    assert model.spatial_grid == (CROP // 2, CROP // 2)
+    assert build_siam(tiny_config(variant="no_spatial"), crop_size=CROP).spatial_grid is None
+    raw = build_siam(tiny_config(backbone={"name": "MobileNetV3Small"}), crop_size=CROP)
+    assert raw.normalization == "raw"
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANT_CONFIGS))
+def test_config_round_trip_gives_the_same_model(variant, clips):
+    keras.utils.set_random_seed(4)
+    original = build_siam(tiny_config(**VARIANT_CONFIGS[variant]), crop_size=CROP, age_prior=(30.0, 9.0))
+    config = original.get_config()
+    copy = Siam.from_config(config)
+    assert copy.get_config() == config and json.loads(json.dumps(config)) == config
+    copy.set_weights(original.get_weights())
+    batch = pad_batch(clips)
+    np.testing.assert_array_equal(np.asarray(copy(batch)["age"]), np.asarray(original(batch)["age"]))
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANT_CONFIGS))
+def test_keras_file_round_trip_for_every_variant(variant, clips, tmp_path):
+    keras.utils.set_random_seed(5)
+    original = build_siam(tiny_config(**VARIANT_CONFIGS[variant]), crop_size=CROP, age_prior=(30.0, 9.0))
+    original.save(tmp_path / "m.keras")
+    loaded = load_siam(tmp_path / "m.keras")
+    assert isinstance(loaded, Siam) and loaded.get_config() == original.get_config()
+    assert (loaded.age_prior, loaded.spatial_grid) == (original.age_prior, original.spatial_grid)
+    for clip in clips:  # any T after loading, eagerly and through predict
+        np.testing.assert_allclose(loaded(single(clip))["age"], original(single(clip))["age"], atol=1e-5)
+        np.testing.assert_allclose(loaded.predict(single(clip), verbose=0)["age"], original(single(clip))["age"], atol=1e-5)
+
+
+def test_twin_from_config_has_fixed_t_and_batch_one(model, clips):
+    twin = Siam.from_config({**model.get_config(), "clip_length": 16, "batch_size": 1, "unroll": True})
+    twin.set_weights(model.get_weights())
+    assert (twin.clip_length, twin.batch_size, twin.architecture.unroll) == (16, 1, True)
+    assert tuple(twin.inputs[0].shape) == (1, 16, CROP, CROP, 3) and tuple(twin.inputs[1].shape) == (1, 16)
+    assert twin.age_prior == model.age_prior
+    np.testing.assert_allclose(twin(single(clips[1]))["age"], model(single(clips[1]))["age"], atol=1e-5)
+    with pytest.raises(ValueError):
+        twin(single(clips[0]))  # T = 6 is not the twin's T
+
+
+def test_plain_functional_file_fails_naming_the_file(model, tmp_path):
+    plain = keras.Model(model.input, model.output)
+    plain.save(tmp_path / "old.keras")
+    with pytest.raises(ValueError, match=r"old\.keras: holds a plain Functional model.*retrain"):
+        load_siam(tmp_path / "old.keras")
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        load_siam(tmp_path / "missing.keras")

@@ -1,4 +1,4 @@
-"""``build_siam``: the SIAM functional model and its ablation variants from one typed config.
+"""``Siam``: the SIAM model and its ablation variants as one self-describing Keras model.
 
 Data flow (T may be unknown)::
 
@@ -9,35 +9,153 @@ Data flow (T may be unknown)::
 Outputs (a dict): ``age`` (B, 1), ``spatial_attention`` (B, T, h, w) when the variant has spatial
 attention, ``temporal_attention`` (B, T) (for ablations, the implied weights of their pooling).
 
-Variants (``ModelConfig.variant``): ``siam``; ``no_spatial``; ``no_temporal`` (last valid state or
-mean over valid frames); ``frame_average`` (CNN + spatial attention, mean over valid frames, no RNN).
+Variants (``variant``): ``siam``; ``no_spatial``; ``no_temporal`` (last valid state or mean over valid
+frames); ``frame_average`` (CNN + spatial attention, mean over valid frames, no RNN).
+
+``Siam`` is built functionally in ``__init__`` from its constructor arguments and ``get_config`` returns
+all of them, so a fixed-shape copy is ``Siam.from_config({**model.get_config(), "clip_length": T, ...})``
+and what a deployment needs (crop size, T, age prior, normalisation, attention grid) is on the model.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import keras
 
-from age_estimation.config import ModelConfig
-from age_estimation.models.siam.layers import (
-    FoldTime,
-    FrameNormalization,
-    MaskedTemporalPooling,
-    SpatialAttention,
-    TemporalAttention,
-    UnfoldTime,
-    ValidFrames,
-)
+from age_estimation.config import BackboneConfig, ModelConfig
+from age_estimation.models.siam.graph import age_head, frame_encoder, input_scaling, temporal_summary
+from age_estimation.models.siam.layers import PACKAGE, FoldTime, UnfoldTime, ValidFrames
 
-# keras.applications backbones and the input range each expects.
-BACKBONE_SCALING = {
-    "MobileNetV2": "symmetric",
-    "MobileNetV3Small": "raw",
-    "MobileNetV3Large": "raw",
-    "EfficientNetB0": "raw",
-    "EfficientNetV2B0": "raw",
-}
+_DEFAULTS = ModelConfig()
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Siam(keras.Model):
+    """SIAM on (crop_size x crop_size) aligned frames; every constructor argument is in ``get_config``.
+
+    Args:
+        crop_size: side of the aligned square face crops.
+        clip_length: fixed T, or None for any clip length (TFLite export fixes it).
+        batch_size: fixed B, or None.
+        age_prior: (mean, std) of the training ages; scales the head so training starts near the mean.
+        variant ... backbone: the architecture, one argument per ``ModelConfig`` field (``backbone`` as
+            a ``BackboneConfig`` or its dict).
+
+    Example:
+        >>> model = Siam(crop_size=32, conv_filters=[8, 12], attention_after_block=1)
+        >>> sorted(model.output_names), model.spatial_grid
+        (['age', 'spatial_attention', 'temporal_attention'], (16, 16))
+    """
+
+    def __init__(
+        self,
+        *,
+        crop_size: int = 64,
+        clip_length: int | None = None,
+        batch_size: int | None = None,
+        age_prior: tuple[float, float] | list[float] = (40.0, 20.0),
+        variant: str = _DEFAULTS.variant,
+        conv_filters: list[int] | tuple[int, ...] = tuple(_DEFAULTS.conv_filters),
+        attention_after_block: int = _DEFAULTS.attention_after_block,
+        attention_projection: int = _DEFAULTS.attention_projection,
+        attention_normalization: str = _DEFAULTS.attention_normalization,
+        attention_temperature: float = _DEFAULTS.attention_temperature,
+        learn_temperature: bool = _DEFAULTS.learn_temperature,
+        attention_mode: str = _DEFAULTS.attention_mode,
+        embedding_units: int = _DEFAULTS.embedding_units,
+        batch_norm_momentum: float = _DEFAULTS.batch_norm_momentum,
+        rnn: str = _DEFAULTS.rnn,
+        rnn_units: int = _DEFAULTS.rnn_units,
+        rnn_layers: int = _DEFAULTS.rnn_layers,
+        bidirectional: bool = _DEFAULTS.bidirectional,
+        dropout: float = _DEFAULTS.dropout,
+        temporal_attention_units: int = _DEFAULTS.temporal_attention_units,
+        no_temporal_pooling: str = _DEFAULTS.no_temporal_pooling,
+        unroll: bool = _DEFAULTS.unroll,
+        backbone: BackboneConfig | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(backbone, BackboneConfig):
+            backbone = BackboneConfig(**(backbone or {}))
+        architecture = ModelConfig(
+            variant=variant,
+            conv_filters=[int(f) for f in conv_filters],
+            attention_after_block=attention_after_block,
+            attention_projection=attention_projection,
+            attention_normalization=attention_normalization,
+            attention_temperature=attention_temperature,
+            learn_temperature=learn_temperature,
+            attention_mode=attention_mode,
+            embedding_units=embedding_units,
+            batch_norm_momentum=batch_norm_momentum,
+            rnn=rnn,
+            rnn_units=rnn_units,
+            rnn_layers=rnn_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            temporal_attention_units=temporal_attention_units,
+            no_temporal_pooling=no_temporal_pooling,
+            unroll=unroll,
+            backbone=backbone,
+        )
+        prior = (float(age_prior[0]), float(age_prior[1]))
+
+        frames = keras.Input(
+            (clip_length, crop_size, crop_size, 3), batch_size=batch_size, dtype="uint8", name="frames"
+        )
+        mask = keras.Input((clip_length,), batch_size=batch_size, dtype="float32", name="mask")
+        valid = ValidFrames(name="valid_frames")(mask)
+        per_frame, spatial_map = frame_encoder(FoldTime(name="fold_time")(frames), architecture, crop_size)
+        embeddings = UnfoldTime(name="unfold_time")([per_frame, frames])
+        summary, temporal = temporal_summary(embeddings, valid, architecture)
+        outputs = {"age": age_head(summary, architecture, prior)}
+        if spatial_map is not None:
+            outputs["spatial_attention"] = keras.layers.Identity(name="spatial_attention", dtype="float32")(
+                UnfoldTime(name="unfold_attention")([spatial_map, frames])
+            )
+        outputs["temporal_attention"] = keras.layers.Identity(name="temporal_attention", dtype="float32")(temporal)
+        kwargs.setdefault("name", f"siam_{variant}")
+        super().__init__(inputs={"frames": frames, "mask": mask}, outputs=outputs, **kwargs)
+
+        self.architecture = architecture
+        self.crop_size = int(crop_size)
+        self.clip_length = None if clip_length is None else int(clip_length)
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self._age_prior = prior
+        self.spatial_grid = None if spatial_map is None else tuple(int(d) for d in spatial_map.shape[-2:])
+
+    @property
+    def age_prior(self) -> tuple[float, float]:
+        """(mean, std) of the training ages the head was scaled by."""
+        return self._age_prior
+
+    @property
+    def variant(self) -> str:
+        """The ablation variant: siam, no_spatial, no_temporal or frame_average."""
+        return self.architecture.variant
+
+    @property
+    def normalization(self) -> str:
+        """How frames are scaled inside the model: "symmetric" (x / 127.5 - 1) or "raw" (0..255)."""
+        return input_scaling(self.architecture)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "crop_size": self.crop_size,
+            "clip_length": self.clip_length,
+            "batch_size": self.batch_size,
+            "age_prior": list(self.age_prior),
+            **dataclasses.asdict(self.architecture),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Siam:
+        return cls(**config)
 
 
 def build_siam(
@@ -46,8 +164,8 @@ def build_siam(
     clip_length: int | None = None,
     batch_size: int | None = None,
     age_prior: tuple[float, float] = (40.0, 20.0),
-) -> keras.Model:
-    """Build the model for ``config`` on (crop_size x crop_size) aligned frames.
+) -> Siam:
+    """The ``Siam`` of ``config`` on (crop_size x crop_size) aligned frames.
 
     ``clip_length`` fixes T (None = any length; TFLite export fixes it), ``batch_size`` fixes B, and
     ``age_prior`` (mean, std) of the training ages scales the head so training starts near the mean.
@@ -57,102 +175,24 @@ def build_siam(
         >>> sorted(model.output_names)
         ['age', 'spatial_attention', 'temporal_attention']
     """
-    frames = keras.Input((clip_length, crop_size, crop_size, 3), batch_size=batch_size, dtype="uint8", name="frames")
-    mask = keras.Input((clip_length,), batch_size=batch_size, dtype="float32", name="mask")
-    valid = ValidFrames(name="valid_frames")(mask)
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    return Siam(crop_size=crop_size, clip_length=clip_length, batch_size=batch_size, age_prior=age_prior, **fields)
 
-    use_spatial = config.variant != "no_spatial"
-    per_frame, spatial_map = _frame_encoder(FoldTime(name="fold_time")(frames), config, crop_size, use_spatial)
-    embeddings = UnfoldTime(name="unfold_time")([per_frame, frames])
 
-    if config.variant == "frame_average":
-        summary, temporal = MaskedTemporalPooling("mean", name="temporal_pooling")(embeddings, mask=valid)
-    else:
-        states = _recurrent(embeddings, valid, config)
-        if config.variant == "no_temporal":
-            pooling = MaskedTemporalPooling(config.no_temporal_pooling, name="temporal_pooling")
-            summary, temporal = pooling(states, mask=valid)
-        else:
-            attention = TemporalAttention(config.temporal_attention_units, name="temporal_attention_layer")
-            summary, temporal = attention(states, mask=valid)
+def load_siam(path: str | Path) -> Siam:
+    """The ``Siam`` saved at ``path``; a file holding a plain functional model is a ``ValueError``.
 
-    outputs = {"age": _age_head(summary, config, age_prior)}
-    if spatial_map is not None:
-        outputs["spatial_attention"] = keras.layers.Identity(name="spatial_attention", dtype="float32")(
-            UnfoldTime(name="unfold_attention")([spatial_map, frames])
+    A plain functional model does not carry its crop size, age prior or architecture, which export and
+    the runtimes read from the model, so such a file has to be trained again with this package.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: Keras model file not found")
+    model = keras.saving.load_model(path, compile=False)
+    if not isinstance(model, Siam):
+        raise ValueError(  # noqa: TRY004  (a bad file, reported like every other bad input)
+            f"{path}: holds a plain {type(model).__name__} model, not a Siam model, so it does not carry "
+            "its crop size, age prior and architecture; retrain the run (age-estimation train) to export "
+            "or predict with it"
         )
-    outputs["temporal_attention"] = keras.layers.Identity(name="temporal_attention", dtype="float32")(temporal)
-    return keras.Model({"frames": frames, "mask": mask}, outputs, name=f"siam_{config.variant}")
-
-
-def _frame_encoder(x: Any, config: ModelConfig, crop_size: int, use_spatial: bool) -> tuple[Any, Any]:
-    """Per-frame CNN (from scratch or a keras.applications backbone) with spatial attention inside."""
-    if config.backbone.name:
-        return _backbone_encoder(x, config, crop_size, use_spatial)
-    x = FrameNormalization(name="normalize")(x)
-    spatial_map = None
-    for index, filters in enumerate(config.conv_filters):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{index}_conv")(x)
-        x = keras.layers.BatchNormalization(momentum=config.batch_norm_momentum, name=f"block{index}_bn")(x)
-        x = keras.layers.ReLU(name=f"block{index}_relu")(x)
-        if use_spatial and index == config.attention_after_block:
-            x, spatial_map = _spatial_attention(config)(x)
-        x = keras.layers.MaxPooling2D(2, name=f"block{index}_pool")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="frame_pool")(x)
-    x = keras.layers.Dense(config.embedding_units, activation="relu", name="frame_embedding")(x)
-    return x, spatial_map
-
-
-def _backbone_encoder(x: Any, config: ModelConfig, crop_size: int, use_spatial: bool) -> tuple[Any, Any]:
-    """A keras.applications backbone (optionally truncated at ``attention_layer``) + spatial attention."""
-    name = config.backbone.name
-    if name not in BACKBONE_SCALING:
-        raise ValueError(f"model.backbone.name {name!r} is not supported; choose one of {sorted(BACKBONE_SCALING)}")
-    base = getattr(keras.applications, name)(
-        include_top=False, weights=config.backbone.weights, input_shape=(crop_size, crop_size, 3)
-    )
-    if config.backbone.attention_layer:
-        base = keras.Model(base.input, base.get_layer(config.backbone.attention_layer).output, name=f"{name}_cut")
-    base.trainable = config.backbone.trainable
-    x = base(FrameNormalization(BACKBONE_SCALING[name], name="normalize")(x))
-    spatial_map = None
-    if use_spatial:
-        x, spatial_map = _spatial_attention(config)(x)
-    x = keras.layers.GlobalAveragePooling2D(name="frame_pool")(x)
-    x = keras.layers.Dense(config.embedding_units, activation="relu", name="frame_embedding")(x)
-    return x, spatial_map
-
-
-def _spatial_attention(config: ModelConfig) -> SpatialAttention:
-    return SpatialAttention(
-        projection=config.attention_projection,
-        normalization=config.attention_normalization,
-        temperature=config.attention_temperature,
-        learn_temperature=config.learn_temperature,
-        mode=config.attention_mode,
-        name="spatial_attention_layer",
-    )
-
-
-def _recurrent(x: Any, valid: Any, config: ModelConfig) -> Any:
-    """Stacked LSTM/GRU layers over the frame embeddings, returning every step's state."""
-    rnn_class = keras.layers.LSTM if config.rnn == "lstm" else keras.layers.GRU
-    if config.dropout > 0:
-        x = keras.layers.Dropout(config.dropout, name="rnn_input_dropout")(x)
-    for index in range(config.rnn_layers):
-        layer = rnn_class(config.rnn_units, return_sequences=True, unroll=config.unroll, name=f"{config.rnn}{index}")
-        if config.bidirectional:
-            layer = keras.layers.Bidirectional(layer, name=f"bi_{config.rnn}{index}")
-        x = layer(x, mask=valid)
-    return x
-
-
-def _age_head(summary: Any, config: ModelConfig, age_prior: tuple[float, float]) -> Any:
-    """Dropout + small MLP + a linear unit rescaled by the training-age prior; float32 for mixed precision."""
-    x = summary
-    if config.dropout > 0:
-        x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
-    x = keras.layers.Dense(max(config.embedding_units // 2, 8), activation="relu", name="head_hidden")(x)
-    x = keras.layers.Dense(1, name="head_out", dtype="float32")(x)
-    mean, std = age_prior
-    return keras.layers.Rescaling(scale=float(std), offset=float(mean), name="age", dtype="float32")(x)
+    return model

@@ -1,0 +1,116 @@
+"""How faithful and how fast the exports are: parity vs Keras, file sizes, op lists, LiteRT latency.
+
+Every figure runs one forward pass per clip on both sides (no test-time flip), so it measures the
+conversion alone. ``format_table`` prints the report; ``write_report`` saves it beside the variants.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from age_estimation.atomic_files import write_json_atomic
+from age_estimation.export.clips import Clip
+from age_estimation.export.tflite import TFLiteArtifact
+from age_estimation.inference.runtimes import SavedModelPredictor, TFLitePredictor
+
+REPORT_NAME = "report.json"
+
+
+def keras_ages(model: Any, clips: list[Clip]) -> np.ndarray:
+    """The Keras model's age for each batch-1 clip."""
+    return np.array([float(np.asarray(model(clip, training=False)["age"]).ravel()[0]) for clip in clips])
+
+
+def savedmodel_parity(model: Any, saved: Path, clips: list[Clip]) -> float:
+    """Max |age diff| between the loaded SavedModel's ``padded`` signature and Keras on ``clips``."""
+    predictor = SavedModelPredictor(saved)
+    frames = np.concatenate([c["frames"] for c in clips])
+    mask = np.concatenate([c["mask"] for c in clips])
+    got = predictor.predict(frames, mask, test_time_flip=False)["age"]
+    expected = np.asarray(model({"frames": frames, "mask": mask}, training=False)["age"])[:, 0]
+    return float(np.max(np.abs(got - expected)))
+
+
+def export_report(
+    model: Any,
+    artifacts: list[TFLiteArtifact],
+    clips: list[Clip],
+    ages: list[float] | None = None,
+    heldout: int = 0,
+    threads: tuple[int, ...] = (1, 2),
+    runs: int = 20,
+) -> dict[str, Any]:
+    """Parity vs Keras on ``clips`` (max |age diff|; MAE change on the first ``heldout`` when ``ages`` is
+    given), file size, op list and median LiteRT latency per variant and thread count."""
+    reference = keras_ages(model, clips)
+    truth = np.asarray(ages[:heldout], dtype=float) if ages and heldout else None
+    report: dict[str, Any] = {
+        "parity_clips": len(clips),
+        "heldout_clips": heldout if truth is not None else 0,
+        "variants": {},
+    }
+    if truth is not None:
+        report["keras_heldout_mae"] = float(np.mean(np.abs(reference[:heldout] - truth)))
+    for artifact in artifacts:
+        predictor = TFLitePredictor(artifact.path, num_threads=max(threads))
+        got = np.array([predictor.predict(c["frames"], c["mask"], test_time_flip=False)["age"][0] for c in clips])
+        entry: dict[str, Any] = {
+            "path": str(artifact.path),
+            "size_bytes": artifact.size_bytes,
+            "max_abs_diff_years": float(np.max(np.abs(got - reference))),
+            "mean_abs_diff_years": float(np.mean(np.abs(got - reference))),
+            "delegate": predictor.delegate,
+            "ops": artifact.ops,
+            "latency_ms": {str(n): measure_latency(artifact.path, clips[0], n, runs) for n in threads},
+        }
+        if truth is not None:
+            mae = float(np.mean(np.abs(got[:heldout] - truth)))
+            entry["heldout_mae"] = mae
+            entry["mae_change_years"] = mae - report["keras_heldout_mae"]
+        report["variants"][artifact.variant] = entry
+    return report
+
+
+def measure_latency(path: str | Path, clip: Clip, num_threads: int, runs: int = 20) -> float:
+    """Median milliseconds of one LiteRT call on ``clip`` with ``num_threads`` threads (after warm-up)."""
+    predictor = TFLitePredictor(path, num_threads=num_threads)
+    for _ in range(3):
+        predictor.predict(clip["frames"], clip["mask"], test_time_flip=False)
+    times = []
+    for _ in range(max(1, runs)):
+        start = time.perf_counter()
+        predictor.predict(clip["frames"], clip["mask"], test_time_flip=False)
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The size / parity / latency table of ``export_report`` as aligned text."""
+    threads = sorted({t for v in report["variants"].values() for t in v["latency_ms"]}, key=int)
+    header = ["variant", "size KiB", "max|diff| y", "MAE change y"] + [f"ms @{t} thr" for t in threads]
+    rows = [header]
+    for name, v in report["variants"].items():
+        change = v.get("mae_change_years")
+        rows.append(
+            [
+                name,
+                f"{v['size_bytes'] / 1024:.1f}",
+                f"{v['max_abs_diff_years']:.4g}",
+                "-" if change is None else f"{change:+.3f}",
+            ]
+            + [f"{v['latency_ms'][t]:.2f}" for t in threads]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+
+
+def write_report(out_dir: Path, report: dict[str, Any]) -> Path:
+    """Save the report as ``report.json`` beside the variants."""
+    path = Path(out_dir) / REPORT_NAME
+    write_json_atomic(path, json.loads(json.dumps(report)))
+    return path

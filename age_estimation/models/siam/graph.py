@@ -1,0 +1,130 @@
+"""The functional pieces ``Siam`` assembles: per-frame encoder, recurrent stack, temporal summary, age head.
+
+Each takes symbolic tensors and the architecture (a ``ModelConfig``) and returns symbolic tensors, so the
+model's ``__init__`` reads as the data flow. Layer names are part of the model's contract (training reads
+``get_layer("age")``), so they are fixed here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from age_estimation.config import ModelConfig
+from age_estimation.models.siam.layers import (
+    FrameNormalization,
+    MaskedTemporalPooling,
+    SpatialAttention,
+    TemporalAttention,
+)
+
+# keras.applications backbones and the input range each expects.
+BACKBONE_SCALING = {
+    "MobileNetV2": "symmetric",
+    "MobileNetV3Small": "raw",
+    "MobileNetV3Large": "raw",
+    "EfficientNetB0": "raw",
+    "EfficientNetV2B0": "raw",
+}
+
+
+def input_scaling(config: ModelConfig) -> str:
+    """The input range the frame encoder normalises to: "symmetric" ([-1, 1]) or "raw" (0..255)."""
+    name = config.backbone.name
+    if not name:
+        return "symmetric"
+    if name not in BACKBONE_SCALING:
+        raise ValueError(f"model.backbone.name {name!r} is not supported; choose one of {sorted(BACKBONE_SCALING)}")
+    return BACKBONE_SCALING[name]
+
+
+def frame_encoder(x: Any, config: ModelConfig, crop_size: int) -> tuple[Any, Any]:
+    """Per-frame CNN (from scratch or a keras.applications backbone) with spatial attention inside.
+
+    Returns the (B*T, D) frame embeddings and the (B*T, h, w) attention map (None for ``no_spatial``).
+    """
+    if config.backbone.name:
+        return _backbone_encoder(x, config, crop_size)
+    use_spatial = config.variant != "no_spatial"
+    x = FrameNormalization(input_scaling(config), name="normalize")(x)
+    spatial_map = None
+    for index, filters in enumerate(config.conv_filters):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{index}_conv")(x)
+        x = keras.layers.BatchNormalization(momentum=config.batch_norm_momentum, name=f"block{index}_bn")(x)
+        x = keras.layers.ReLU(name=f"block{index}_relu")(x)
+        if use_spatial and index == config.attention_after_block:
+            x, spatial_map = _spatial_attention(config)(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{index}_pool")(x)
+    return _embed(x, config), spatial_map
+
+
+def _backbone_encoder(x: Any, config: ModelConfig, crop_size: int) -> tuple[Any, Any]:
+    """A keras.applications backbone (optionally truncated at ``attention_layer``) + spatial attention."""
+    name = config.backbone.name
+    scaling = input_scaling(config)
+    base = getattr(keras.applications, name)(
+        include_top=False, weights=config.backbone.weights, input_shape=(crop_size, crop_size, 3)
+    )
+    if config.backbone.attention_layer:
+        base = keras.Model(base.input, base.get_layer(config.backbone.attention_layer).output, name=f"{name}_cut")
+    base.trainable = config.backbone.trainable
+    x = base(FrameNormalization(scaling, name="normalize")(x))
+    spatial_map = None
+    if config.variant != "no_spatial":
+        x, spatial_map = _spatial_attention(config)(x)
+    return _embed(x, config), spatial_map
+
+
+def _embed(x: Any, config: ModelConfig) -> Any:
+    x = keras.layers.GlobalAveragePooling2D(name="frame_pool")(x)
+    return keras.layers.Dense(config.embedding_units, activation="relu", name="frame_embedding")(x)
+
+
+def _spatial_attention(config: ModelConfig) -> SpatialAttention:
+    return SpatialAttention(
+        projection=config.attention_projection,
+        normalization=config.attention_normalization,
+        temperature=config.attention_temperature,
+        learn_temperature=config.learn_temperature,
+        mode=config.attention_mode,
+        name="spatial_attention_layer",
+    )
+
+
+def temporal_summary(embeddings: Any, valid: Any, config: ModelConfig) -> tuple[Any, Any]:
+    """The (B, D) clip summary and (B, T) frame weights of the variant's temporal model.
+
+    ``siam`` and ``no_spatial``: RNN + temporal attention; ``no_temporal``: RNN + last valid state or
+    mean; ``frame_average``: mean of the frame embeddings, no RNN.
+    """
+    if config.variant == "frame_average":
+        return MaskedTemporalPooling("mean", name="temporal_pooling")(embeddings, mask=valid)
+    states = _recurrent(embeddings, valid, config)
+    if config.variant == "no_temporal":
+        return MaskedTemporalPooling(config.no_temporal_pooling, name="temporal_pooling")(states, mask=valid)
+    return TemporalAttention(config.temporal_attention_units, name="temporal_attention_layer")(states, mask=valid)
+
+
+def _recurrent(x: Any, valid: Any, config: ModelConfig) -> Any:
+    """Stacked LSTM/GRU layers over the frame embeddings, returning every step's state."""
+    rnn_class = keras.layers.LSTM if config.rnn == "lstm" else keras.layers.GRU
+    if config.dropout > 0:
+        x = keras.layers.Dropout(config.dropout, name="rnn_input_dropout")(x)
+    for index in range(config.rnn_layers):
+        layer = rnn_class(config.rnn_units, return_sequences=True, unroll=config.unroll, name=f"{config.rnn}{index}")
+        if config.bidirectional:
+            layer = keras.layers.Bidirectional(layer, name=f"bi_{config.rnn}{index}")
+        x = layer(x, mask=valid)
+    return x
+
+
+def age_head(summary: Any, config: ModelConfig, age_prior: tuple[float, float]) -> Any:
+    """Dropout + small MLP + a linear unit rescaled by the training-age prior; float32 for mixed precision."""
+    x = summary
+    if config.dropout > 0:
+        x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
+    x = keras.layers.Dense(max(config.embedding_units // 2, 8), activation="relu", name="head_hidden")(x)
+    x = keras.layers.Dense(1, name="head_out", dtype="float32")(x)
+    mean, std = age_prior
+    return keras.layers.Rescaling(scale=float(std), offset=float(mean), name="age", dtype="float32")(x)

@@ -1,0 +1,52 @@
+"""export_run: a finished run -> SavedModel + TFLite + report, with parity figures; clear errors."""
+
+import json
+from pathlib import Path
+
+import keras
+import pytest
+
+from age_estimation.export.run import export_run
+from age_estimation.inference.spec import DeploymentSpec, read_spec
+from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_cache, make_tiny_run
+
+pytestmark = pytest.mark.slow  # one TFLite conversion and a SavedModel export
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    make_tiny_cache(root / "cache")
+    return make_tiny_run(root, [f"data.cache_dir={root / 'cache'}", "export.latency_runs=2"])
+
+
+def test_export_run_writes_every_artifact_with_parity(run):
+    result = export_run(run, variants=["float32"])
+    cfg, model = load_tiny_run(run)
+    saved = result["savedmodel"]
+    assert saved["version"] == 1 and saved["max_abs_diff_years"] <= 1e-4
+    assert read_spec(saved["path"]) == DeploymentSpec.from_config(cfg, model)
+    report = result["tflite"]["report"]
+    print("parity", saved["max_abs_diff_years"], report["variants"]["float32"]["max_abs_diff_years"])
+    assert report["parity_source"].startswith("cache") and report["parity_clips"] == 6
+    assert report["variants"]["float32"]["max_abs_diff_years"] <= 0.01
+    assert json.loads(Path(report["report_path"]).read_text())["variants"].keys() == {"float32"}
+    sidecar = json.loads(Path(result["tflite"]["variants"]["float32"]).with_suffix(".json").read_text())
+    assert sidecar["inputs"]["frames"]["shape"] == [1, CLIP, CROP, CROP, 3]
+
+
+def test_export_run_savedmodel_only_and_overrides(run):
+    result = export_run(run, overrides=["export.model_name=other"], tflite=False)
+    assert "tflite" not in result and result["savedmodel"]["path"].endswith("other/1")
+
+
+def test_missing_model_and_plain_functional_model_are_clear_errors(run, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model.keras"):
+        export_run(tmp_path)
+    _, model = load_tiny_run(run)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.yaml").write_text((run / "config.yaml").read_text())
+    keras.Model(model.input, model.output).save(old / "model.keras")
+    with pytest.raises(ValueError, match=r"old/model\.keras: holds a plain Functional model.*retrain"):
+        export_run(old, tflite=False)
