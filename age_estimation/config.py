@@ -27,7 +27,7 @@ class ConfigError(ValueError):
     """A pipeline config is invalid; the message names the file and the key."""
 
 
-# Keys that live in another section now: old -> new dotted name.
+# Keys that belong to another section: the dotted name a file may still use -> the key's section.
 MOVED_KEYS = {
     "model.test_time_flip": "inference.test_time_flip",
     "data.window_span": "inference.window_span",
@@ -82,7 +82,7 @@ class AugmentConfig:
     contrast: float = 0.1
     temporal_jitter: bool = True
     # Shortest temporal crop, as a share of the video; each clip also shifts by up to half a stride.
-    # 1.0 keeps the eval time scale (phase jitter only): measured 0.2 years worse here than 0.7.
+    # 1.0 keeps the eval time scale (phase jitter only); below 1.0 training also sees faster tempos.
     temporal_min_span: float = 0.7
 
 
@@ -158,8 +158,8 @@ class TrainConfig:
     ema: bool = True
     ema_momentum: float = 0.99
     # Training batches run before each validation to recompute BatchNormalization statistics for the
-    # (EMA) weights being validated and checkpointed; 0 keeps the moving statistics, which describe
-    # the raw weights and made validation unreliable in the early epochs (README, ablation).
+    # (EMA) weights being validated and checkpointed; 0 keeps the moving statistics, which follow the
+    # raw weights rather than the averaged ones.
     bn_recalibration_batches: int = 16
     loss: Literal["mae", "huber", "mse"] = "huber"
     huber_delta: float = 3.0
@@ -190,6 +190,12 @@ class InferenceConfig:
     # Source frames one prediction window covers (sampled down to data.clip_length frames): the
     # length of a training video, so that a window sees the expression at the pace training saw it.
     window_span: int = 40
+    # Nominal coverage of the interval given with every age; calibrated on the validation fold
+    # (split-conformal), so the share of true ages inside it holds on data the model did not train on.
+    coverage: float = 0.9
+    # predict refuses a video whose face frames are fewer than data.clip_length or than this share of
+    # its decoded frames: an age read off a few (often spurious) detections says nothing about the person.
+    min_face_fraction: float = 0.2
 
 
 @dataclass
@@ -271,7 +277,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def from_dict(cls: type, raw: dict[str, Any], origin: str, prefix: str = "") -> Any:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{origin}: '{prefix or 'top level'}' must be a mapping, got {raw!r}")
+        raise ConfigError(f"{origin}: '{prefix.rstrip('.') or 'top level'}' must be a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
@@ -357,6 +363,8 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
         (cfg.data.clip_length >= 1, "data.clip_length must be at least 1"),
         (cfg.data.batch_size >= 1, "data.batch_size must be at least 1"),
         (cfg.inference.window_span >= 1, "inference.window_span must be at least 1"),
+        (0.0 < cfg.inference.coverage < 1.0, "inference.coverage must be in (0, 1)"),
+        (0.0 <= cfg.inference.min_face_fraction <= 1.0, "inference.min_face_fraction must be in [0, 1]"),
         (cfg.data.folds >= 2, "data.folds must be at least 2"),
         (0 <= cfg.data.fold < cfg.data.folds, "data.fold must be in [0, data.folds)"),
         (0.0 < cfg.data.heldout_fraction < 1.0, "data.heldout_fraction must be in (0, 1)"),

@@ -14,8 +14,9 @@ from typing import Any
 from age_estimation.atomic_files import write_json_atomic
 from age_estimation.config import PipelineConfig
 from age_estimation.data.prepare import prepare_data
-from age_estimation.evaluation.attention import attention_mass, cue_usage
+from age_estimation.evaluation.attention import synthetic_scores
 from age_estimation.export.run import export_run
+from age_estimation.runs import METRICS_NAME
 from age_estimation.training.fit import train
 
 
@@ -44,19 +45,15 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, export: bool | None
     if not metrics.get("distribution", {}).get("chief", True):
         return PipelineOutcome(result.run_dir, metrics, timings, report)  # a multi-worker helper: chief reports
 
-    if cfg.data.source == "synthetic":
-        metrics["attention"] = attention_mass(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
-        metrics["cue_usage"] = cue_usage(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
-        write_json_atomic(result.run_dir / "metrics.json", metrics)
+    scores = synthetic_scores(result.heldout, cfg.data)
+    if scores is not None:
+        metrics.update(scores)
+        write_json_atomic(result.run_dir / METRICS_NAME, metrics)
 
     exported = None
     if cfg.export.after_training if export is None else export:
         started = time.perf_counter()
-        exported = _export(cfg, result.run_dir)
+        exported = export_run(result.run_dir, export_cfg=cfg.export)
         timings["export"] = time.perf_counter() - started
     return PipelineOutcome(result.run_dir, metrics, timings, report, exported)
 
-
-def _export(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
-    """SavedModel (next version) and the configured TFLite variants of the run, with the parity report."""
-    return export_run(run_dir, export_cfg=cfg.export)

@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_or_none(args)
     if cfg is None:
         return 2
+    # Imported here so that `ablation --help` does not load TensorFlow.
     from age_estimation.data.prepare import prepare_data
     from age_estimation.experiments.ablation import ablation, ablation_markdown
 

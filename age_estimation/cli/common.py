@@ -1,9 +1,12 @@
-"""One module per CLI subcommand, each with ``configure(parser)`` and ``run(args) -> int``."""
+"""Flags and helpers that several subcommands share: ``--config``/``--set``, config errors, output folders."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import time
+from pathlib import Path
+
+from age_estimation.config import ConfigError, PipelineConfig, load_config
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = "pipelines/default.yaml") -> None:
@@ -13,10 +16,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = 
                         help="override one config key, e.g. --set train.epochs=5 (repeatable)")
 
 
-def config_or_none(args: argparse.Namespace) -> Any:
+def config_or_none(args: argparse.Namespace) -> PipelineConfig | None:
     """The pipeline config of ``--config``/``--set``, or None after printing why it is invalid."""
-    from age_estimation.config import ConfigError, load_config
-
     try:
         return load_config(args.config, args.overrides)
     except ConfigError as err:
@@ -24,9 +25,6 @@ def config_or_none(args: argparse.Namespace) -> Any:
         return None
 
 
-def output_dir(args: argparse.Namespace, cfg: Any, kind: str) -> Any:
+def output_dir(args: argparse.Namespace, cfg: PipelineConfig, kind: str) -> Path:
     """``--out`` or a fresh ``<runs_dir>/<name>-<kind>-<time>`` folder for a multi-run command."""
-    import time
-    from pathlib import Path
-
     return Path(args.out or Path(cfg.runtime.runs_dir) / f"{cfg.name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}")

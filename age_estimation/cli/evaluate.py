@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_or_none(args)
     if cfg is None:
         return 2
+    # Imported here so that `evaluate --help` does not load TensorFlow.
     from age_estimation.data.prepare import prepare_data
     from age_estimation.experiments.crossval import cross_validate
 

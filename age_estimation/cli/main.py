@@ -1,7 +1,8 @@
-"""The ``age-estimation`` console entry point: one subcommand per job, each in ``age_estimation.cli.common``.
+"""The ``age-estimation`` console entry point: one subcommand per job, each in ``age_estimation.cli.<command>``.
 
-Each command module defines ``HELP`` (one line), ``configure(parser)`` and ``run(args) -> int``;
-modules are imported only when their command runs, so ``--help`` stays fast.
+``COMMANDS`` maps each command to its one-line help. Each command module defines
+``configure(parser)`` and ``run(args) -> int``; a module is imported only when its command runs, so
+the top-level ``--help`` stays fast.
 
 Example:
     age-estimation train --config pipelines/default.yaml --set train.epochs=3

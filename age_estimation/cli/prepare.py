@@ -14,6 +14,7 @@ from age_estimation.data.manifest import (
     scan_manifest,
     scan_uva_nemo,
 )
+from age_estimation.data.prepare import prepare
 from age_estimation.video.face_models import AssetError
 
 
@@ -30,8 +31,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from age_estimation.data.prepare import prepare
-
     try:
         cfg = load_config(args.config, args.set)
         scan = _scan(args, cfg)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from age_estimation.config import ConfigError, load_config
+from age_estimation.data.synth.generator import generate_dataset
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +26,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate (or resume) the dataset and print a summary; exit 2 on bad settings or paths."""
-    from age_estimation.data.synth.generator import generate_dataset
-
     try:
         cfg = load_config(args.config)
     except ConfigError as err:

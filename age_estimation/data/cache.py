@@ -90,7 +90,7 @@ def encode_clip(
     label: str = "",
 ) -> bytes:
     """Serialize one aligned clip (N, H, W, 3) uint8 as a ``tf.train.Example``."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: the index readers and the prepare workers run without TensorFlow
 
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -120,7 +120,7 @@ def encode_clip(
 
 def write_clip_shard(path: str | Path, serialized: bytes) -> None:
     """Atomically write one serialized Example as a one-record TFRecord file."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: see encode_clip
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,15 +132,9 @@ def write_clip_shard(path: str | Path, serialized: bytes) -> None:
     tmp.replace(path)
 
 
-FEATURE_SPEC_KEYS = (
-    "video_id", "subject", "label", "age", "num_frames", "height", "width",
-    "frames", "face_found", "source_index",
-)
-
-
 def parse_clip(serialized: Any) -> dict[str, Any]:
     """Parse one serialized clip into tensors; ``frames`` is (N, H, W, 3) uint8. Usable in tf.data."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: see encode_clip
 
     spec = {
         "video_id": tf.io.FixedLenFeature([], tf.string),

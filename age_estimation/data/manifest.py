@@ -6,8 +6,8 @@ check every row and report all problems at once, with row numbers (``ManifestErr
 bad rows one by one and prepare the rest. No TensorFlow here (edge path).
 
 Example:
-    >>> rows = read_csv_manifest("data/synthetic/manifest.csv")
-    >>> rows[0].path, rows[0].age, rows[0].subject
+    >>> scan = scan_csv_manifest("data/synthetic/manifest.csv")
+    >>> scan.rows[0].path, scan.rows[0].age, scan.problems
 """
 
 from __future__ import annotations
@@ -155,11 +155,6 @@ def scan_csv_manifest(path: str | Path) -> ManifestScan:
     return scan
 
 
-def read_csv_manifest(path: str | Path) -> list[ManifestRow]:
-    """All rows of a CSV manifest, or a ``ManifestError`` listing every problem with its row number."""
-    return scan_csv_manifest(path).strict()
-
-
 def scan_uva_nemo(root: str | Path) -> ManifestScan:
     """Read the UvA-NEMO Smile distribution (details file + ``videos/``) leniently.
 
@@ -192,22 +187,12 @@ def scan_uva_nemo(root: str | Path) -> ManifestScan:
     return scan
 
 
-def read_uva_nemo(root: str | Path) -> list[ManifestRow]:
-    """All videos of a UvA-NEMO root as manifest rows, or a ``ManifestError`` listing every problem."""
-    return scan_uva_nemo(root).strict()
-
-
 def scan_manifest(cfg: DataConfig) -> ManifestScan:
     """The manifest named by a data config: ``uva_nemo`` reads the root, others ``manifest.csv``."""
     if cfg.source == "uva_nemo":
         return scan_uva_nemo(cfg.path)
     path = Path(cfg.path)
     return scan_csv_manifest(path if path.suffix.lower() == ".csv" else path / MANIFEST_NAME)
-
-
-def read_manifest(cfg: DataConfig) -> list[ManifestRow]:
-    """The rows of the manifest named by ``cfg`` (see ``scan_manifest``), or a ``ManifestError``."""
-    return scan_manifest(cfg).strict()
 
 
 def write_csv_manifest(rows: list[ManifestRow], path: str | Path) -> None:

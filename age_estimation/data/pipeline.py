@@ -11,7 +11,8 @@ repeat -> sample a clip of T frames and draw its augmentation (parallel; statele
 seeded per element from ``Dataset.random``) -> batch -> flip/brightness/contrast on the whole
 batch (one XLA-fused pass) -> prefetch. Caching before sampling means each epoch draws new clips
 from the same videos. With a seed (or ``data.deterministic``) the same seed gives the same
-batches, run after run and process after process.
+batches, run after run and process after process, under the same global TensorFlow seed (tf.data
+combines the two; training sets the global one from ``runtime.seed``).
 """
 
 from __future__ import annotations
@@ -34,11 +35,10 @@ _STRIDE, _START, _FLIP, _CONTRAST, _BRIGHTNESS, _PHASE = range(6)
 
 @dataclass
 class SplitData:
-    """Train / val / held-out datasets of one fold, with the video ids behind each."""
+    """Train / val datasets of one fold, with the video ids behind them and the held-out ids."""
 
     train: tf.data.Dataset
     val: tf.data.Dataset
-    heldout: tf.data.Dataset
     train_ids: list[str]
     val_ids: list[str]
     heldout_ids: list[str]
@@ -158,7 +158,6 @@ def build_split_datasets(
     return SplitData(
         train=build_dataset(cache_dir, train_ids, data, training=True, seed=seed, repeat=repeat_train),
         val=build_dataset(cache_dir, val_ids, data, training=False, seed=seed),
-        heldout=build_dataset(cache_dir, heldout_ids, data, training=False, seed=seed),
         train_ids=train_ids,
         val_ids=val_ids,
         heldout_ids=heldout_ids,

@@ -7,7 +7,8 @@ source bytes, manifest fields and alignment settings are unchanged. One bad vide
 the run: it is listed in ``report.json`` with its reason, and the rest is prepared.
 
 Example:
-    >>> report = prepare(read_csv_manifest("data/synthetic/manifest.csv"), Path("data/cache/x"), AlignConfig())
+    >>> rows = scan_csv_manifest("data/synthetic/manifest.csv").strict()
+    >>> report = prepare(rows, Path("data/cache/x"), AlignConfig())
     >>> len(report["prepared"]), len(report["rejected"])
 """
 
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -31,6 +33,8 @@ from age_estimation.config import AlignConfig, PipelineConfig
 from age_estimation.data import cache
 from age_estimation.data.manifest import ManifestRow, row_problems, scan_manifest
 from age_estimation.data.synth.generator import generate_dataset
+from age_estimation.video.align import AlignmentError, FaceAligner
+from age_estimation.video.decode import VideoError, read_video
 from age_estimation.video.face_models import FACE_DETECTOR, FACE_MESH, asset_path
 
 # Longer frame side kept for alignment unless ``align.max_side`` is set: the detector sees
@@ -99,9 +103,6 @@ def resolve_workers(workers: int, jobs: int) -> int:
 
 def align_file(path: str | Path, align: AlignConfig, aligner: Any) -> dict[str, Any]:
     """Decode and align one video with an existing ``FaceAligner``; a dict with arrays or ``error``."""
-    from age_estimation.video.align import AlignmentError
-    from age_estimation.video.decode import VideoError, read_video
-
     try:
         video = read_video(
             path, max_frames=align.max_frames, frame_step=align.frame_step,
@@ -176,8 +177,6 @@ def _run(jobs: list[_Job], align: AlignConfig, workers: int) -> Iterator[tuple[_
         return
     count = resolve_workers(workers, len(jobs))
     if count == 1:
-        from age_estimation.video.align import FaceAligner
-
         with FaceAligner(align) as aligner:
             for job in jobs:
                 yield job, align_file(job.row.path, align, aligner)
@@ -208,10 +207,6 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(align_fields: dict[str, Any]) -> None:
     """Build this worker's aligner once; one OpenCV thread per worker so processes do not contend."""
-    import cv2
-
-    from age_estimation.video.align import FaceAligner
-
     cv2.setNumThreads(1)
     _WORKER["align"] = AlignConfig(**align_fields)
     _WORKER["aligner"] = FaceAligner(_WORKER["align"])

@@ -19,15 +19,26 @@ from typing import Any
 
 import numpy as np
 
+from age_estimation.config import DataConfig
 from age_estimation.data.cache import read_index
+from age_estimation.data.synth.oracle import GROUND_TRUTH_NAME
 
 
 def load_ground_truth(data_path: Path) -> dict[str, Any]:
     """The generator's ``ground_truth.json``; a clear error if the dataset is not synthetic."""
-    path = Path(data_path) / "ground_truth.json"
+    path = Path(data_path) / GROUND_TRUTH_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no synthetic ground truth; attention can only be scored on synth data")
     return json.loads(path.read_text())
+
+
+def synthetic_scores(predictions: Any, data: DataConfig) -> dict[str, Any] | None:
+    """``{"attention": attention_mass, "cue_usage": cue_usage}`` of ``predictions``; None unless ``data`` is synthetic."""
+    if data.source != "synthetic":
+        return None
+    data_path = Path(data.path)
+    return {"attention": attention_mass(predictions, data_path, data.cache_dir),
+            "cue_usage": cue_usage(predictions, data_path, data.cache_dir)}
 
 
 def cue_cell_mask(regions: dict[str, list[float]], height: int, width: int) -> np.ndarray:

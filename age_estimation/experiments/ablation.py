@@ -17,10 +17,9 @@ import yaml
 
 from age_estimation.atomic_files import write_bytes_atomic, write_json_atomic
 from age_estimation.config import VARIANTS, PipelineConfig, to_dict, with_changes
+from age_estimation.evaluation.attention import oracle_errors, synthetic_scores
 from age_estimation.evaluation.metrics import subject_bootstrap_interval
-from age_estimation.evaluation.predictions import (
-    read_predictions_csv,
-)
+from age_estimation.evaluation.predictions import read_predictions_csv
 from age_estimation.runs import CONFIG_NAME, PREDICTIONS_NAME
 from age_estimation.training.fit import train
 
@@ -61,8 +60,6 @@ def _finished_ablation_run(run_cfg: PipelineConfig, run_dir: Path) -> dict[str, 
 
 def _ablation_run(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
     """Train one variant with one seed and record its figures in ``run_dir/result.json``."""
-    from age_estimation.evaluation.attention import attention_mass, cue_usage
-
     started = time.perf_counter()
     result = train(cfg, run_dir=run_dir, verbose=0)
     row = {
@@ -71,11 +68,11 @@ def _ablation_run(cfg: PipelineConfig, run_dir: Path) -> dict[str, Any]:
         "mean_predictor_mae": result.metrics["heldout"]["mean_predictor_mae"],
         "seconds": time.perf_counter() - started,
     }
-    if cfg.data.source == "synthetic":
-        att = attention_mass(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
-        usage = cue_usage(result.heldout, Path(cfg.data.path), cfg.data.cache_dir)
+    scores = synthetic_scores(result.heldout, cfg.data)
+    if scores is not None:
+        att = scores["attention"]
         row.update(temporal_ratio=att["temporal_ratio"], spatial_ratio=att["spatial_ratio"],
-                   oracle_mae=att["heldout_oracle_mae"], cue_usage=usage)
+                   oracle_mae=att["heldout_oracle_mae"], cue_usage=scores["cue_usage"])
     write_json_atomic(run_dir / _ABLATION_RESULT, row)
     return row
 
@@ -97,8 +94,6 @@ def _oracle_errors(cfg: PipelineConfig, videos: list[str]) -> dict[str, float] |
     """The oracle's error on each of the held-out ``videos`` (synthetic data), else None."""
     if cfg.data.source != "synthetic":
         return None
-    from age_estimation.evaluation.attention import oracle_errors
-
     return oracle_errors(videos, Path(cfg.data.path), cfg.data.cache_dir)
 
 

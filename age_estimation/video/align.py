@@ -285,7 +285,7 @@ class _FaceMesh:
     """The 468-point face mesh model run by LiteRT on a rotated crop around a detected face."""
 
     def __init__(self) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # lazy: only with align.use_face_mesh
 
         self._interpreter = Interpreter(model_path=str(asset_path(FACE_MESH)), num_threads=1)
         self._interpreter.allocate_tensors()

@@ -1,6 +1,6 @@
 """Video decoding with OpenCV (FFmpeg backend): RGB frames, frame stepping, and downscaling on read.
 
-tensorflow-io cannot decode video on TF 2.21 (DESIGN §3), so decoding uses OpenCV. This module
+tensorflow-io cannot decode video on TF 2.21, so decoding uses OpenCV. This module
 must not import TensorFlow: the edge inference path (video -> alignment -> LiteRT) runs without it.
 
 Example:

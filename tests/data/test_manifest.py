@@ -10,10 +10,9 @@ from age_estimation.config import DataConfig
 from age_estimation.data.manifest import (
     ManifestError,
     ManifestRow,
-    read_csv_manifest,
-    read_manifest,
-    read_uva_nemo,
     scan_csv_manifest,
+    scan_manifest,
+    scan_uva_nemo,
     write_csv_manifest,
 )
 
@@ -29,7 +28,7 @@ def test_csv_rows_resolve_paths_relative_to_the_csv(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_text(
         "path,age,subject,label,split\nclips/a.mp4,31.5,s1,posed,train\nclips/b.mp4, 8 ,s2,,\n"
     )
-    rows = read_csv_manifest(tmp_path / "m.csv")
+    rows = scan_csv_manifest(tmp_path / "m.csv").strict()
     assert rows == [
         ManifestRow(tmp_path / "clips/a.mp4", 31.5, "s1", "posed", "train"),
         ManifestRow(tmp_path / "clips/b.mp4", 8.0, "s2", "", ""),
@@ -48,7 +47,7 @@ def test_every_problem_is_listed_with_its_row_number(tmp_path: Path) -> None:
         "c.mp4,30,\n"  # row 7: duplicate of row 5 and no subject
     )
     with pytest.raises(ManifestError) as err:
-        read_csv_manifest(tmp_path / "m.csv")
+        scan_csv_manifest(tmp_path / "m.csv").strict()
     message = str(err.value)
     assert "5 problem(s)" in message
     assert "row 3" in message and "video file not found" in message
@@ -64,9 +63,9 @@ def test_every_problem_is_listed_with_its_row_number(tmp_path: Path) -> None:
 def test_missing_columns_and_missing_file(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_text("file,age\nx.mp4,3\n")
     with pytest.raises(ManifestError, match="missing column\\(s\\) path, subject"):
-        read_csv_manifest(tmp_path / "m.csv")
+        scan_csv_manifest(tmp_path / "m.csv").strict()
     with pytest.raises(ManifestError, match="manifest file not found"):
-        read_csv_manifest(tmp_path / "none.csv")
+        scan_csv_manifest(tmp_path / "none.csv").strict()
 
 
 def test_write_then_read_round_trip(tmp_path: Path) -> None:
@@ -74,7 +73,7 @@ def test_write_then_read_round_trip(tmp_path: Path) -> None:
     rows = [ManifestRow(tmp_path / "v/a.mp4", 40.0, "s1", "spontaneous", "heldout"), ManifestRow(tmp_path / "v/b.mp4", 9.5, "s2")]
     write_csv_manifest(rows, tmp_path / "manifest.csv")
     assert "v/a.mp4,40,s1,spontaneous,heldout" in (tmp_path / "manifest.csv").read_text()
-    assert read_csv_manifest(tmp_path / "manifest.csv") == rows
+    assert scan_csv_manifest(tmp_path / "manifest.csv").strict() == rows
 
 
 UVA_DETAILS = """UvA-NEMO Smile Database
@@ -92,30 +91,30 @@ def test_uva_nemo_reader_is_tolerant_and_strict_about_data(tmp_path: Path) -> No
     _touch(tmp_path / "videos", "001_deliberate_smile_1.mp4", "001_spontaneous_smile_2.mp4", "002_spontaneous_smile_1.mp4")
     (tmp_path / "UvA-NEMO_Smile_Database_File_Details.txt").write_text(UVA_DETAILS)
     with pytest.raises(ManifestError) as err:
-        read_uva_nemo(tmp_path)
+        scan_uva_nemo(tmp_path).strict()
     assert "row 8" in str(err.value) and "age 'n/a' is not a number" in str(err.value)
     assert "video file not found" in str(err.value)
     _touch(tmp_path / "videos", "003_deliberate_smile_3.mp4")
     (tmp_path / "UvA-NEMO_Smile_Database_File_Details.txt").write_text(UVA_DETAILS.replace("n/a", "45"))
-    rows = read_uva_nemo(tmp_path)
+    rows = scan_uva_nemo(tmp_path).strict()
     assert [(r.path.name, r.age, r.subject, r.label) for r in rows] == [
         ("001_deliberate_smile_1.mp4", 22.0, "1", "deliberate"),
         ("001_spontaneous_smile_2.mp4", 22.0, "1", "spontaneous"),
         ("002_spontaneous_smile_1.mp4", 8.0, "2", "spontaneous"),
         ("003_deliberate_smile_3.mp4", 45.0, "3", "deliberate"),
     ]
-    assert read_manifest(DataConfig(source="uva_nemo", path=str(tmp_path))) == rows
+    assert scan_manifest(DataConfig(source="uva_nemo", path=str(tmp_path))).strict() == rows
 
 
 def test_uva_nemo_without_details_file(tmp_path: Path) -> None:
     (tmp_path / "videos").mkdir()
     with pytest.raises(ManifestError, match="UvA-NEMO_Smile_Database_File_Details.txt not found"):
-        read_uva_nemo(tmp_path)
+        scan_uva_nemo(tmp_path).strict()
 
 
-def test_read_manifest_by_config_source(tmp_path: Path) -> None:
+def test_scan_manifest_by_config_source(tmp_path: Path) -> None:
     _touch(tmp_path, "a.mp4")
     (tmp_path / "manifest.csv").write_text("path,age,subject\na.mp4,20,s\n")
-    by_folder = read_manifest(DataConfig(source="synthetic", path=str(tmp_path)))
-    by_file = read_manifest(DataConfig(source="csv", path=str(tmp_path / "manifest.csv")))
+    by_folder = scan_manifest(DataConfig(source="synthetic", path=str(tmp_path))).strict()
+    by_file = scan_manifest(DataConfig(source="csv", path=str(tmp_path / "manifest.csv"))).strict()
     assert by_folder == by_file == [ManifestRow(tmp_path / "a.mp4", 20.0, "s")]

@@ -130,6 +130,7 @@ def test_training_clips_are_temporal_crops_that_change_across_epochs(cache):
 
 def batches_digest(cache_dir: str, ids: list[str]) -> str:
     """SHA-1 of 7 augmented training batches with seed 11 (also run in a fresh interpreter)."""
+    tf.random.set_seed(0)  # op seeds combine with the global seed, which earlier tests may have set
     cfg = dataclasses.replace(DataConfig(clip_length=T, batch_size=4), augment=AugmentConfig())
     ds = build_dataset(cache_dir, ids, cfg, training=True, seed=11, repeat=True)
     digest = hashlib.sha1()

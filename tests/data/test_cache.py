@@ -1,0 +1,69 @@
+"""The cache contract: index round trip, clear errors for a missing, corrupt or other-format index, clip codec."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from age_estimation.atomic_files import write_json_atomic
+from age_estimation.config import AlignConfig
+from age_estimation.data.cache import (
+    INDEX_NAME,
+    align_key,
+    empty_index,
+    encode_clip,
+    parse_clip,
+    read_index,
+    video_id_for,
+    write_clip_shard,
+)
+
+
+def test_index_round_trip_and_align_key(tmp_path: Path) -> None:
+    index = empty_index(AlignConfig())
+    index["videos"]["v-1"] = {"source": "a.mp4", "shard": "shards/v-1.tfrecord", "age": 30.0, "subject": "s"}
+    write_json_atomic(tmp_path / INDEX_NAME, index)
+    assert read_index(tmp_path) == index
+    assert index["align_key"] == align_key(AlignConfig()) != align_key(AlignConfig(crop_size=48))
+
+
+def test_index_errors_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no prepared cache here; run `age-estimation prepare`"):
+        read_index(tmp_path)
+    (tmp_path / INDEX_NAME).write_text("{not json")
+    with pytest.raises(ValueError, match=f"{tmp_path / INDEX_NAME}: corrupt cache index"):
+        read_index(tmp_path)
+    (tmp_path / INDEX_NAME).write_text(json.dumps({"format": 99, "videos": {}}))
+    with pytest.raises(ValueError, match="cache format 99 is not 1; prepare again"):
+        read_index(tmp_path)
+
+
+def test_video_ids_are_stable_safe_and_distinct(tmp_path: Path) -> None:
+    a, b = tmp_path / "x" / "my clip (1).mp4", tmp_path / "y" / "my clip (1).mp4"
+    assert video_id_for(a) == video_id_for(a)
+    assert video_id_for(a) != video_id_for(b)
+    assert video_id_for(a).startswith("my_clip__1_-")
+
+
+def test_encode_write_parse_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (5, 6, 7, 3), dtype=np.uint8)
+    serialized = encode_clip("vid", frames, np.array([1, 0, 1, 1, 0]), np.arange(0, 10, 2), 41.5, "s9", "posed")
+    write_clip_shard(tmp_path / "shards" / "vid.tfrecord", serialized)
+    (record,) = list(tf.data.TFRecordDataset(str(tmp_path / "shards" / "vid.tfrecord")))
+    clip = parse_clip(record)
+    np.testing.assert_array_equal(clip["frames"].numpy(), frames)
+    assert clip["video_id"].numpy() == b"vid" and clip["subject"].numpy() == b"s9" and clip["label"].numpy() == b"posed"
+    assert clip["age"].numpy() == pytest.approx(41.5) and int(clip["num_frames"]) == 5
+    assert clip["face_found"].numpy().tolist() == [1, 0, 1, 1, 0]
+    assert clip["source_index"].numpy().tolist() == [0, 2, 4, 6, 8]
+    assert [p.name for p in (tmp_path / "shards").iterdir()] == ["vid.tfrecord"]  # no temporary file left
+
+
+def test_encode_rejects_frames_that_are_not_rgb_clips() -> None:
+    with pytest.raises(ValueError, match="vid: frames must be \\(N, H, W, 3\\)"):
+        encode_clip("vid", np.zeros((4, 4, 3), np.uint8), np.ones(4), np.arange(4), 1.0, "s")

@@ -1,0 +1,116 @@
+"""Pipeline config: YAML and overrides, errors that name the file and key, moved keys, save/load round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from age_estimation.config import (
+    ConfigError,
+    PipelineConfig,
+    load_config,
+    save_config,
+    to_dict,
+    with_changes,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_yaml_and_overrides_combine(tmp_path: Path) -> None:
+    assert to_dict(load_config()) == to_dict(PipelineConfig())
+    path = _write(tmp_path, "train:\n  epochs: 4\nmodel:\n  conv_filters: [4, 8, 16]\n")
+    cfg = load_config(path, ["train.epochs=7", "runtime.seed=3", "inference.test_time_flip=false"])
+    assert cfg.train.epochs == 7 and cfg.runtime.seed == 3 and cfg.inference.test_time_flip is False
+    assert cfg.model.conv_filters == [4, 8, 16] and cfg.source_file == str(path)
+    assert cfg.train.learning_rate == PipelineConfig().train.learning_rate  # untouched keys keep defaults
+
+
+def test_every_shipped_pipeline_loads() -> None:
+    paths = sorted((REPO / "pipelines").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model:\n  test_time_flip: false\n", "'model.test_time_flip' moved to 'inference.test_time_flip'"),
+        ("train:\n  seed: 1\n  export_after: false\n",
+         "'train.export_after' moved to 'export.after_training'; 'train.seed' moved to 'runtime.seed'"),
+        ("data:\n  window_span: 30\n", "'data.window_span' moved to 'inference.window_span'"),
+    ],
+)
+def test_a_moved_key_names_its_new_place_and_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_moved_key_given_as_override_is_named_too() -> None:
+    with pytest.raises(ConfigError, match="'train.strategy' moved to 'runtime.strategy'"):
+        load_config(None, ["train.strategy=mirrored"])
+
+
+def test_unknown_keys_and_sections_list_the_known_ones(tmp_path: Path) -> None:
+    path = _write(tmp_path, "train:\n  epochz: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) train.epochz in section 'train'; known: .*epochs"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="unknown key.*trian.*top level"):
+        load_config(_write(tmp_path, "trian:\n  epochs: 3\n"))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=three", "'train.epochs' must be an integer, got 'three'"),
+        ("train.epochs=true", "'train.epochs' must be an integer"),
+        ("train.learning_rate=fast", "'train.learning_rate' must be a number"),
+        ("train.ema=1", "'train.ema' must be true or false"),
+        ("model.variant=big", r"'model.variant' must be one of \['siam'"),
+        ("model.conv_filters=8", "'model.conv_filters' must be a list"),
+        ("model.conv_filters=[8, x]", r"'model.conv_filters\[1\]' must be an integer"),
+        ("data.path=3", "'data.path' must be a string"),
+        ("data.augment=on", r"'data\.augment' must be a mapping"),
+        ("data.fold=7", "data.fold must be in"),
+    ],
+)
+def test_wrong_types_and_values_name_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="missing.yaml: config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "train: [unclosed\n"))
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(_write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="must look like section.key=value"):
+        load_config(None, ["train.epochs"])
+
+
+def test_save_then_load_gives_the_same_config(tmp_path: Path) -> None:
+    cfg = load_config(REPO / "pipelines" / "ci_tiny.yaml", ["model.backbone.weights=null", "train.epochs=3"])
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert to_dict(load_config(tmp_path / "saved.yaml")) == to_dict(cfg)
+
+
+def test_with_changes_copies_and_leaves_the_original_alone() -> None:
+    cfg = PipelineConfig()
+    changed = with_changes(cfg, model={"variant": "no_spatial"}, runtime={"seed": 5})
+    assert changed.model.variant == "no_spatial" and changed.runtime.seed == 5
+    assert cfg.model.variant == "siam" and cfg.runtime.seed == 0
+    assert changed.train is cfg.train  # sections not named are shared, not copied
+    with pytest.raises(TypeError):
+        with_changes(cfg, model={"no_such_key": 1})
