@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 from age_estimation.cli.common import add_config_arguments, config_or_none
 
@@ -20,7 +21,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_or_none(args)
     if cfg is None:
         return 2
-    from age_estimation.training.fit import summary_line
     from age_estimation.training.task import TrainingError
     from age_estimation.workflow import run_pipeline
 
@@ -52,3 +52,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"wall time: {wall / 60:.1f} min ({', '.join(f'{k} {v:.0f}s' for k, v in outcome.timings.items())})")
     print(summary_line(metrics))
     return 0
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    """The closing line of ``make train``."""
+    floor = (metrics.get("attention") or {}).get("heldout_oracle_mae", metrics.get("oracle_floor_mae"))
+    floor_text = f"{floor:.2f}" if floor is not None else "n/a"
+    heldout = metrics["heldout"]
+    return (
+        f"held-out MAE: {heldout['mae']:.2f} years (oracle floor {floor_text}, "
+        f"mean predictor {heldout['mean_predictor_mae']:.2f})"
+    )

@@ -1,12 +1,14 @@
-"""Training callbacks: Keras' own, plus the state they lose on a restart saved beside the backup.
+"""Training callbacks, the one set both training paths run: Keras' own, plus the state they lose on a restart.
 
-``BackupAndRestore`` restores weights, optimizer state and the epoch after a crash, but
-``ModelCheckpoint`` and ``EarlyStopping`` start over and would overwrite a better checkpoint with a
+``fit`` drives them itself; the multi-worker loop drives them through ``keras.callbacks.CallbackList``
+with the same logs. ``BackupAndRestore`` restores weights, optimizer state and the epoch after a crash,
+but ``ModelCheckpoint`` and ``EarlyStopping`` start over and would overwrite a better checkpoint with a
 worse one. ``ResumeState`` saves their bookkeeping every epoch and puts it back on restart.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from collections.abc import Callable
@@ -16,10 +18,12 @@ from typing import Any
 import keras
 
 from age_estimation.atomic_files import write_json_atomic
-from age_estimation.config import PipelineConfig, TrainConfig
+from age_estimation.config import TrainConfig
+from age_estimation.training.task import AGE_METRIC
 
-MONITOR = "val_age_mae"
-BEST_WEIGHTS = "best.weights.h5"
+MONITOR = f"val_{AGE_METRIC}"
+BEST_WEIGHTS = "best.weights.h5"  # under checkpoints/: the weights a run keeps
+RESUME_STATE = "resume_state.json"  # under checkpoints/: ResumeState's bookkeeping
 
 
 class ResumeState(keras.callbacks.Callback):
@@ -77,15 +81,18 @@ class RecalibrateBatchNorm(keras.callbacks.Callback):
     layer's statistics to their plain average, as SWA's ``update_bn`` does.
     """
 
-    def __init__(self, batches: Any, count: int):
+    def __init__(self, batches: Any, count: int, synchronise: Callable[[], None] | None = None):
         super().__init__()
         self.batches, self.count = batches, int(count)
+        self.synchronise = synchronise  # run after recalibrating, e.g. to average the statistics over workers
         self._next_inputs: Callable[[], Any] | None = None
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         if self._next_inputs is None:
             self._next_inputs = cycle_inputs(self.batches)
         recalibrate_batch_norm(self.model, self._next_inputs, self.count)
+        if self.synchronise is not None:
+            self.synchronise()
 
 
 def cycle_inputs(batches: Any) -> Callable[[], Any]:
@@ -131,59 +138,71 @@ def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalizatio
 
 
 def make_callbacks(
-    cfg: PipelineConfig, run_dir: Path, steps_per_epoch: int, resuming: bool, train_batches: Any = None
+    train: TrainConfig,
+    run_dir: Path,
+    steps_per_epoch: int,
+    resuming: bool,
+    train_batches: Any = None,
+    backup: keras.callbacks.Callback | None = None,
+    synchronise: Callable[[], None] | None = None,
 ) -> tuple[list[keras.callbacks.Callback], NanGuard]:
-    """The standard set: best checkpoint, backup/restore, early stopping, LR plateau, TensorBoard, CSV, NaN.
+    """The standard set: NaN stop, backup, best checkpoint, early stopping, LR plateau, CSV, TensorBoard.
 
-    With ``train.ema`` the EMA weights are swapped in for validation and at each epoch's end, before
-    the best checkpoint is saved, so the checkpoint (and the final model) holds the averaged weights.
-    With ``train.bn_recalibration_batches`` and ``train_batches`` (repeating training batches), the
-    BatchNormalization statistics are recomputed for those weights before each validation.
+    ``backup`` replaces ``BackupAndRestore`` (which only ``fit`` can drive) and ``synchronise`` runs after
+    each BN recalibration (see ``weight_averaging_callbacks``). With ``train.ema`` the EMA weights are
+    swapped in for validation and at each epoch's end, before the best checkpoint is saved, so the
+    checkpoint (and the final model) holds the averaged weights. ReduceLROnPlateau (``train.schedule``
+    plateau) comes before the CSV log, so the log has the learning rate of every epoch.
     """
     ckpt_dir = run_dir / "checkpoints"
     checkpoint = keras.callbacks.ModelCheckpoint(
         ckpt_dir / BEST_WEIGHTS, monitor=MONITOR, mode="min", save_best_only=True, save_weights_only=True
     )
     stopper = keras.callbacks.EarlyStopping(
-        monitor=MONITOR, mode="min", patience=cfg.train.early_stopping_patience, restore_best_weights=False
+        monitor=MONITOR, mode="min", patience=train.early_stopping_patience, restore_best_weights=False
     )
     nan_guard = NanGuard()
+    if backup is None:
+        backup = keras.callbacks.BackupAndRestore(
+            str(ckpt_dir / "backup"), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
+        )
     callbacks: list[keras.callbacks.Callback] = [
         nan_guard,
-        keras.callbacks.BackupAndRestore(
-            str(ckpt_dir / "backup"), save_freq=max(1, steps_per_epoch // 4), double_checkpoint=True
-        ),
-        *weight_averaging_callbacks(cfg.train, train_batches),
+        backup,
+        *weight_averaging_callbacks(train, train_batches, synchronise),
         checkpoint,
         stopper,
-        ResumeState(ckpt_dir / "resume_state.json", checkpoint, stopper),
-        keras.callbacks.CSVLogger(str(run_dir / "logs" / "training.csv"), append=resuming),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False, profile_batch=0),
+        ResumeState(ckpt_dir / RESUME_STATE, checkpoint, stopper),
     ]
-    if cfg.train.schedule == "plateau":
+    if train.schedule == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(monitor=MONITOR, mode="min", factor=0.5, patience=2, min_lr=1e-5)
         )
+    callbacks += [
+        keras.callbacks.CSVLogger(str(run_dir / "logs" / "training.csv"), append=resuming),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False, profile_batch=0),
+    ]
     return callbacks, nan_guard
 
 
-def weight_averaging_callbacks(train: TrainConfig, train_batches: Any = None) -> list[keras.callbacks.Callback]:
+def weight_averaging_callbacks(
+    train: TrainConfig, train_batches: Any = None, synchronise: Callable[[], None] | None = None
+) -> list[keras.callbacks.Callback]:
     """Validate the weights a run keeps: the EMA swapped in (``train.ema``), BN statistics recomputed for it.
 
     Put them before any callback that saves or scores the model at an epoch's end (checkpoint, tuner).
+    ``synchronise`` runs after each recalibration (the multi-worker loop averages the statistics there).
     """
     callbacks: list[keras.callbacks.Callback] = []
     if train.ema:
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if train_batches is not None and train.bn_recalibration_batches > 0:
-        callbacks.append(RecalibrateBatchNorm(train_batches, train.bn_recalibration_batches))
+        callbacks.append(RecalibrateBatchNorm(train_batches, train.bn_recalibration_batches, synchronise))
     return callbacks
 
 
 def read_history(run_dir: Path) -> dict[str, list[float]]:
     """The per-epoch training log (CSV) as columns; empty when the run logged nothing."""
-    import csv
-
     path = Path(run_dir) / "logs" / "training.csv"
     if not path.is_file():
         return {}

@@ -20,7 +20,7 @@ def make_strategy(runtime: RuntimeConfig) -> tf.distribute.Strategy:
     """The strategy ``model.fit`` runs under: default, or MirroredStrategy over the local GPUs (or CPU).
 
     Multi-worker training does not go through ``fit`` (keras-team/keras#20585 on TF 2.21); it uses the
-    custom loop in ``age_estimation.training.multi_worker``.
+    custom loop in ``age_estimation.training.multi_worker``, which makes its own strategy from ``TF_CONFIG``.
     """
     if runtime.strategy == "mirrored":
         return tf.distribute.MirroredStrategy()

@@ -1,15 +1,28 @@
-"""The regression task every training path shares: the age-only view that is trained, its targets, its prior."""
+"""The regression task every training path shares: the age-only view that is trained, its targets, its prior,
+and its loss and metric (compiled once, read by ``fit`` and by the multi-worker step alike).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
+from age_estimation.config import TrainConfig
+from age_estimation.training.optim import make_loss, make_optimizer
+
+AGE_METRIC = "age_mae"  # the training metric; validation logs it as ``val_age_mae``
+
 
 class TrainingError(RuntimeError):
     """Training could not produce a model (for example the loss was NaN from the first epoch)."""
+
+
+def no_model_error(run_dir: Path) -> TrainingError:
+    """The error for a run in which no epoch left a checkpoint to keep."""
+    return TrainingError(f"{run_dir}: no epoch reached a finite validation MAE, so there is no model to save")
 
 
 def age_view(model: keras.Model) -> keras.Model:
@@ -35,3 +48,15 @@ def age_prior(train_ages: np.ndarray) -> tuple[float, float]:
     if train_ages.size == 0:
         raise TrainingError("no training videos")
     return float(train_ages.mean()), float(max(train_ages.std(), 1.0))
+
+
+def compile_task(fitted: keras.Model, train: TrainConfig, steps_per_epoch: int) -> None:
+    """Compile the age view with the configured optimizer, loss and the ``age_mae`` metric (inside a strategy scope).
+
+    With a ``mixed_float16`` policy Keras wraps the optimizer in a ``LossScaleOptimizer``.
+    """
+    fitted.compile(
+        optimizer=make_optimizer(train, steps_per_epoch),
+        loss=make_loss(train),
+        metrics=[keras.metrics.MeanAbsoluteError(name=AGE_METRIC)],
+    )

@@ -45,7 +45,27 @@ def test_a_finite_dataset_is_started_again():
 
 def test_recalibration_runs_after_the_ema_swap_and_before_the_checkpoint(tmp_path):
     cfg = load_config(TINY_CONFIG, ["train.bn_recalibration_batches=4"])
-    kinds = [type(c).__name__ for c in make_callbacks(cfg, tmp_path, 10, False, train_batches=[])[0]]
+    kinds = [type(c).__name__ for c in make_callbacks(cfg.train, tmp_path, 10, False, train_batches=[])[0]]
     assert kinds.index("SwapEMAWeights") < kinds.index("RecalibrateBatchNorm") < kinds.index("ModelCheckpoint")
     off = load_config(TINY_CONFIG, ["train.bn_recalibration_batches=0"])
-    assert "RecalibrateBatchNorm" not in [type(c).__name__ for c in make_callbacks(off, tmp_path, 10, False, [])[0]]
+    assert "RecalibrateBatchNorm" not in [type(c).__name__ for c in make_callbacks(off.train, tmp_path, 10, False, [])[0]]
+
+
+def test_a_synchronise_hook_runs_after_each_recalibration():
+    calls = []
+    model = bn_model()
+    callback = RecalibrateBatchNorm([(np.ones((2, 4), "float32"), None)], count=1,
+                                    synchronise=lambda: calls.append(model.get_layer("outer_bn").moving_mean.numpy()))
+    callback.set_model(model)
+    callback.on_test_begin()
+    assert len(calls) == 1 and np.allclose(calls[0], 1.0), "the hook must see the recalibrated statistics"
+
+
+def test_the_plateau_schedule_adds_a_logged_learning_rate_and_backup_can_be_replaced(tmp_path):
+    cfg = load_config(TINY_CONFIG, ["train.schedule=plateau"])
+    backup = keras.callbacks.Callback()
+    kinds = [type(c).__name__ for c in make_callbacks(cfg.train, tmp_path, 10, False, backup=backup)[0]]
+    assert kinds.index("ReduceLROnPlateau") < kinds.index("CSVLogger"), "the CSV log must carry the learning rate"
+    assert "BackupAndRestore" not in kinds and kinds[1] == "Callback"
+    assert "ReduceLROnPlateau" not in [type(c).__name__ for c in make_callbacks(
+        load_config(TINY_CONFIG).train, tmp_path, 10, False)[0]]

@@ -13,10 +13,12 @@ import keras
 import numpy as np
 import pytest
 
+from age_estimation.cli.train import summary_line
 from age_estimation.config import ConfigError, load_config
 from age_estimation.runs import latest_run
 from age_estimation.training.callbacks import NanGuard
-from age_estimation.training.fit import find_unfinished_run, summary_line, train
+from age_estimation.training.fit import train
+from age_estimation.training.run import find_unfinished_run
 from tests.conftest import TINY_CONFIG, tiny_overrides
 
 pytestmark = pytest.mark.slow
@@ -126,9 +128,9 @@ def test_ema_weights_are_what_gets_validated_and_checkpointed(tiny_config, tmp_p
 
     cfg = tiny_config()
     assert make_optimizer(cfg.train, 10).use_ema
-    callbacks, _ = make_callbacks(cfg, tmp_path, steps_per_epoch=10, resuming=False)
+    callbacks, _ = make_callbacks(cfg.train, tmp_path, steps_per_epoch=10, resuming=False)
     kinds = [type(c).__name__ for c in callbacks]
     assert kinds.index("SwapEMAWeights") < kinds.index("ModelCheckpoint")
     no_ema = tiny_config("train.ema=false")
     assert not make_optimizer(no_ema.train, 10).use_ema
-    assert "SwapEMAWeights" not in [type(c).__name__ for c in make_callbacks(no_ema, tmp_path, 10, False)[0]]
+    assert "SwapEMAWeights" not in [type(c).__name__ for c in make_callbacks(no_ema.train, tmp_path, 10, False)[0]]

@@ -1,77 +1,21 @@
-"""Scale-out: TF_CONFIG helpers, two MultiWorkerMirroredStrategy workers on 127.0.0.1, MirroredStrategy via fit."""
+"""Scale-out: two MultiWorkerMirroredStrategy workers on 127.0.0.1, a killed run resumed, MirroredStrategy via fit."""
 
 import json
-import os
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
 from age_estimation.training.callbacks import read_history
-from age_estimation.training.multi_worker import is_chief, local_cluster, tf_config
+from age_estimation.training.cluster import local_cluster
 from tests.conftest import TINY_CONFIG, tiny_overrides
+from tests.training.processes import run_together, weights
 
 RUN_FILES = ("config.yaml", "model.keras", "metrics.json", "heldout_predictions.csv", "checkpoints/best.weights.h5",
              "logs/training.csv", "plots/predicted_vs_true.png")
-
-
-def test_tf_config_describes_each_task_of_the_cluster():
-    config = tf_config(["a:1", "b:2"], 1)
-    assert config == {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
-    assert tf_config(["a:1"], 0, "chief", chief="c:3")["cluster"]["chief"] == ["c:3"]
-    with pytest.raises(ValueError, match="not in the cluster"):
-        tf_config(["a:1"], 2)
-    configs = [json.loads(text) for text in local_cluster(2)]
-    assert [c["task"]["index"] for c in configs] == [0, 1]
-    workers = configs[0]["cluster"]["worker"]
-    assert workers == configs[1]["cluster"]["worker"] and len(set(workers)) == 2
-    assert all(address.startswith("127.0.0.1:") for address in workers)
-
-
-def test_the_chief_is_the_chief_task_or_worker_zero():
-    assert is_chief(None, None)
-    assert is_chief("worker", 0, {"worker": ["a", "b"]})
-    assert not is_chief("worker", 1, {"worker": ["a", "b"]})
-    assert not is_chief("worker", 0, {"chief": ["c"], "worker": ["a"]})
-    assert is_chief("chief", 0, {"chief": ["c"], "worker": ["a"]})
-
-
-def run_together(commands: list[tuple[list[str], dict[str, str]]], folder: Path, timeout: float) -> list[str]:
-    """Start every ``(args, extra_env)`` at once, wait (bounded) for all, kill any left; each must exit 0.
-
-    Returns each process's stdout; its output goes to files in ``folder`` (no pipe can fill up and block).
-    """
-    paths = [(folder / f"process{i}.out", folder / f"process{i}.err") for i in range(len(commands))]
-    with ExitStack() as stack:
-        processes = [
-            subprocess.Popen(args, stdout=stack.enter_context(open(out, "w")),
-                             stderr=stack.enter_context(open(err, "w")), env=dict(os.environ, **env))
-            for (args, env), (out, err) in zip(commands, paths)
-        ]
-        deadline = time.monotonic() + timeout
-        try:
-            for process in processes:
-                process.wait(timeout=max(1.0, deadline - time.monotonic()))
-        finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-    for process, (out, err) in zip(processes, paths):
-        assert process.returncode == 0, out.read_text()[-2000:] + err.read_text()[-3000:]
-    return [out.read_text() for out, _ in paths]
-
-
-def _weights(path: Path) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    with h5py.File(path) as handle:
-        handle.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return out
 
 
 @pytest.mark.slow
@@ -94,7 +38,7 @@ def test_two_workers_train_in_lockstep_and_the_chief_writes_the_run(tiny_root, t
     assert chief["metrics"]["epochs_run"] == worker["metrics"]["epochs_run"] == 2
 
     # identical weights on both workers, so identical held-out results
-    a, b = _weights(chief_dir / "checkpoints/best.weights.h5"), _weights(worker_dir / "checkpoints/best.weights.h5")
+    a, b = weights(chief_dir / "checkpoints/best.weights.h5"), weights(worker_dir / "checkpoints/best.weights.h5")
     assert a.keys() == b.keys() and len(a) > 10
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
@@ -144,35 +88,3 @@ def test_a_killed_multi_worker_run_resumes_from_its_last_epoch(tiny_root, tmp_pa
     assert (killed / "model.keras").is_file() and not (killed / "checkpoints" / "backup").exists()
     assert [int(e) for e in read_history(killed)["epoch"]] == [0, 1, 2]
     assert len(list(runs.glob("ci_tiny-*"))) == 1, "the rerun continued the killed run instead of starting anew"
-
-
-@pytest.mark.slow
-def test_the_multi_worker_loop_validates_and_keeps_the_averaged_weights(tiny_config, tmp_path):
-    import tensorflow as tf
-
-    from age_estimation.data.pipeline import build_split_datasets
-    from age_estimation.models.siam.model import build_siam
-    from age_estimation.training.callbacks import cycle_inputs
-    from age_estimation.training.multi_worker import _fit, _Loop, _Progress
-    from age_estimation.training.optim import make_loss, make_optimizer
-    from age_estimation.training.task import age_targets, age_view
-
-    cfg = tiny_config("train.ema=true", "train.ema_momentum=0.5", "train.bn_recalibration_batches=2",
-                      "train.epochs=1")
-    split = build_split_datasets(cfg, seed=0, repeat_train=True)
-    strategy = tf.distribute.get_strategy()
-    model = build_siam(cfg.model, crop_size=32)
-    fitted = age_view(model)
-    optimizer = make_optimizer(cfg.train, 3)
-    optimizer.build(fitted.trainable_variables)
-    loop = _Loop(strategy, model, fitted, optimizer, make_loss(cfg.train), cfg.data.batch_size)
-    loop.recalibration = cycle_inputs(age_targets(split.train))
-    (tmp_path / "logs").mkdir()
-    train_iter = iter(strategy.experimental_distribute_dataset(age_targets(split.train)))
-    _, best, _ = _fit(cfg, loop, train_iter, age_targets(split.val), 3, tmp_path, False, _Progress())
-
-    training = model.get_weights()
-    assert any(not np.array_equal(kept, now) for kept, now in zip(best, training)), "kept the raw training weights"
-    model.set_weights(best)
-    _, mae = loop.evaluate(age_targets(split.val))
-    assert read_history(tmp_path)["val_age_mae"][0] == pytest.approx(mae, rel=1e-5)
