@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from age_estimation.bench.prepare import face_image, write_face_video
+from age_estimation.bench.face_video import face_image, write_face_video
 
 FACE_SIZE = (160, 160)
 

@@ -1,30 +1,72 @@
-"""Parameter count and per-clip forward latency of each model variant (batch 1, T frames).
-
-Run: ``python -m age_estimation.bench.model [--config pipelines/default.yaml] [--runs 30]``.
-"""
+"""Training and model figures: seconds per training step, and parameters and latency of each variant."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
+import keras
 import numpy as np
 
-from age_estimation.config import VARIANTS
+from age_estimation.bench.measure import BenchSizes, repeat
+from age_estimation.config import VARIANTS, PipelineConfig
+from age_estimation.data.cache import read_index
+from age_estimation.models.siam.model import build_siam
+from age_estimation.training.optim import make_loss, make_optimizer
+from age_estimation.training.task import age_view, crop_size_of
 
 
-def variant_figures(cfg, runs: int = 30) -> list[dict]:
-    """For each variant: parameters and the median (min-max) ms of one compiled forward pass."""
-    from age_estimation.models.siam.model import build_siam
+def default_model(cfg: PipelineConfig, crop_size: int) -> keras.Model:
+    """The config's model, untrained, on ``crop_size`` crops: what the speed figures time."""
+    return build_siam(cfg.model, crop_size=crop_size)
 
-    crop, steps = cfg.align.crop_size, cfg.data.clip_length
+
+def train_step(cfg: PipelineConfig, crop_size: int) -> tuple[keras.Model, Callable[[Any, Any], Any]]:
+    """A compiled age-only training view of the config's model and a step function over one batch."""
+    fitted = age_view(default_model(cfg, crop_size))
+    fitted.compile(optimizer=make_optimizer(cfg.train, 100), loss=make_loss(cfg.train))
+
+    def step(inputs: Any, targets: Any) -> Any:
+        return fitted.train_on_batch(inputs, targets["age"])
+
+    return fitted, step
+
+
+def bench_training(cfg: PipelineConfig, sizes: BenchSizes) -> dict[str, Any]:
+    """Seconds per training step and clips/s for the config's model and batch size; each variant's size."""
+    crop = crop_size_of(read_index(cfg.data.cache_dir))
+    fitted, step = train_step(cfg, crop)
     rng = np.random.default_rng(0)
-    clip = {"frames": rng.integers(0, 256, (1, steps, crop, crop, 3), np.uint8), "mask": np.ones((1, steps), np.float32)}
+    inputs = {"frames": rng.integers(0, 256, (cfg.data.batch_size, cfg.data.clip_length, crop, crop, 3), np.uint8),
+              "mask": np.ones((cfg.data.batch_size, cfg.data.clip_length), np.float32)}
+    targets = {"age": rng.uniform(8, 76, (cfg.data.batch_size, 1)).astype(np.float32)}
+    step(inputs, targets)
+
+    def timed() -> float:
+        begin = time.perf_counter()
+        for _ in range(sizes.train_steps):
+            step(inputs, targets)
+        return (time.perf_counter() - begin) / sizes.train_steps
+
+    seconds = repeat(timed, sizes.repeats)
+    return {"params": int(fitted.count_params()), "batch_size": cfg.data.batch_size,
+            "clip_length": cfg.data.clip_length, "seconds_per_step": seconds,
+            "clips_per_second": cfg.data.batch_size / seconds["median"],
+            "variants": variant_figures(cfg, crop, runs=sizes.latency_runs)}
+
+
+def variant_figures(cfg: PipelineConfig, crop_size: int, runs: int = 30) -> list[dict[str, Any]]:
+    """For each variant: parameters and the median (min-max) ms of one compiled forward pass (batch 1)."""
+    steps = cfg.data.clip_length
+    rng = np.random.default_rng(0)
+    clip = {"frames": rng.integers(0, 256, (1, steps, crop_size, crop_size, 3), np.uint8),
+            "mask": np.ones((1, steps), np.float32)}
     rows = []
     for variant in VARIANTS:
-        model = build_siam(dataclasses.replace(cfg.model, variant=variant), crop_size=crop)
+        model = build_siam(dataclasses.replace(cfg.model, variant=variant), crop_size=crop_size)
         for _ in range(3):
             model.predict_on_batch(clip)
         times = []
@@ -35,23 +77,3 @@ def variant_figures(cfg, runs: int = 30) -> list[dict]:
         rows.append({"variant": variant, "params": model.count_params(), "ms_median": statistics.median(times),
                      "ms_min": min(times), "ms_max": max(times)})
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Print the table for a pipeline config."""
-    from age_estimation.config import load_config
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="pipelines/default.yaml")
-    parser.add_argument("--runs", type=int, default=30)
-    args = parser.parse_args(argv)
-    cfg = load_config(args.config)
-    print(f"batch 1, T={cfg.data.clip_length}, crop {cfg.align.crop_size}; Keras predict_on_batch, {args.runs} runs")
-    print("| variant | parameters | ms per clip, median (min-max) |\n|---|---|---|")
-    for row in variant_figures(cfg, args.runs):
-        print(f"| {row['variant']} | {row['params']:,} | {row['ms_median']:.1f} ({row['ms_min']:.1f}-{row['ms_max']:.1f}) |")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

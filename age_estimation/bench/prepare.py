@@ -1,102 +1,112 @@
-"""Figures for ``prepare``: throughput vs decode-only, 2-worker speed-up, and still-head alignment jitter.
+"""Prepare figures: frames/s of decode-only vs a full prepare (1 and 2 processes, 1080p), and alignment jitter.
 
-Run: ``python -m age_estimation.bench.prepare [--videos DIR] [--json]``. Without ``--videos``
-it writes small videos of the astronaut photo that ships with scikit-image (public domain) with
-small head motion; with ``--videos`` it measures the ``*.mp4`` files found under DIR.
+The dataset's videos are those its own prepare accepted; a video that prepare rejects elsewhere is still
+work done (decoded and searched for a face), so its frames count and the figures say how many there were.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import dataclasses
 import tempfile
 import time
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from age_estimation.config import AlignConfig
-from age_estimation.data.manifest import ManifestRow
+from age_estimation.bench.face_video import write_face_video
+from age_estimation.bench.measure import BenchSizes, median_spread
+from age_estimation.config import AlignConfig, PipelineConfig
+from age_estimation.data.cache import read_index
+from age_estimation.data.manifest import ManifestRow, scan_manifest
 from age_estimation.data.prepare import prepare
-from age_estimation.video.decode import read_video
+from age_estimation.video.align import FaceAligner, apply_transforms
+from age_estimation.video.decode import VideoError, read_video
+
+# Rejected videos named in a figure (the count covers them all).
+SHOWN_REJECTS = 3
 
 
-def face_image() -> np.ndarray:
-    """The astronaut photo (RGB, 512x512) from scikit-image: a real, public-domain face."""
-    from skimage import data
-
-    return data.astronaut()
-
-
-def write_face_video(
-    path: str | Path,
-    frames: int = 24,
-    size: tuple[int, int] = (256, 256),
-    motion: float = 4.0,
-    noise: float = 3.0,
-    gray: bool = False,
-    fps: float = 25.0,
-    seed: int = 0,
-    image: np.ndarray | None = None,
-) -> Path:
-    """Write an mp4 (mp4v) of a face photo moved by up to ``motion`` px, with per-frame sensor noise.
-
-    ``size`` is (width, height); the photo is scaled to the width and cropped around the face.
-    ``motion=0`` gives a still head. Returns the path.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    width, height = size
-    base = _fit(face_image() if image is None else image, width, height)
-    rng = np.random.default_rng(seed)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height), not gray)
-    if not writer.isOpened():
-        raise RuntimeError(f"{path}: OpenCV cannot write mp4v video here")
-    try:
-        for dx, dy in face_video_shifts(frames, motion):
-            shift = np.float32([[1, 0, dx], [0, 1, dy]])
-            frame = cv2.warpAffine(base, shift, (width, height), borderMode=cv2.BORDER_REPLICATE)
-            if noise:
-                frame = np.clip(frame + rng.normal(0, noise, frame.shape), 0, 255).astype(np.uint8)
-            bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-            writer.write(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if gray else bgr)
-    finally:
-        writer.release()
-    return path
+def prepared_rows(cfg: PipelineConfig, count: int) -> list[ManifestRow]:
+    """The first ``count`` manifest rows of the config's dataset whose videos are in its prepared cache."""
+    prepared = {Path(entry["source"]).resolve() for entry in read_index(cfg.data.cache_dir)["videos"].values()}
+    return [row for row in scan_manifest(cfg.data).rows if Path(row.path).resolve() in prepared][:count]
 
 
-def face_video_shifts(frames: int, motion: float) -> np.ndarray:
-    """The (frames, 2) pixel shifts of ``write_face_video``: one figure-eight of ``motion`` px per clip."""
-    phase = 2 * np.pi * np.arange(frames) / max(frames, 1)
-    return np.stack([motion * np.sin(phase), motion * np.sin(2 * phase) / 2], axis=-1)
+def bench_prepare(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> dict[str, Any]:
+    """Prepare figures on the dataset's videos and on 1080p face videos, and the still-head jitter."""
+    paths = [row.path for row in prepared_rows(cfg, sizes.videos)]
+    out = prepare_figures(paths, cfg.align, sizes)
+    hd = [write_face_video(workdir / f"hd{i}.mp4", frames=40, size=(1920, 1080), seed=i)
+          for i in range(max(2, sizes.videos // 12))]
+    out["1080p"] = prepare_figures(hd, cfg.align, dataclasses.replace(sizes, repeats=max(1, sizes.repeats // 2)),
+                                   workers=False)
+    still = write_face_video(workdir / "still.mp4", frames=40, size=(256, 256), motion=0.0)
+    jitter_align = dataclasses.replace(cfg.align, crop_size=112)
+    out["jitter"] = alignment_jitter(still, jitter_align)
+    out["jitter_face_mesh"] = alignment_jitter(still, dataclasses.replace(jitter_align, use_face_mesh=True))
+    return out
 
 
-def decode_throughput(paths: list[Path], align: AlignConfig) -> dict[str, float]:
+def prepare_figures(paths: list[Path], align: AlignConfig, sizes: BenchSizes, workers: bool = True) -> dict[str, Any]:
+    """Decode-only and prepare frames/s of ``paths`` (each a median of ``sizes.repeats``) and their ratios."""
+    decode, decoded = _repeated(lambda: decode_throughput(paths, align), sizes.repeats)
+    one, prepared = _repeated(lambda: prepare_throughput(paths, align, workers=1), sizes.repeats)
+    sparse_align = dataclasses.replace(align, detect_every=2)
+    sparse, _ = _repeated(lambda: prepare_throughput(paths, sparse_align, workers=1), sizes.repeats)
+    out = {
+        "videos": len(paths),
+        "unreadable": decoded["unreadable"],
+        "rejected": prepared["rejected"],
+        "rejected_videos": prepared["rejected_videos"],
+        "decode_fps": decode,
+        "prepare_1_fps": one,
+        "prepare_1_detect_every_2_fps": sparse,
+        "ratio_prepare_to_decode": one["median"] / decode["median"],
+        "ratio_prepare_detect_every_2_to_decode": sparse["median"] / decode["median"],
+    }
+    if workers:
+        two, _ = _repeated(lambda: prepare_throughput(paths, align, workers=2), sizes.repeats)
+        out["prepare_2_fps"] = two
+        out["speedup_2_over_1"] = two["median"] / one["median"]
+    return out
+
+
+def decode_throughput(paths: list[Path], align: AlignConfig) -> dict[str, Any]:
     """Decode-only frames/s of ``paths`` in this process, with the frame settings prepare uses."""
-    started, frames = time.perf_counter(), 0
+    started, frames, unreadable = time.perf_counter(), 0, 0
     for path in paths:
-        frames += len(read_video(path, align.max_frames, align.frame_step, align.max_side).frames)
+        try:
+            frames += len(read_video(path, align.max_frames, align.frame_step, align.max_side).frames)
+        except VideoError:
+            unreadable += 1
     seconds = time.perf_counter() - started
-    return {"frames": frames, "seconds": round(seconds, 3), "frames_per_second": round(frames / seconds, 1)}
+    return {"frames": frames, "unreadable": unreadable, "seconds": round(seconds, 3),
+            "frames_per_second": round(frames / seconds, 1)}
 
 
-def prepare_throughput(paths: list[Path], align: AlignConfig, workers: int) -> dict[str, float]:
-    """Frames/s of a full ``prepare`` (decode, detect, align, write shards) into a fresh cache."""
+def prepare_throughput(paths: list[Path], align: AlignConfig, workers: int) -> dict[str, Any]:
+    """Frames/s of a full ``prepare`` (decode, detect, align, write shards) into a fresh cache.
+
+    The frames of videos prepare rejects count too: they were decoded and searched for a face.
+    """
     rows = [ManifestRow(path, 30.0, f"s{i}") for i, path in enumerate(paths)]
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
         report = prepare(rows, Path(out), align, workers=workers, progress=False)
         seconds = time.perf_counter() - started
-    if report["rejected"]:
-        raise RuntimeError(f"benchmark videos were rejected: {report['rejected'][:3]}")
+    rejected = report["rejected"]
+    frames = report["frames"] + sum(_decoded_frames(Path(item["path"]), align) for item in rejected)
     return {
         "workers": workers,
-        "frames": report["frames"],
+        "frames": frames,
+        "prepared_frames": report["frames"],
+        "rejected": len(rejected),
+        "rejected_videos": rejected[:SHOWN_REJECTS],
         "seconds": round(seconds, 3),
-        "frames_per_second": round(report["frames"] / seconds, 1),
+        "frames_per_second": round(frames / seconds, 1),
     }
 
 
@@ -108,8 +118,6 @@ def alignment_jitter(path: Path, align: AlignConfig) -> dict[str, float]:
     point, mapped by each frame's transform, from its mean position in the crop (the worse eye).
     ``detected_jitter_px`` does the same for ``eye_positions`` (each frame's own detection).
     """
-    from age_estimation.video.align import FaceAligner, apply_transforms
-
     frames = read_video(path, align.max_frames, align.frame_step).frames
     with FaceAligner(align) as aligner:
         clip = aligner.align_video(frames)
@@ -126,88 +134,21 @@ def alignment_jitter(path: Path, align: AlignConfig) -> dict[str, float]:
     }
 
 
-def run_all(videos: list[Path], still: Path, align: AlignConfig) -> dict[str, Any]:
-    """Every figure, measured side by side in one run (after TensorFlow's one-off import)."""
-    import tensorflow  # noqa: F401 - ~2 s once per run; would otherwise land in the first timing
-
-    decode = decode_throughput(videos, align)
-    one = prepare_throughput(videos, align, workers=1)
-    two = prepare_throughput(videos, align, workers=2)
-    jitter_align = replace(align, crop_size=112)
-    return {
-        "videos": len(videos),
-        "decode_only": decode,
-        "prepare_1_worker": one,
-        "prepare_2_workers": two,
-        "ratio_prepare1_to_decode": round(one["frames_per_second"] / decode["frames_per_second"], 3),
-        "ratio_prepare2_to_decode": round(two["frames_per_second"] / decode["frames_per_second"], 3),
-        "speedup_2_over_1": round(two["frames_per_second"] / one["frames_per_second"], 3),
-        "jitter": alignment_jitter(still, jitter_align),
-        "jitter_face_mesh": alignment_jitter(still, replace(jitter_align, use_face_mesh=True)),
-    }
+def _repeated(measure: Callable[[], dict[str, Any]], times: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The frames/s summary of ``times`` runs of ``measure``, and the last run's full figures."""
+    runs = [measure() for _ in range(times)]
+    return median_spread([run["frames_per_second"] for run in runs]), runs[-1]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Write (or find) benchmark videos, measure every figure, print a table or JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=Path, help="measure the *.mp4 files under this folder instead")
-    parser.add_argument("--count", type=int, default=8, help="videos to write or to take from --videos (default 8)")
-    parser.add_argument("--frames", type=int, default=40, help="frames per astronaut video (default 40)")
-    parser.add_argument("--size", type=int, default=256, help="astronaut video width = height (default 256)")
-    parser.add_argument("--crop-size", type=int, default=64, help="crop size for throughput (default 64)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args = parser.parse_args(argv)
-    align = AlignConfig(crop_size=args.crop_size)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        size = (args.size, args.size)
-        still = write_face_video(folder / "still.mp4", frames=args.frames, size=size, motion=0.0)
-        if args.videos:
-            videos = sorted(p for p in args.videos.rglob("*.mp4") if not p.name.startswith("."))[: args.count]
-            if not videos:
-                parser.error(f"{args.videos}: no .mp4 files found")
-        else:
-            videos = [
-                write_face_video(folder / f"face_{i}.mp4", frames=args.frames, size=size, seed=i)
-                for i in range(args.count)
-            ]
-        figures = run_all(videos, still, align)
-    figures["source"] = str(args.videos) if args.videos else f"astronaut {args.size}x{args.size}"
-    print(json.dumps(figures, indent=2) if args.json else _table(figures))
-    return 0
-
-
-def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Scale a portrait photo to ``width`` and crop ``height`` rows around its upper quarter (the face)."""
-    scaled = cv2.resize(image, (width, round(image.shape[0] * width / image.shape[1])), interpolation=cv2.INTER_AREA)
-    if scaled.shape[0] < height:
-        scaled = cv2.copyMakeBorder(scaled, 0, height - scaled.shape[0], 0, 0, cv2.BORDER_REPLICATE)
-    top = int(np.clip(scaled.shape[0] * 0.25 - height / 2, 0, scaled.shape[0] - height))
-    return np.ascontiguousarray(scaled[top : top + height])
+def _decoded_frames(path: Path, align: AlignConfig) -> int:
+    """Frames prepare decoded from ``path`` (0 if it cannot be read)."""
+    try:
+        return len(read_video(path, align.max_frames, align.frame_step, align.max_side).frames)
+    except VideoError:
+        return 0
 
 
 def _rms_spread(points: np.ndarray) -> float:
     """Worst, over the K points of (N, K, 2), RMS distance from the point's mean position."""
     spread = np.sqrt(((points - points.mean(axis=0)) ** 2).sum(axis=-1).mean(axis=0))
     return float(spread.max())
-
-
-def _table(figures: dict[str, Any]) -> str:
-    decode, one, two = figures["decode_only"], figures["prepare_1_worker"], figures["prepare_2_workers"]
-    jitter, mesh = figures["jitter"], figures["jitter_face_mesh"]
-    lines = [
-        f"videos: {figures['videos']} ({figures['source']}), {decode['frames']} frames",
-        f"decode only (1 process)   {decode['frames_per_second']:>8.1f} frames/s",
-        (f"prepare, 1 worker         {one['frames_per_second']:>8.1f} frames/s  "
-        f"ratio to decode {figures['ratio_prepare1_to_decode']:.2f} (goal >= 0.5)"),
-        (f"prepare, 2 workers        {two['frames_per_second']:>8.1f} frames/s  "
-        f"ratio to decode {figures['ratio_prepare2_to_decode']:.2f}"),
-        f"speed-up 2 workers over 1 {figures['speedup_2_over_1']:>8.2f}x (goal >= 1.7x)",
-        (f"still-head jitter at {jitter['crop_size']} px: {jitter['crop_jitter_px']:.3f} px "
-        f"(face mesh: {mesh['crop_jitter_px']:.3f} px; goal <= 1 px)"),
-    ]
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from age_estimation.bench.report import format_bench
+from age_estimation.bench.suite import bench
 from age_estimation.cli.common import add_config_arguments, config_or_none
 
 
@@ -20,8 +22,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_or_none(args)
     if cfg is None:
         return 2
-    from age_estimation.bench.suite import bench, format_bench
-
     results = bench(cfg, quick=args.quick, out=Path(args.out) if args.out else None)
     if args.json:
         print(json.dumps(results, default=str))

@@ -12,35 +12,25 @@ import contextlib
 import json
 import sys
 
-from age_estimation.config import ConfigError, load_config
+from age_estimation.cli.common import add_config_arguments, config_or_none
+from age_estimation.data.prepare import prepare_data
+from age_estimation.tuning.report import TRIALS_CSV, TRIALS_JSON, format_trials
+from age_estimation.tuning.search import TuneError, check_search, distributed_role, run_search
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="pipelines/default.yaml", help="pipeline YAML")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config key, e.g. --set tune.algorithm=random (repeatable)")
+    add_config_arguments(parser)
     parser.add_argument("--max-trials", type=int, help="trial budget (overrides tune.max_trials)")
     parser.add_argument("--fresh", action="store_true", help="delete the previous search of this project first")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (search logs go to stderr)")
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides)
     if args.max_trials is not None:
-        overrides.append(f"tune.max_trials={args.max_trials}")
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as err:
-        print(f"error: {err}")
+        args.overrides = [*args.overrides, f"tune.max_trials={args.max_trials}"]
+    cfg = config_or_none(args)
+    if cfg is None:
         return 2
-    from age_estimation.tuning.search import (
-        TuneError,
-        check_search,
-        distributed_role,
-        format_trials,
-        run_search,
-    )
-
     try:
         check_search(cfg)
     except TuneError as err:
@@ -50,8 +40,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         with contextlib.redirect_stdout(logs):
             if distributed_role() == "single":
-                from age_estimation.data.prepare import prepare_data
-
                 prepare_data(cfg, progress=not args.json)
             result = run_search(cfg, fresh=args.fresh, verbose=0 if args.json else 1)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
@@ -66,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print()
     print(format_trials(result.trials))
-    print(f"trials table: {result.project_dir / 'trials.csv'} (and trials.json)")
+    print(f"trials table: {result.project_dir / TRIALS_CSV} (and {TRIALS_JSON})")
     if result.best_config is None:
         print("error: no trial finished with a score; see the trial logs in the project directory")
         return 1

@@ -1,4 +1,4 @@
-"""Keras Tuner search: the space maps onto the config, resumable search, best YAML, bad settings, distributed."""
+"""The search: bad settings fail early, a rerun resumes, the best YAML trains, Hyperband, distributed."""
 
 import csv
 import json
@@ -6,26 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras_tuner as kt
 import pytest
 
-from age_estimation.config import ConfigError, load_config, to_dict
-from age_estimation.data.pipeline import build_split_datasets
-from age_estimation.models.siam.model import build_siam
-from age_estimation.training.multi_worker import free_port
-from age_estimation.tuning.search import (
-    SiamHyperModel,
-    TuneError,
-    apply_values,
-    check_search,
-    declare,
-    format_trials,
-    run_search,
-    search_space,
-    tuner_env,
-)
+from age_estimation.config import ConfigError, load_config
+from age_estimation.training.cluster import free_port
+from age_estimation.training.fit import train
+from age_estimation.tuning.report import format_trials
+from age_estimation.tuning.search import TuneError, check_search, run_search, tuner_env
 from tests.conftest import TINY_CONFIG, tiny_overrides
-from tests.training.test_multi_worker import run_together
+from tests.training.processes import run_together
 
 
 def _tune_args(root: Path, *extra: str) -> list[str]:
@@ -33,39 +22,6 @@ def _tune_args(root: Path, *extra: str) -> list[str]:
     for item in tiny_overrides(root) + list(extra):
         args += ["--set", item]
     return args
-
-
-def test_the_first_point_of_the_space_is_the_base_config():
-    for path in (TINY_CONFIG, TINY_CONFIG.parent / "default.yaml"):
-        cfg = load_config(path)
-        values = declare(kt.HyperParameters(), search_space(cfg, crop_size=cfg.align.crop_size))
-        assert to_dict(apply_values(cfg, values)) == to_dict(cfg), path
-
-
-def test_every_choice_maps_onto_a_valid_config_that_builds():
-    cfg = load_config(TINY_CONFIG)
-    space = search_space(cfg, crop_size=32)
-    assert space.depths == [1, 2, 3] and space.widths == [4, 8, 16] and space.batch_sizes == [2, 4, 8]
-    for depth in space.depths:
-        for block in range(depth):
-            hp = kt.HyperParameters()
-            hp.values.update({"conv_depth": depth, "conv_width": 16, f"attention_block_d{depth}": block,
-                              "rnn": "gru", "attention_normalization": "sigmoid", "attention_mode": "plain",
-                              "batch_size": 8, "learning_rate": 1e-3})
-            tuned = apply_values(cfg, declare(hp, space))
-            assert tuned.model.conv_filters == [16 * (i + 1) for i in range(depth)]
-            assert tuned.model.attention_after_block == block
-            assert (tuned.model.rnn, tuned.model.attention_normalization, tuned.model.attention_mode) == (
-                "gru", "sigmoid", "plain")
-            assert tuned.data.batch_size == 8 and tuned.train.learning_rate == 1e-3
-    model = build_siam(tuned.model, crop_size=32)
-    assert model.get_layer("spatial_attention_layer") is not None
-    assert cfg.model.conv_filters == [8, 16], "the base config must not be modified"
-
-
-def test_the_depth_range_respects_a_small_crop():
-    cfg = load_config(TINY_CONFIG, ["model.conv_filters=[8, 8, 8, 8]", "model.attention_after_block=0"])
-    assert search_space(cfg, crop_size=16).depths == [3]
 
 
 @pytest.mark.parametrize(
@@ -102,24 +58,7 @@ def test_too_small_a_dataset_is_a_clear_error(tiny_config):
 
 
 @pytest.mark.slow
-def test_a_trial_scores_the_averaged_weights_that_training_keeps(tiny_config):
-    from age_estimation.training.task import age_targets
-
-    cfg = tiny_config("train.ema=true", "train.bn_recalibration_batches=2")
-    split = build_split_datasets(cfg)
-    hypermodel = SiamHyperModel(cfg, split)
-    hp = kt.HyperParameters()
-    model = hypermodel.build(hp)
-    history = hypermodel.fit(hp, model, epochs=2, verbose=0)
-    # fit ends holding the EMA weights; the last validation must have scored those (and their BN statistics).
-    _, mae = model.evaluate(age_targets(split.val), verbose=0)
-    assert history.history["val_age_mae"][-1] == pytest.approx(mae, rel=1e-4)
-
-
-@pytest.mark.slow
 def test_search_resumes_writes_a_table_and_a_best_yaml_that_trains(tiny_config, tmp_path):
-    from age_estimation.training.fit import train
-
     base = ("tune.algorithm=random", "tune.max_epochs=1", f"tune.directory={tmp_path / 'tune'}")
     first = run_search(tiny_config(*base, "tune.max_trials=1"), verbose=0)
     assert [row["status"] for row in first.trials] == ["COMPLETED"]
@@ -132,6 +71,7 @@ def test_search_resumes_writes_a_table_and_a_best_yaml_that_trains(tiny_config, 
     with open(project / "trials.csv") as handle:
         table = list(csv.DictReader(handle))
     assert [row["trial_id"] for row in table] == [row["trial_id"] for row in second.trials]
+    assert [row["epochs"] for row in table] == ["1", "1"], "the table says how many epochs each trial ran"
     assert {"conv_depth", "conv_width", "rnn", "learning_rate", "batch_size", "dropout"} <= set(table[0])
     assert json.loads((project / "trials.json").read_text()) == second.trials
     assert "COMPLETED" in format_trials(second.trials)
@@ -174,6 +114,7 @@ def test_distributed_search_with_a_chief_and_two_workers(tiny_root, tmp_path):
     chief, *workers = (json.loads(out) for out in outputs)
     assert chief["role"] == "chief" and [w["role"] for w in workers] == ["worker", "worker"]
     assert [row["status"] for row in chief["trials"]] == ["COMPLETED"] * 2
+    assert [row["epochs"] for row in chief["trials"]] == [1, 1], "the workers' epoch counts reach the chief"
     assert Path(chief["best_config"]).is_file()
     project = tmp_path / "siam"
     assert (project / "tuner0.json").is_file() and (project / "tuner1.json").is_file(), "both workers took part"

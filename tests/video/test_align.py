@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from age_estimation.bench.prepare import alignment_jitter, face_image, face_video_shifts
+from age_estimation.bench.face_video import face_image, face_video_shifts
+from age_estimation.bench.prepare import alignment_jitter
 from age_estimation.config import AlignConfig
 from age_estimation.video.align import (
     AlignmentError,

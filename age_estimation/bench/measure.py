@@ -1,0 +1,36 @@
+"""How much work each bench measurement does, and the median-with-range summary of its repeats."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+
+@dataclasses.dataclass
+class BenchSizes:
+    """How much work each measurement does."""
+
+    videos: int
+    repeats: int
+    train_steps: int
+    latency_runs: int
+    predict_seconds: float
+    variants: tuple[str, ...]
+
+
+QUICK = BenchSizes(videos=4, repeats=3, train_steps=3, latency_runs=5, predict_seconds=2.0,
+                   variants=("float32", "dynamic_range"))
+FULL = BenchSizes(videos=48, repeats=3, train_steps=10, latency_runs=30, predict_seconds=10.0,
+                  variants=("float32", "float16", "dynamic_range", "int8"))
+
+
+def median_spread(values: list[float]) -> dict[str, Any]:
+    """Median, min and max of repeated measurements."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def repeat(measure: Callable[[], float], times: int) -> dict[str, Any]:
+    """Call ``measure`` ``times`` times and summarise the results."""
+    return median_spread([measure() for _ in range(times)])

@@ -1,0 +1,14 @@
+"""Model figures: every variant has parameters and a forward latency."""
+
+from age_estimation.bench.model import variant_figures
+from age_estimation.config import VARIANTS, load_config
+from tests.conftest import TINY_CONFIG
+
+
+def test_model_figures_cover_every_variant():
+    cfg = load_config(TINY_CONFIG)
+    rows = variant_figures(cfg, cfg.align.crop_size, runs=2)
+    assert [row["variant"] for row in rows] == list(VARIANTS)
+    assert all(row["params"] > 0 and 0 < row["ms_min"] <= row["ms_median"] <= row["ms_max"] for row in rows)
+    params = {row["variant"]: row["params"] for row in rows}
+    assert params["frame_average"] < params["siam"] and params["no_spatial"] < params["siam"]

@@ -1,0 +1,50 @@
+"""The bench table: every measured figure has a row; rejected videos are shown only when there are some."""
+
+from age_estimation.bench.report import format_bench
+
+
+def _spread(value: float) -> dict:
+    return {"median": value, "min": value, "max": value, "n": 1}
+
+
+def _prepare(rejected: int, workers: bool = True) -> dict:
+    figures = {"videos": 3, "rejected": rejected, "decode_fps": _spread(100.0), "prepare_1_fps": _spread(50.0),
+               "prepare_1_detect_every_2_fps": _spread(80.0), "ratio_prepare_to_decode": 0.5,
+               "ratio_prepare_detect_every_2_to_decode": 0.8}
+    if workers:
+        figures.update(prepare_2_fps=_spread(90.0), speedup_2_over_1=1.8)
+    return figures
+
+
+def _results(rejected: int) -> dict:
+    return {
+        "date": "2026-01-01", "sizes": {"repeats": 1},
+        "machine": {"cpu_count": 2, "processor": "cpu", "tensorflow": "2.21.0"},
+        "prepare": {**_prepare(rejected), "1080p": _prepare(0, workers=False),
+                    "jitter": {"crop_size": 112, "crop_jitter_px": 0.25, "detected_jitter_px": 0.5}},
+        "input": {"pipeline_steps_per_s": 4.0, "memory_steps_per_s": 5.0, "ratio": 0.8},
+        "training": {"batch_size": 8, "clip_length": 16, "params": 1000, "seconds_per_step": _spread(0.2),
+                     "clips_per_second": 40.0,
+                     "variants": [{"variant": "siam", "params": 1000, "ms_median": 2.0, "ms_min": 1.0, "ms_max": 3.0}]},
+        "inference": {"clip_length": 16, "runtimes": {"keras": {"ms": _spread(9.0), "size_bytes": 2048,
+                                                                "speedup_over_keras": 1.0}},
+                      "predict": {"video_seconds": 2.0, "fps": 30, "keras": _spread(0.1)}},
+        "memory": {"prepare": {"peak_rss_mib": 600.0, "exit_code": 0}},
+    }
+
+
+def test_every_section_has_its_rows():
+    table = format_bench(_results(rejected=0))
+    for row in ("| decode only (3 videos of the dataset) | 100.0 frames/s (100.0-100.0) | reference |",
+                "| prepare, 2 processes | 90.0 frames/s (90.0-90.0) | 1.80x over 1 process |",
+                "| 1080p: prepare, 1 process, align.detect_every=2 | 80.0 frames/s (80.0-80.0) | 0.80 of decode-only |",
+                "| still-head crop jitter, pixel-only (112 px crop) | 0.250 px | detected eyes 0.500 px |",
+                "| model siam forward (batch 1, 1,000 params) | 2.00 ms (1.00-3.00) | |",
+                "| inference keras (batch 1, T=16) | 9.00 ms (9.00-9.00), 2 KiB | 1.00x Keras |",
+                "| peak RSS, prepare | 600 MiB | exit 0 |"):
+        assert row in table.splitlines(), row
+    assert "1080p: prepare, 2 processes" not in table and "rejected" not in table
+
+
+def test_rejected_videos_are_counted_in_the_table():
+    assert "| videos prepare rejected (their frames count as work) | 1 of 3 | |" in format_bench(_results(1))

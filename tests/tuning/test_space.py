@@ -1,0 +1,41 @@
+"""The search space: its first point is the base config, every choice maps onto a config that builds."""
+
+import keras_tuner as kt
+
+from age_estimation.config import load_config, to_dict
+from age_estimation.models.siam.model import build_siam
+from age_estimation.tuning.space import apply_values, declare, search_space
+from tests.conftest import TINY_CONFIG
+
+
+def test_the_first_point_of_the_space_is_the_base_config():
+    for path in (TINY_CONFIG, TINY_CONFIG.parent / "default.yaml"):
+        cfg = load_config(path)
+        values = declare(kt.HyperParameters(), search_space(cfg, crop_size=cfg.align.crop_size))
+        assert to_dict(apply_values(cfg, values)) == to_dict(cfg), path
+
+
+def test_every_choice_maps_onto_a_valid_config_that_builds():
+    cfg = load_config(TINY_CONFIG)
+    space = search_space(cfg, crop_size=32)
+    assert space.depths == [1, 2, 3] and space.widths == [4, 8, 16] and space.batch_sizes == [2, 4, 8]
+    for depth in space.depths:
+        for block in range(depth):
+            hp = kt.HyperParameters()
+            hp.values.update({"conv_depth": depth, "conv_width": 16, f"attention_block_d{depth}": block,
+                              "rnn": "gru", "attention_normalization": "sigmoid", "attention_mode": "plain",
+                              "batch_size": 8, "learning_rate": 1e-3})
+            tuned = apply_values(cfg, declare(hp, space))
+            assert tuned.model.conv_filters == [16 * (i + 1) for i in range(depth)]
+            assert tuned.model.attention_after_block == block
+            assert (tuned.model.rnn, tuned.model.attention_normalization, tuned.model.attention_mode) == (
+                "gru", "sigmoid", "plain")
+            assert tuned.data.batch_size == 8 and tuned.train.learning_rate == 1e-3
+    model = build_siam(tuned.model, crop_size=32)
+    assert model.get_layer("spatial_attention_layer") is not None
+    assert cfg.model.conv_filters == [8, 16], "the base config must not be modified"
+
+
+def test_the_depth_range_respects_a_small_crop():
+    cfg = load_config(TINY_CONFIG, ["model.conv_filters=[8, 8, 8, 8]", "model.attention_after_block=0"])
+    assert search_space(cfg, crop_size=16).depths == [3]
