@@ -70,6 +70,12 @@ class AlignConfig:
     frame_step: int = 1
     detect_every: int = 1
     max_side: int = 640
+    # Keep a video read to its end that decodes under 90% of the frames its container claims and
+    # more than 2 frames short (video/decode.py). Off: a cut-off file's label describes a whole video
+    # it no longer holds. A container may over-count by a frame or two, so small shortfalls pass; a
+    # cut-off file falls far short (the first 60 KB of a 472-frame mp4 decodes 30 frames). An align
+    # key, so part of the cache key, because it decides which clips the cache holds.
+    accept_truncated: bool = False
 
 
 @dataclass

@@ -33,6 +33,11 @@ def test_defaults_yaml_and_overrides_combine(tmp_path: Path) -> None:
     assert cfg.train.learning_rate == PipelineConfig().train.learning_rate  # untouched keys keep defaults
 
 
+def test_truncated_videos_are_refused_unless_accepted() -> None:
+    assert PipelineConfig().align.accept_truncated is False
+    assert load_config(None, ["align.accept_truncated=true"]).align.accept_truncated is True
+
+
 def test_every_shipped_pipeline_loads() -> None:
     paths = sorted((REPO / "pipelines").glob("*.yaml"))
     assert paths

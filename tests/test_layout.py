@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "age_estimation"
 # video -> aligned clip -> batch -> model -> (predictor) -> scoring -> training -> experiments / search
 # -> export -> the main job -> benchmarks -> command line. The foundation modules import no stage.
 STAGES = (
-    ("config", "atomic_files", "runs"),
+    ("config", "atomic_files", "logs", "runs"),
     ("video",),
     ("data",),
     ("models",),

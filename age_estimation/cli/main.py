@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
+
+from age_estimation.logs import set_library_logs
 
 COMMANDS = {
     "assets": "Fetch and verify the MediaPipe face models (once; then offline).",
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     known, _ = parser.parse_known_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    set_library_logs(known.verbose)  # before any command module imports TensorFlow or MediaPipe
     logging.basicConfig(level=logging.INFO if known.verbose else logging.WARNING, format="%(message)s")
     module = importlib.import_module(f"age_estimation.cli.{known.command}")
     command_parser = argparse.ArgumentParser(

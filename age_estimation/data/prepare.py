@@ -33,6 +33,7 @@ from age_estimation.config import AlignConfig, PipelineConfig
 from age_estimation.data import cache
 from age_estimation.data.manifest import ManifestRow, row_problems, scan_manifest
 from age_estimation.data.synth.generator import generate_dataset
+from age_estimation.logs import library_logs_shown, set_library_logs
 from age_estimation.video.align import AlignmentError, FaceAligner
 from age_estimation.video.decode import VideoError, read_video
 from age_estimation.video.face_models import FACE_DETECTOR, FACE_MESH, asset_path
@@ -108,6 +109,9 @@ def align_file(path: str | Path, align: AlignConfig, aligner: Any) -> dict[str, 
             path, max_frames=align.max_frames, frame_step=align.frame_step,
             max_side=align.max_side,
         )
+        shortfall = f"decoded {video.decoded_frames} of {video.expected_frames} frames"
+        if video.truncated and not align.accept_truncated:
+            return {"error": f"{shortfall}: the file looks truncated; set align.accept_truncated=true to keep it"}
         clip = aligner.align_video(video.frames)
     except (VideoError, AlignmentError) as err:
         return {"error": _without_path(str(err), path)}
@@ -115,7 +119,7 @@ def align_file(path: str | Path, align: AlignConfig, aligner: Any) -> dict[str, 
         return {"error": f"unexpected {type(err).__name__}: {err}"}
     result = {"frames": clip.frames, "face_found": clip.face_found, "source_index": video.source_index}
     if video.truncated:
-        result["warning"] = f"truncated: decoded {len(video.frames)} frame(s), container claims {video.expected_frames}"
+        result["warning"] = f"truncated: {shortfall}, kept because align.accept_truncated is true"
     return result
 
 
@@ -182,7 +186,8 @@ def _run(jobs: list[_Job], align: AlignConfig, workers: int) -> Iterator[tuple[_
                 yield job, align_file(job.row.path, align, aligner)
         return
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no TensorFlow, no forked threads
-    pool = ProcessPoolExecutor(count, mp_context=context, initializer=_init_worker, initargs=(asdict(align),))
+    pool = ProcessPoolExecutor(count, mp_context=context, initializer=_init_worker,
+                               initargs=(asdict(align), library_logs_shown()))
     futures = {pool.submit(_align_in_worker, str(job.row.path)): job for job in jobs}
     done: set[Any] = set()
     try:
@@ -205,8 +210,9 @@ def _run(jobs: list[_Job], align: AlignConfig, workers: int) -> Iterator[tuple[_
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(align_fields: dict[str, Any]) -> None:
-    """Build this worker's aligner once; one OpenCV thread per worker so processes do not contend."""
+def _init_worker(align_fields: dict[str, Any], show_logs: bool) -> None:
+    """Build this worker's aligner once, with the parent's log setting and one OpenCV thread (no contention)."""
+    set_library_logs(show_logs)
     cv2.setNumThreads(1)
     _WORKER["align"] = AlignConfig(**align_fields)
     _WORKER["aligner"] = FaceAligner(_WORKER["align"])

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from age_estimation.config import AlignConfig
+from age_estimation.logs import native_logs_hidden
 from age_estimation.video.face_models import FACE_DETECTOR, FACE_MESH, asset_path
 
 MESH_INPUT = 192  # the face mesh model's square input size
@@ -80,7 +81,8 @@ class FaceAligner:
     """Detects, tracks and aligns one face per clip with the settings of an ``AlignConfig``.
 
     Holds a MediaPipe detector (and a LiteRT face mesh interpreter when ``use_face_mesh``);
-    build once per process and reuse; ``close()`` or use as a context manager.
+    build once per process and reuse; ``close()`` or use as a context manager. Their C++ logs are
+    hidden unless library logs are shown (``age_estimation.logs``).
     """
 
     def __init__(self, cfg: AlignConfig) -> None:
@@ -91,8 +93,9 @@ class FaceAligner:
             base_options=base_options(model_asset_path=str(asset_path(FACE_DETECTOR))),
             min_detection_confidence=cfg.min_detection_confidence,
         )
-        self._detector = vision.FaceDetector.create_from_options(options)
-        self._mesh = _FaceMesh() if cfg.use_face_mesh else None
+        with native_logs_hidden():
+            self._detector = vision.FaceDetector.create_from_options(options)
+            self._mesh = _FaceMesh() if cfg.use_face_mesh else None
 
     def __enter__(self) -> Self:
         return self
@@ -103,15 +106,18 @@ class FaceAligner:
     def close(self) -> None:
         """Release the detector."""
         if self._detector is not None:
-            self._detector.close()
+            with native_logs_hidden():
+                self._detector.close()
             self._detector = None
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """All faces in one RGB frame, with eye centres refined by the face mesh when enabled."""
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
         height, width = frame.shape[:2]
+        with native_logs_hidden():
+            result = self._detector.detect(image)
         found = []
-        for item in self._detector.detect(image).detections:
+        for item in result.detections:
             box = item.bounding_box
             points = np.array([[k.x * width, k.y * height] for k in item.keypoints[:2]], dtype=np.float64)
             found.append(
@@ -303,7 +309,8 @@ class _FaceMesh:
         matrix[:, 2] += MESH_INPUT / 2 - det.centre
         crop = cv2.warpAffine(frame, matrix, (MESH_INPUT, MESH_INPUT), borderMode=cv2.BORDER_REPLICATE)
         self._interpreter.set_tensor(self._input, (crop.astype(np.float32) / 255.0)[None])
-        self._interpreter.invoke()
+        with native_logs_hidden():
+            self._interpreter.invoke()
         logit = float(self._interpreter.get_tensor(self._presence).ravel()[0])
         if 1 / (1 + np.exp(-logit)) < MESH_MIN_PRESENCE:
             return det.eyes

@@ -20,6 +20,14 @@ import numpy as np
 # face detection works on 128x128 inputs, so 4K frames only cost memory.
 DEFAULT_MAX_SIDE = 1920
 
+# A file read to its end looks truncated when it gave fewer than this share of the frames its
+# container claims (CAP_PROP_FRAME_COUNT) and more than this many frames short. Containers without
+# a frame table estimate the count from duration x fps and may over-count by a frame or two (more
+# for variable frame rates); a cut-off file falls far short (the first 60 KB of a 472-frame mp4
+# gives 30 frames, the 12-frame MJPG .avi cut at 60% of its bytes gives 7).
+TRUNCATED_MIN_FRACTION = 0.9
+TRUNCATED_MAX_SHORT = 2
+
 
 class VideoError(ValueError):
     """A video cannot be read; the message starts with the file path and says why."""
@@ -35,8 +43,9 @@ class Video:
         source_index: (N,) int index of each kept frame in the source video.
         path: the file that was read.
         scale: factor applied to the source frame size (1.0 when not downscaled).
-        expected_frames: frame count claimed by the container (0 when unknown); more than
-            the decoded count means a truncated or damaged file.
+        expected_frames: frame count claimed by the container (0 when unknown).
+        decoded_frames: frames read from the stream, the ones ``frame_step`` skipped included.
+        read_to_end: whether decoding ran until the stream ended (False when ``max_frames`` stopped it).
     """
 
     frames: np.ndarray
@@ -45,11 +54,19 @@ class Video:
     path: Path
     scale: float = 1.0
     expected_frames: int = 0
+    decoded_frames: int = 0
+    read_to_end: bool = True
 
     @property
     def truncated(self) -> bool:
-        """Whether the container promised frames that could not be decoded."""
-        return self.expected_frames > 0 and int(self.source_index[-1]) + 1 < self.expected_frames
+        """Whether the stream ended far short of the frames its container claims (see ``looks_truncated``)."""
+        return self.read_to_end and looks_truncated(self.decoded_frames, self.expected_frames)
+
+
+def looks_truncated(decoded: int, claimed: int) -> bool:
+    """Whether ``decoded`` frames of a file read to its end are far fewer than the ``claimed`` count."""
+    short = claimed - decoded
+    return claimed > 0 and short > TRUNCATED_MAX_SHORT and decoded < TRUNCATED_MIN_FRACTION * claimed
 
 
 def read_video(path: str | Path, max_frames: int = 0, frame_step: int = 1, max_side: int = 0) -> Video:
@@ -68,18 +85,20 @@ def read_video(path: str | Path, max_frames: int = 0, frame_step: int = 1, max_s
             raise VideoError(f"{path}: {_why_unreadable(path)}")
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         expected = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
-        frames, indices, scale = _decode(capture, max_frames, frame_step, max_side or DEFAULT_MAX_SIDE)
+        decoded = _decode(capture, max_frames, frame_step, max_side or DEFAULT_MAX_SIDE)
     finally:
         capture.release()
-    if not frames:
+    if not decoded.frames:
         raise VideoError(f"{path}: no decodable frames (empty, truncated or damaged video)")
     return Video(
-        frames=np.stack(frames),
+        frames=np.stack(decoded.frames),
         fps=fps,
-        source_index=np.asarray(indices, dtype=np.int64),
+        source_index=np.asarray(decoded.indices, dtype=np.int64),
         path=path,
-        scale=scale,
+        scale=decoded.scale,
         expected_frames=expected,
+        decoded_frames=decoded.read,
+        read_to_end=decoded.read_to_end,
     )
 
 
@@ -103,27 +122,34 @@ def _why_unreadable(path: Path) -> str:
     return "not a readable video (OpenCV/FFmpeg cannot open it: unknown format or damaged)"
 
 
-def _decode(
-    capture: cv2.VideoCapture, max_frames: int, frame_step: int, max_side: int
-) -> tuple[list[np.ndarray], list[int], float]:
-    """Grab every frame, convert only the kept ones; returns frames, their source indices and the scale."""
-    frames: list[np.ndarray] = []
-    indices: list[int] = []
-    scale = 1.0
-    index = -1
-    while not max_frames or len(frames) < max_frames:
+@dataclass
+class _Decoded:
+    frames: list[np.ndarray]
+    indices: list[int]
+    scale: float = 1.0
+    read: int = 0  # frames grabbed from the stream
+    read_to_end: bool = False
+
+
+def _decode(capture: cv2.VideoCapture, max_frames: int, frame_step: int, max_side: int) -> _Decoded:
+    """Grab every frame, convert only the kept ones, until the stream ends or ``max_frames`` are kept."""
+    out = _Decoded([], [])
+    while not max_frames or len(out.frames) < max_frames:
         if not capture.grab():
+            out.read_to_end = True
             break
-        index += 1
+        index = out.read
+        out.read += 1
         if index % frame_step:
             continue
         ok, frame = capture.retrieve()
         if not ok or frame is None:
+            out.read, out.read_to_end = index, True
             break
-        frame, scale = _to_rgb(frame, max_side)
-        frames.append(frame)
-        indices.append(index)
-    return frames, indices, scale
+        frame, out.scale = _to_rgb(frame, max_side)
+        out.frames.append(frame)
+        out.indices.append(index)
+    return out
 
 
 def _to_rgb(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:

@@ -29,6 +29,7 @@ def test_index_round_trip_and_align_key(tmp_path: Path) -> None:
     write_json_atomic(tmp_path / INDEX_NAME, index)
     assert read_index(tmp_path) == index
     assert index["align_key"] == align_key(AlignConfig()) != align_key(AlignConfig(crop_size=48))
+    assert align_key(AlignConfig()) != align_key(AlignConfig(accept_truncated=True))  # it decides what is cached
 
 
 def test_index_errors_say_what_to_do(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,16 +52,19 @@ def test_bad_inputs_are_rejected_one_by_one_and_the_rest_is_prepared(tmp_path: P
     assert rejected["empty.mp4"] == "empty file (0 bytes)"
     assert rejected["text.mp4"] == "not a video: the file holds text"
     assert rejected["no_face.mp4"] == "no face found in any of 8 frames"
+    assert rejected["truncated.avi"] == (
+        "decoded 7 of 12 frames: the file looks truncated; set align.accept_truncated=true to keep it"
+    )
     assert "video file not found" in rejected["missing.mp4"]
     assert "age 'forty' is not a number" in rejected["face.mp4"]
-    assert len(rejected) == 6
+    assert len(rejected) == 7
     prepared = {Path(item["path"]).name: item for item in report["prepared"]}
-    assert set(prepared) == {"face.mp4", "gray.mp4", "one_frame.mp4", "large.mp4", "truncated.avi"}
+    assert set(prepared) == {"face.mp4", "gray.mp4", "one_frame.mp4", "large.mp4"}
     assert prepared["one_frame.mp4"]["frames"] == 1
-    assert prepared["truncated.avi"]["warning"].startswith("truncated: decoded")
+    assert not any("warning" in item for item in report["prepared"])
     index = cache.read_index(out)
     assert index["align_key"] == cache.align_key(AlignConfig(crop_size=32))
-    assert len(index["videos"]) == 5
+    assert len(index["videos"]) == 4
     clip = _read_clip(out, prepared["large.mp4"]["video_id"])
     assert clip["frames"].shape == (2, 32, 32, 3) and clip["age"] == pytest.approx(33.0)
     assert clip["subject"] == b"d" and clip["face_found"].tolist() == [1, 1]
@@ -93,6 +97,33 @@ def test_rerun_skips_unchanged_and_redoes_changed_inputs(tmp_path: Path, videos:
     index = cache.read_index(out)
     assert list(index["videos"]) == [face_id]  # the row dropped from the manifest left the index
     assert _read_clip(out, face_id)["frames"].shape[1:] == (48, 48, 3)
+
+
+def test_truncated_video_is_kept_only_when_accepted_and_then_with_a_warning(
+    tmp_path: Path, videos: dict[str, Path]
+) -> None:
+    rows = _rows(videos, ["truncated_avi"])
+    refused = prepare(rows, tmp_path / "refused", ALIGN, workers=1, progress=False)
+    assert [item["reason"] for item in refused["rejected"]] == [
+        "decoded 7 of 12 frames: the file looks truncated; set align.accept_truncated=true to keep it"
+    ]
+    assert refused["prepared"] == [] and cache.read_index(tmp_path / "refused")["videos"] == {}
+
+    accepted = prepare(rows, tmp_path / "kept", replace(ALIGN, accept_truncated=True), workers=1, progress=False)
+    assert accepted["rejected"] == []
+    (item,) = accepted["prepared"]
+    assert item["frames"] == 7
+    assert item["warning"] == "truncated: decoded 7 of 12 frames, kept because align.accept_truncated is true"
+
+
+@pytest.mark.parametrize("limits", [{"max_frames": 4}, {"frame_step": 3}, {"max_frames": 2, "frame_step": 2}])
+def test_max_frames_and_frame_step_are_not_taken_for_truncation(
+    tmp_path: Path, videos: dict[str, Path], limits: dict[str, int]
+) -> None:
+    report = prepare(_rows(videos, ["face"]), tmp_path / "cache", replace(ALIGN, **limits), workers=1, progress=False)
+    assert report["rejected"] == []
+    (item,) = report["prepared"]
+    assert "warning" not in item and item["frames"] < 10
 
 
 def test_a_video_that_changes_into_a_bad_one_leaves_the_index(tmp_path: Path, videos: dict[str, Path]) -> None:

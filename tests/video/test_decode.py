@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,43 @@ import cv2
 import numpy as np
 import pytest
 
-from age_estimation.video.decode import DEFAULT_MAX_SIDE, VideoError, read_video
+from age_estimation.video.decode import DEFAULT_MAX_SIDE, VideoError, looks_truncated, read_video
+from tests.video_files import write_blank_video
+
+
+def _boxes(data: bytes | bytearray, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """(type, offset, size) of the MP4 boxes between ``start`` and ``end``."""
+    found, pos = [], start
+    while pos < end:
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        found.append((kind, pos, size))
+        pos += size
+    return found
+
+
+def faststart(data: bytes) -> bytes:
+    """An OpenCV mp4 with its 'moov' index moved before the frames, as cameras and web videos have it.
+
+    Cut short, such a file still opens and claims its full frame count, but decodes only the
+    frames before the cut; OpenCV writes 'moov' last, so its own files cut short do not open at all.
+    """
+    top = {kind: (pos, size) for kind, pos, size in _boxes(data, 0, len(data))}
+    moov_at, moov_size = top[b"moov"]
+    moov = bytearray(data[moov_at : moov_at + moov_size])
+
+    def shift_chunk_offsets(start: int, end: int) -> None:
+        for kind, pos, size in _boxes(moov, start, end):
+            if kind in (b"trak", b"mdia", b"minf", b"stbl"):
+                shift_chunk_offsets(pos + 8, pos + size)
+            elif kind == b"stco":
+                (count,) = struct.unpack(">I", moov[pos + 12 : pos + 16])
+                for at in range(pos + 16, pos + 16 + 4 * count, 4):
+                    moov[at : at + 4] = struct.pack(">I", struct.unpack(">I", moov[at : at + 4])[0] + moov_size)
+
+    shift_chunk_offsets(8, moov_size)
+    ftyp_size = top[b"ftyp"][1]
+    rest = b"".join(data[pos : pos + size] for kind, (pos, size) in top.items() if kind not in (b"ftyp", b"moov"))
+    return data[:ftyp_size] + bytes(moov) + rest
 
 
 def test_reads_rgb_frames_with_fps_and_indices(videos: dict[str, Path]) -> None:
@@ -19,6 +56,7 @@ def test_reads_rgb_frames_with_fps_and_indices(videos: dict[str, Path]) -> None:
     assert video.fps == pytest.approx(25.0)
     np.testing.assert_array_equal(video.source_index, np.arange(10))
     assert not video.truncated
+    assert (video.decoded_frames, video.expected_frames, video.read_to_end) == (10, 10, True)
 
 
 def test_channel_order_is_rgb(tmp_path: Path) -> None:
@@ -34,6 +72,13 @@ def test_frame_step_and_max_frames(videos: dict[str, Path]) -> None:
     video = read_video(videos["face"], max_frames=3, frame_step=3)
     np.testing.assert_array_equal(video.source_index, [0, 3, 6])
     assert len(video.frames) == 3
+    assert not video.read_to_end and not video.truncated
+
+
+def test_frame_step_counts_the_skipped_frames_as_decoded(videos: dict[str, Path]) -> None:
+    video = read_video(videos["face"], frame_step=4)
+    np.testing.assert_array_equal(video.source_index, [0, 4, 8])
+    assert video.decoded_frames == 10 and video.read_to_end and not video.truncated
 
 
 def test_grayscale_video_comes_back_as_rgb(videos: dict[str, Path]) -> None:
@@ -76,8 +121,29 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_truncated_avi_keeps_the_decodable_frames(videos: dict[str, Path]) -> None:
     video = read_video(videos["truncated_avi"])
-    assert 0 < len(video.frames) < 12
+    assert (len(video.frames), video.decoded_frames, video.expected_frames) == (7, 7, 12)
     assert video.truncated
+
+
+def test_a_cut_off_mp4_with_its_index_first_is_truncated(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.mp4"
+    whole.write_bytes(faststart(write_blank_video(tmp_path / "source.mp4", frames=120, size=(96, 96)).read_bytes()))
+    assert not read_video(whole).truncated and read_video(whole).decoded_frames == 120
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 4])
+    video = read_video(cut)
+    assert video.expected_frames == 120 and 10 < video.decoded_frames < 60
+    assert video.truncated
+    assert not read_video(cut, max_frames=5).truncated  # stopped by max_frames: nothing to judge
+
+
+@pytest.mark.parametrize(
+    "decoded, claimed, truncated",
+    [(9, 472, True), (30, 472, True), (7, 12, True), (7, 10, True), (470, 472, False), (466, 472, False),
+     (8, 10, False), (1, 3, False), (10, 10, False), (12, 10, False), (5, 0, False)],
+)
+def test_looks_truncated_allows_a_few_missing_frames(decoded: int, claimed: int, truncated: bool) -> None:
+    assert looks_truncated(decoded, claimed) is truncated
 
 
 def test_edge_modules_do_not_import_tensorflow() -> None:

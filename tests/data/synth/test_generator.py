@@ -14,6 +14,7 @@ import pytest
 from age_estimation.config import AlignConfig, SynthConfig
 from age_estimation.data.synth import generator, oracle
 from age_estimation.data.synth.plan import CUES, DISTRACTOR_KINDS, LABELS, VIDEO_DIR, plan_video
+from age_estimation.video.decode import read_video
 
 TINY = SynthConfig(subjects=3, videos_per_subject=2, frames=10, frame_size=128, seed=3)
 
@@ -83,6 +84,16 @@ def test_manifest_and_ground_truth_are_well_formed(tiny_dataset: tuple[Path, dic
 
 
 @pytest.mark.slow
+def test_every_video_decodes_the_frames_its_container_claims(tiny_dataset: tuple[Path, dict]) -> None:
+    out, _ = tiny_dataset
+    paths = sorted((out / VIDEO_DIR).glob("*.mp4"))
+    assert len(paths) == TINY.subjects * TINY.videos_per_subject
+    for path in paths:
+        video = read_video(path)
+        assert (video.decoded_frames, video.expected_frames) == (TINY.frames, TINY.frames)
+        assert not video.truncated  # so prepare never rejects a synthetic video as truncated
+
+
 def test_blazeface_detects_the_face_in_most_informative_frames(tmp_path: Path) -> None:
     mp = pytest.importorskip("mediapipe")
     from mediapipe.tasks.python import BaseOptions, vision

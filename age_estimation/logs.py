@@ -1,0 +1,74 @@
+"""Library logs: hidden by default, all shown with ``-v``; chosen once per process, inherited by workers.
+
+TensorFlow and OpenCV's FFmpeg read an environment variable when they start logging
+(``TF_CPP_MIN_LOG_LEVEL``, ``OPENCV_FFMPEG_LOGLEVEL``). MediaPipe and LiteRT write their C++ logs
+(``INFO: Created TensorFlow Lite XNNPACK delegate``, ``W0000 ... inference_runner_litert.cc``)
+straight to file descriptor 2, and no setting turns them off, so the calls that print them run
+inside ``native_logs_hidden()``. The choice is kept in the environment so that spawned worker
+processes start with it.
+
+Example:
+    >>> set_library_logs(verbose=False)  # before TensorFlow or OpenCV is imported
+    >>> with native_logs_hidden():
+    ...     detector = vision.FaceDetector.create_from_options(options)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+SHOW_ENV = "AGE_ESTIMATION_LIBRARY_LOGS"  # "1": show library logs; anything else hides them
+# Hidden-mode levels; a value the user exported already is kept.
+QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",  # TensorFlow C++: errors only (no CPU-feature banner, no warnings)
+    "OPENCV_FFMPEG_LOGLEVEL": "-8",  # FFmpeg quiet: report.json already says why a file is unreadable
+}
+QUIET_LOGGERS = ("tensorflow", "absl")  # Python loggers of TensorFlow/Keras, held at ERROR when hidden
+
+
+def set_library_logs(verbose: bool) -> None:
+    """Show (``verbose``) or hide library logs in this process and the processes it starts.
+
+    Call it before TensorFlow or OpenCV is imported: both read their log level once.
+    """
+    os.environ[SHOW_ENV] = "1" if verbose else "0"
+    if not verbose:
+        for name, value in QUIET_ENV.items():
+            os.environ.setdefault(name, value)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.ERROR)
+
+
+def library_logs_shown() -> bool:
+    """Whether library logs are to be shown (``-v``)."""
+    return os.environ.get(SHOW_ENV) == "1"
+
+
+@contextlib.contextmanager
+def native_logs_hidden() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for the block, unless library logs are shown.
+
+    Only for calls into C++ libraries that log by themselves: an exception raised in the block
+    still reaches the user, since it is reported after descriptor 2 is restored.
+    """
+    if library_logs_shown():
+        yield
+        return
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 to hide
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
