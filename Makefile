@@ -4,10 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= pipelines/default.yaml
+GPU_BUNDLE ?= exported/gpu_bundle
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: install assets train test lint tune export bench evaluate ablation clean
+.PHONY: install assets train test lint tune export bench evaluate ablation gpu-bundle clean
 
 install: $(STAMP)
 
@@ -38,6 +39,10 @@ export: assets
 
 bench: assets
 	$(BIN)/age-estimation bench --config $(CONFIG) $(ARGS)
+
+# The GPU check's bundle (run here): a trained run's model, prepared clips with their TF ages, and the wheels.
+gpu-bundle: assets
+	$(BIN)/python -m age_estimation.bench.gpu_bundle --config $(CONFIG) --out $(GPU_BUNDLE) $(ARGS)
 
 test: assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
