@@ -91,3 +91,24 @@ def make_tiny_cache(cache_dir: Path, subjects: int = 6, frames: int = 10, seed: 
         ages[vid] = age
     write_json_atomic(cache_dir / "index.json", index)
     return ages
+
+
+def write_run_facts(run: Path, source: str = "synthetic") -> tuple[Any, Any]:
+    """Write the ``interval.json`` and ``model_card.json`` training leaves in a run; returns both."""
+    from age_estimation.atomic_files import write_json_atomic
+    from age_estimation.config import load_config
+    from age_estimation.inference.interval import fit_interval, interval_report
+    from age_estimation.inference.model_card import ModelCard
+    from age_estimation.inference.spec import INTERVAL_NAME, MODEL_CARD_NAME
+
+    rng = np.random.default_rng(4)
+    true = rng.uniform(10, 70, 60)
+    pred = true + rng.normal(0, 1 + 0.1 * (true - 10))
+    interval = fit_interval(true, pred, coverage=0.9)
+    cfg = load_config(run / "config.yaml", [f"data.source={source}"])
+    counts = {"train": {"videos": 40, "subjects": 12}, "val": {"videos": 10, "subjects": 3},
+              "heldout": {"videos": 10, "subjects": 3}}
+    card = ModelCard.from_run(cfg, counts, 4.25, interval_report(interval, true, pred), "2025-01-01")
+    write_json_atomic(run / INTERVAL_NAME, interval.to_json())
+    write_json_atomic(run / MODEL_CARD_NAME, card.to_json())
+    return interval, card

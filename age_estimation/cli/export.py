@@ -18,6 +18,7 @@ from age_estimation.cli.common import add_config_arguments
 from age_estimation.config import load_config
 from age_estimation.export.report import format_table
 from age_estimation.export.run import export_run
+from age_estimation.inference.model_card import ModelCard
 from age_estimation.runs import latest_run
 
 
@@ -63,6 +64,14 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
 def _print_human(result: dict[str, Any]) -> None:
     saved = result["savedmodel"]
     print(f"run         {result['run']}")
+    card = result.get("model_card")
+    print(f"model card  {ModelCard.from_json(card).summary_line() if card else 'none (the run has no model_card.json)'}")
+    interval = result.get("interval")
+    print(
+        f"interval    {interval['coverage']:.0%}, calibrated on {interval['calibration_videos']} videos"
+        if interval
+        else "interval    none (the run has no interval.json): predict gives ages without an interval"
+    )
     print(f"SavedModel  {saved['path']}  (max |age diff| vs Keras {saved['max_abs_diff_years']:.2g} years)")
     tfl = result.get("tflite")
     if not tfl:

@@ -1,8 +1,10 @@
 """``age-estimation predict VIDEO...``: the age of the person in each video, on any runtime.
 
 The model is ``--model`` (``.keras``, a SavedModel folder or a ``.tflite`` variant), ``--server URL``
-(TF Serving, REST ``http://`` or gRPC ``grpc://``), or the newest run's ``model.keras``. Exit 0 when
-every video gave an age, 1 when some gave none (each named with its reason on stderr), 2 on a setup error.
+(TF Serving, REST ``http://`` or gRPC ``grpc://``), or the newest run's ``model.keras``. Each age comes
+with the model's calibrated interval; the model card (and, for a model trained on synthetic faces, a
+warning) is printed once on stderr. A video with too little face gets no age. Exit 0 when every video
+gave an age, 1 when some gave none (each named with its reason on stderr), 2 on a setup error.
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from age_estimation.config import load_config
+from age_estimation.inference.explain import write_explanation
 from age_estimation.inference.predict import (
     PredictionError,
+    VideoPrediction,
     collect_videos,
+    model_notices,
     predict_videos,
-    write_explanation,
 )
-from age_estimation.inference.runtimes import Predictor, ServingPredictor, open_predictor
+from age_estimation.inference.runtimes import Predictor, ServingPredictor, open_predictor, run_spec
 from age_estimation.inference.spec import DeploymentSpec
-from age_estimation.runs import CONFIG_NAME, latest_run
+from age_estimation.runs import latest_run
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    for notice in model_notices(predictor.spec):
+        print(notice, file=sys.stderr)
     failed = 0
     results = predict_videos(
         videos,
@@ -82,13 +87,15 @@ def _open(args: argparse.Namespace) -> Predictor:
 
 
 def _fallback_spec(args: argparse.Namespace) -> DeploymentSpec:
-    """Spec from --run, else --config, else the newest run, else the built-in defaults."""
+    """Spec from --run, else --config, else the newest run, else the built-in defaults.
+
+    A run's spec has its interval and model card (a served model gets them from there)."""
     if args.run:
-        return DeploymentSpec.from_config(load_config(Path(args.run) / CONFIG_NAME))
+        return run_spec(Path(args.run))
     if args.config:
         return DeploymentSpec.from_config(load_config(args.config))
     try:
-        return DeploymentSpec.from_config(load_config(latest_run(_runs_dir(args)) / CONFIG_NAME))
+        return run_spec(latest_run(_runs_dir(args)))
     except FileNotFoundError:
         return DeploymentSpec.from_config(load_config(None))
 
@@ -97,15 +104,15 @@ def _runs_dir(args: argparse.Namespace) -> str:
     return load_config(args.config).runtime.runs_dir if args.config else "runs"
 
 
-def _human(result: Any) -> str:
+def _human(result: VideoPrediction) -> str:
     partial = (
         ""
         if result.frames_used == result.frames_total
         else f", face in {result.frames_used}/{result.frames_total} frames"
     )
     windows = len(result.window_ages)
-    spread = f" ± {result.spread:.1f}" if windows > 1 else ""
+    spread = f", spread ± {result.spread:.1f}" if windows > 1 else ""
     return (
-        f"{result.path}: age {result.age:.1f}{spread} years ({windows} window(s){partial}; "
+        f"{result.path}: {result.age_text()} years ({windows} window(s){spread}{partial}; "
         f"{result.runtime}, {result.seconds:.2f} s)"
     )

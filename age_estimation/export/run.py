@@ -1,4 +1,8 @@
-"""Export one finished run: SavedModel in TF Serving's versioned layout, TFLite variants, parity report."""
+"""Export one finished run: SavedModel in TF Serving's versioned layout, TFLite variants, parity report.
+
+Every export carries the run's deployment spec, with its calibrated interval and model card when the
+run directory has them (``interval.json``, ``model_card.json``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from age_estimation.export.clips import cache_clips, parity_clips
 from age_estimation.export.report import export_report, savedmodel_parity, write_report
 from age_estimation.export.savedmodel import export_savedmodel
 from age_estimation.export.tflite import export_tflite
+from age_estimation.inference.spec import DeploymentSpec
 from age_estimation.models.siam.model import load_siam
 from age_estimation.runs import CONFIG_NAME, MODEL_NAME
 
@@ -35,11 +40,14 @@ def export_run(
         cfg.export = export_cfg
     variants = list(cfg.export.tflite_variants) if variants is None else variants
     model = load_siam(run_dir / MODEL_NAME)
+    spec = DeploymentSpec.from_config(cfg).with_run_files(run_dir)
 
     clips, ages, heldout, source = parity_clips(cfg, model.crop_size)
-    saved = export_savedmodel(model, cfg)
+    saved = export_savedmodel(model, cfg, spec=spec)
     result: dict[str, Any] = {
         "run": str(run_dir),
+        "interval": None if spec.interval is None else spec.interval.to_json(),
+        "model_card": None if spec.model_card is None else spec.model_card.to_json(),
         "savedmodel": {
             "path": str(saved),
             "version": int(saved.name),
@@ -51,7 +59,7 @@ def export_run(
     representative = None
     if "int8" in variants:
         representative = cache_clips(cfg, cfg.export.representative_clips, "int8 calibration")[0]
-    artifacts = export_tflite(model, cfg, variants=variants, representative=representative)
+    artifacts = export_tflite(model, cfg, variants=variants, representative=representative, spec=spec)
     out_dir = artifacts[0].path.parent
     result["tflite"] = {"path": str(out_dir), "variants": {a.variant: str(a.path) for a in artifacts}}
     if report:

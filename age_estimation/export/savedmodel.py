@@ -12,7 +12,7 @@ Each returns ``age`` float32 (B,), ``temporal_attention`` float32 (B, T) and, un
 has no spatial attention, ``spatial_attention`` float32 (B, T, h, w). Wrong dtypes are rejected by the
 signatures' TensorSpecs; bad lengths or JPEG sizes fail with a message naming the problem.
 ``assets.extra/input_spec.json`` in each version holds the model's ``DeploymentSpec`` (input spec,
-normalisation, alignment template).
+normalisation, alignment template, the calibrated interval and the model card).
 """
 
 from __future__ import annotations
@@ -40,8 +40,13 @@ def next_version(base: str | Path) -> int:
     return max(versions, default=0) + 1
 
 
-def export_savedmodel(model: Siam, cfg: PipelineConfig, directory: str | Path | None = None) -> Path:
+def export_savedmodel(
+    model: Siam, cfg: PipelineConfig, directory: str | Path | None = None, spec: DeploymentSpec | None = None
+) -> Path:
     """Write ``model`` as the next version under ``<directory>/<model_name>/`` and return that folder.
+
+    ``spec`` (default: ``cfg``'s) is the deployment spec to store, with the model's facts added; a run's
+    spec (``DeploymentSpec.with_run_files``) brings its interval and model card.
 
     The version is written to a hidden temporary folder first and renamed into place, so TF Serving never
     sees a half-written version and an existing version is never overwritten.
@@ -57,7 +62,8 @@ def export_savedmodel(model: Siam, cfg: PipelineConfig, directory: str | Path | 
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         archive.write_out(str(tmp), verbose=False)
-        write_json_atomic(tmp / SPEC_DIR / SPEC_NAME, DeploymentSpec.from_config(cfg, model).to_json())
+        stored = (spec or DeploymentSpec.from_config(cfg)).with_model(model)
+        write_json_atomic(tmp / SPEC_DIR / SPEC_NAME, stored.to_json())
         return _publish(tmp, base, version)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -3,7 +3,8 @@
 Conversion: the trained weights go into a batch-1, fixed-T twin with ``unroll=True``, so the LSTM
 becomes plain ops (no WHILE loop: what the mobile GPU delegate supports, and what full-int8
 quantisation needs); the twin is written as a SavedModel and converted from it. Each variant gets a
-JSON sidecar (``<variant>.json``): the twin's ``DeploymentSpec`` with the ``tflite_*`` keys.
+JSON sidecar (``<variant>.json``): the twin's ``DeploymentSpec`` with the ``tflite_*`` keys (and the run's
+interval and model card, so a deployer of the file alone sees them).
 
 Layout: ``<export.directory>/tflite/<model_name>/<version>/{<variant>.tflite, <variant>.json, report.json}``.
 """
@@ -90,12 +91,14 @@ def export_tflite(
     variants: list[str] | None = None,
     representative: list[Clip] | None = None,
     version: int | None = None,
+    spec: DeploymentSpec | None = None,
 ) -> list[TFLiteArtifact]:
     """Write each variant (default ``export.tflite_variants``) with its sidecar into a new version folder.
 
     The twin's T is ``data.clip_length``, the prediction window. ``representative`` clips calibrate int8;
     when None they are read from the prepared cache (``export.representative_clips`` clips), and a
-    missing cache is a clear error before any conversion.
+    missing cache is a clear error before any conversion. ``spec`` (default: ``cfg``'s) is the sidecars'
+    deployment spec, with the twin's facts added.
     """
     variants = list(variants or cfg.export.tflite_variants)
     unknown = [v for v in variants if v not in VARIANTS]
@@ -110,7 +113,7 @@ def export_tflite(
     if out_dir.exists():
         raise FileExistsError(f"{out_dir}: TFLite version {version} exists already; not overwriting it")
     twin = fixed_twin(model, cfg.data.clip_length)
-    spec = DeploymentSpec.from_config(cfg, twin)
+    spec = (spec or DeploymentSpec.from_config(cfg)).with_model(twin)
     artifacts = []
     work = Path(tempfile.mkdtemp(prefix="siam-tflite-"))
     try:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from age_estimation.config import AlignConfig
-from age_estimation.inference.predict import PredictionError, VideoPrediction, predict_videos
+from age_estimation.inference.predict import PredictionError, VideoPrediction, model_notices, predict_videos
 from age_estimation.inference.runtimes import TFLitePredictor
 from age_estimation.inference.spec import sidecar_path
 
@@ -40,15 +40,19 @@ class EdgeEstimator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print one JSON object per video; exit 1 when any video gave no estimate."""
+    """Print one JSON object per video (the model card and notices go to stderr once); exit 1 when any
+    video gave no estimate."""
     parser = argparse.ArgumentParser(description="Age from face videos with LiteRT only (no TensorFlow).")
     parser.add_argument("model", help="a .tflite variant with its .json sidecar beside it")
     parser.add_argument("videos", nargs="+")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--stride", type=int, default=None)
     args = parser.parse_args(argv)
+    estimator = EdgeEstimator(args.model, args.threads, args.stride)
+    for notice in model_notices(estimator.predictor.spec):
+        print(notice, file=sys.stderr)
     failed = 0
-    for result in EdgeEstimator(args.model, args.threads, args.stride).estimate(args.videos):
+    for result in estimator.estimate(args.videos):
         if isinstance(result, PredictionError):
             print(f"error: {result}", file=sys.stderr)
             failed += 1

@@ -1,10 +1,12 @@
 """Video files -> aligned face frames -> sliding windows of T frames -> one age per video.
 
 Only frames where the face was actually detected are used (interpolated frames are dropped), and the
-result says how many. Windows of ``window`` frames start every ``stride`` frames (the last window
-always ends at the last frame); their ages are averaged, and their spread is reported. Per-frame
+result says how many; a video with fewer face frames than one window, or than ``inference.min_face_fraction``
+of its decoded frames, gets no age. Windows of ``window`` frames start every ``stride`` frames (the last window
+always ends at the last frame); their ages are averaged, and their spread is reported. The video's age
+gets the model's calibrated interval here, so every runtime gives the same one. Per-frame
 temporal attention (and spatial maps) are averaged over the windows that cover each frame, which
-``write_explanation`` draws. No TensorFlow import here: with a TFLite predictor this is the edge path.
+``inference.explain`` draws. No TensorFlow import here: with a TFLite predictor this is the edge path.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from age_estimation.config import AlignConfig
+from age_estimation.config import AlignConfig, InferenceConfig
+from age_estimation.inference.model_card import ModelCard
 from age_estimation.inference.runtimes import Predictor
+from age_estimation.inference.spec import DeploymentSpec
 from age_estimation.video.align import AlignmentError, FaceAligner
 from age_estimation.video.decode import VideoError, read_video
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+NO_INTERVAL = "no interval: this model was exported before intervals; retrain/re-export"
+NO_MODEL_CARD = "no model card: this model was exported before model cards; retrain/re-export"
 
 
 class PredictionError(ValueError):
@@ -48,11 +54,22 @@ class VideoPrediction:
     spatial_attention: np.ndarray | None = field(default=None, repr=False)
     aligned_frames: np.ndarray | None = field(default=None, repr=False)
     seen: np.ndarray | None = field(default=None, repr=False)
+    fps: float = 0.0  # the container's frame rate (0 when unknown)
+    interval: tuple[float, float] | None = None
+    coverage: float | None = None
+    model_card: ModelCard | None = None
 
     @property
     def spread(self) -> float:
         """Standard deviation of the window ages (0 for one window)."""
         return float(np.std(self.window_ages))
+
+    def age_text(self) -> str:
+        """'age 34.5 (90% interval 28.1-41.0)', or 'age 34.5' without an interval."""
+        if self.interval is None or self.coverage is None:
+            return f"age {self.age:.1f}"
+        low, high = self.interval
+        return f"age {self.age:.1f} ({self.coverage:.0%} interval {low:.1f}-{high:.1f})"
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object printed by ``predict --json``."""
@@ -65,10 +82,34 @@ class VideoPrediction:
             "age_range": [round(min(self.window_ages), 3), round(max(self.window_ages), 3)],
             "frames_total": self.frames_total,
             "frames_used": self.frames_used,
+            "frames_seen": int(self.seen.sum()) if self.seen is not None else self.frames_used,
             "partial_face": self.frames_used < self.frames_total,
+            "interval": None if self.interval is None else [round(b, 3) for b in self.interval],
+            "coverage": self.coverage,
             "runtime": self.runtime,
             "seconds": round(self.seconds, 3),
+            "model_card": None if self.model_card is None else self.model_card.to_json(),
         }
+
+
+def model_notices(spec: DeploymentSpec) -> list[str]:
+    """The lines to show once per run about the model: its card, and what it lacks or was trained on."""
+    notices = [spec.model_card.summary_line()] if spec.model_card else [NO_MODEL_CARD]
+    if spec.model_card and spec.model_card.synthetic_notice():
+        notices.append(spec.model_card.synthetic_notice())
+    if spec.interval is None:
+        notices.append(NO_INTERVAL)
+    return notices
+
+
+def check_enough_face(path: Path, found: np.ndarray, window: int, min_fraction: float) -> None:
+    """``PredictionError`` when the face frames cannot fill one window or are below ``min_fraction``."""
+    count, total = int(found.sum()), len(found)
+    if count < window or count < min_fraction * total:
+        raise PredictionError(
+            f"{path}: a face was found in {count} of {total} frames; at least {window} (data.clip_length) "
+            f"and {min_fraction:.0%} (inference.min_face_fraction) are needed"
+        )
 
 
 def collect_videos(paths: Iterable[str | Path]) -> list[Path]:
@@ -172,7 +213,7 @@ def predict_video(
     progress: bool = False,
     keep_frames: bool = False,
 ) -> VideoPrediction:
-    """Read, align and estimate one video; ``PredictionError`` (naming the file) when it has no face."""
+    """Read, align and estimate one video; ``PredictionError`` (naming the file) when it has too little face."""
     path = Path(path)
     started = time.perf_counter()
     try:
@@ -182,13 +223,17 @@ def predict_video(
         message = str(err)
         raise PredictionError(message if message.startswith(str(path)) else f"{path}: {message}") from err
     found = np.asarray(clip.face_found, bool)
-    used = clip.frames[found]
     window = predictor.clip_length or window
-    span = max(window, int(predictor.spec.window_span or window))
+    spec = predictor.spec
+    min_fraction = InferenceConfig.min_face_fraction if spec.min_face_fraction is None else spec.min_face_fraction
+    check_enough_face(path, found, window, min_fraction)
+    used = clip.frames[found]
+    span = max(window, int(spec.window_span or window))
     out = predict_frames(predictor, used, window, stride or max(1, span // 2), progress=progress, span=span)
+    age = float(np.mean(out["window_ages"]))
     return VideoPrediction(
         path=str(path),
-        age=float(np.mean(out["window_ages"])),
+        age=age,
         window_ages=out["window_ages"],
         window_starts=out["window_starts"],
         frames_total=len(found),
@@ -200,6 +245,10 @@ def predict_video(
         spatial_attention=out["spatial_attention"],
         aligned_frames=used if keep_frames else None,
         seen=out["seen"],
+        fps=float(video.fps),
+        interval=None if spec.interval is None else spec.interval.bounds(age),
+        coverage=None if spec.interval is None else spec.interval.coverage,
+        model_card=spec.model_card,
     )
 
 
@@ -220,60 +269,3 @@ def predict_videos(
                 yield predict_video(path, predictor, aligner, align, window, stride, progress, keep_frames)
             except PredictionError as err:
                 yield err
-
-
-def write_explanation(result: VideoPrediction, out_dir: str | Path, max_frames: int = 8) -> list[Path]:
-    """Write ``<stem>_frames.png`` (aligned frames with the spatial heatmap) and ``<stem>_temporal.png``."""
-    # matplotlib loads only for --explain pictures.
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(result.path).stem
-    written = []
-    if result.aligned_frames is not None:
-        shown = np.flatnonzero(result.seen) if result.seen is not None else np.arange(len(result.aligned_frames))
-        picks = shown[np.unique(np.linspace(0, len(shown) - 1, min(max_frames, len(shown))).astype(int))]
-        fig, axes = plt.subplots(1, len(picks), figsize=(2.2 * len(picks), 2.6), squeeze=False)
-        for ax, index in zip(axes[0], picks):
-            frame = result.aligned_frames[index]
-            ax.imshow(frame)
-            if result.spatial_attention is not None:
-                size = frame.shape[0]
-                ax.imshow(
-                    result.spatial_attention[index],
-                    cmap="jet",
-                    alpha=0.45,
-                    extent=(0, size, size, 0),
-                    interpolation="bilinear",
-                )
-            ax.set_title(
-                f"frame {int(result.source_frames[index])}\nweight {result.temporal_attention[index]:.3f}",
-                fontsize=8,
-            )
-            ax.axis("off")
-        fig.suptitle(f"{stem}: age {result.age:.1f} (spatial attention overlaid)", fontsize=10, y=1.04)
-        fig.tight_layout()
-        written.append(_save(fig, out_dir / f"{stem}_frames.png", plt))
-    fig, ax = plt.subplots(figsize=(7, 3))
-    ax.plot(result.source_frames, result.temporal_attention, marker="o", markersize=3)
-    ax.set_xlabel("source frame")
-    ax.set_ylabel("temporal attention")
-    ax.set_title(
-        f"{stem}: age {result.age:.1f} ± {result.spread:.1f} over {len(result.window_ages)} window(s), "
-        f"{result.frames_used}/{result.frames_total} face frames",
-        fontsize=9,
-    )
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    written.append(_save(fig, out_dir / f"{stem}_temporal.png", plt))
-    return written
-
-
-def _save(fig: Any, path: Path, plt: Any) -> Path:
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path

@@ -132,7 +132,7 @@ class KerasPredictor(Predictor):
 
             path = Path(model)
             model = load_siam(path)
-            base = keras_spec(model, path.parent / CONFIG_NAME)
+            base = run_spec(path.parent).with_model(model)
         else:
             base = DeploymentSpec().with_model(model)
         super().__init__(as_spec(spec, base))
@@ -141,14 +141,6 @@ class KerasPredictor(Predictor):
     def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
         out = self.model.predict_on_batch({"frames": frames, "mask": mask})
         return {name: np.asarray(value) for name, value in out.items()}
-
-
-def keras_spec(model: Any, config_path: Path) -> DeploymentSpec:
-    """The spec of a ``Siam`` deployed with the pipeline config at ``config_path`` (its facts alone when
-    there is no such file)."""
-    if config_path.is_file():
-        return DeploymentSpec.from_config(load_config(config_path), model)
-    return DeploymentSpec(origin=str(config_path)).with_model(model)
 
 
 class SavedModelPredictor(Predictor):
@@ -278,7 +270,11 @@ def open_predictor(
     return KerasPredictor(run / MODEL_NAME)
 
 
-def run_spec(run_dir: Path) -> DeploymentSpec:
-    """The spec a run directory's config.yaml gives without loading its model (for a served model)."""
+def run_spec(run_dir: str | Path) -> DeploymentSpec:
+    """The spec a run directory gives without loading its model: its config.yaml, interval and model card.
+
+    Without a config.yaml the spec is empty (its errors name that file), still with the run's interval and card.
+    """
     path = Path(run_dir) / CONFIG_NAME
-    return DeploymentSpec.from_config(load_config(path)) if path.is_file() else DeploymentSpec(origin=str(path))
+    spec = DeploymentSpec.from_config(load_config(path)) if path.is_file() else DeploymentSpec(origin=str(path))
+    return spec.with_run_files(run_dir)

@@ -1,6 +1,7 @@
 """``DeploymentSpec``: what a deployed model needs beside its weights, in one typed, JSON-ready record.
 
-Input shapes, the alignment template, the prediction window and normalisation. Export writes it (a
+Input shapes, the alignment template, the prediction window and normalisation, the least face a video
+needs, the calibrated interval and the model card. Export writes it (a
 SavedModel keeps it in ``assets.extra/input_spec.json`` of each version, a TFLite variant in the JSON
 sidecar ``<variant>.json`` with its ``tflite_*`` keys) and every runtime reads it back through
 ``DeploymentSpec.from_json``, which also reads specs that lack keys (the missing ones stay None and
@@ -18,6 +19,8 @@ from typing import Any, Self
 import numpy as np
 
 from age_estimation.config import AlignConfig, PipelineConfig, from_dict
+from age_estimation.inference.interval import IntervalCalibration
+from age_estimation.inference.model_card import ModelCard
 from age_estimation.video.align import template_eyes
 
 SPEC_NAME = "input_spec.json"
@@ -28,6 +31,11 @@ NORMALIZATION = {
     "raw": "inside the model: none (0..255 floats); feed raw 0..255 RGB",
 }
 TFLITE_KEYS = ("tflite_variant", "quantization", "signature", "ops")
+# Files a finished run directory holds beside its model, written at the end of training.
+INTERVAL_NAME = "interval.json"
+MODEL_CARD_NAME = "model_card.json"
+# Fields that describe one trained model, never filled in from another run's or a config's spec.
+OWN_FIELDS = ("interval", "model_card")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +50,15 @@ class DeploymentSpec:
     window: int | None = None  # frames per prediction window (data.clip_length)
     window_span: int | None = None  # source frames one window covers
     test_time_flip: bool | None = None
+    min_face_fraction: float | None = None  # least share of decoded frames with a face (inference.*)
     batch_size: int | None = None
     inputs: dict[str, Any] | None = None
     normalization: str | None = None
     outputs: dict[str, Any] | None = None
     align: AlignConfig | None = None
     template_eyes: list[list[float]] | None = None
+    interval: IntervalCalibration | None = None  # None: exported before intervals
+    model_card: ModelCard | None = None
     tflite_variant: str | None = None
     quantization: str | None = None
     signature: str | None = None
@@ -66,6 +77,7 @@ class DeploymentSpec:
             window=cfg.data.clip_length,
             window_span=cfg.inference.window_span,
             test_time_flip=cfg.inference.test_time_flip,
+            min_face_fraction=cfg.inference.min_face_fraction,
             align=dataclasses.replace(cfg.align),
             template_eyes=np.asarray(template_eyes(cfg.align), dtype=float).round(3).tolist(),
             origin=cfg.source_file or "pipeline config",
@@ -91,6 +103,16 @@ class DeploymentSpec:
             outputs=describe_outputs(steps, batch, model.spatial_grid),
         )
 
+    def with_run_files(self, run_dir: str | Path) -> Self:
+        """This spec with the interval and model card a finished run directory holds (when it has them)."""
+        run_dir = Path(run_dir)
+        found: dict[str, Any] = {}
+        for name, filename in (("interval", INTERVAL_NAME), ("model_card", MODEL_CARD_NAME)):
+            path = run_dir / filename
+            if path.is_file():
+                found[name] = _parsed(name, json.loads(path.read_text()), str(path))
+        return dataclasses.replace(self, **found)
+
     def updated(self, changes: Mapping[str, Any] | None) -> Self:
         """A copy with ``changes`` (spec field -> value) applied; an unknown field is a ``ValueError``."""
         if not changes:
@@ -101,11 +123,12 @@ class DeploymentSpec:
         return dataclasses.replace(self, **_typed(dict(changes), self.origin))
 
     def filled_from(self, fallback: DeploymentSpec) -> Self:
-        """This spec with every field it lacks (None) taken from ``fallback``."""
+        """This spec with every field it lacks (None) taken from ``fallback``, except the interval and
+        model card: those of another model would describe the wrong one."""
         missing = {
             f.name: getattr(fallback, f.name)
             for f in dataclasses.fields(self)
-            if getattr(self, f.name) is None and f.name != "origin"
+            if getattr(self, f.name) is None and f.name not in ("origin", *OWN_FIELDS)
         }
         return dataclasses.replace(self, **missing)
 
@@ -124,7 +147,11 @@ class DeploymentSpec:
             value = getattr(self, f.name)
             if f.name == "origin" or (f.name in TFLITE_KEYS and value is None):
                 continue
-            out[f.name] = dataclasses.asdict(value) if isinstance(value, AlignConfig) else value
+            if isinstance(value, AlignConfig):
+                value = dataclasses.asdict(value)
+            elif isinstance(value, (IntervalCalibration, ModelCard)):
+                value = value.to_json()
+            out[f.name] = value
         return out
 
     @classmethod
@@ -189,7 +216,19 @@ def describe_outputs(
 
 
 def _typed(values: dict[str, Any], origin: str) -> dict[str, Any]:
-    """``values`` with ``align`` as an ``AlignConfig`` (a dict from JSON is checked key by key)."""
+    """``values`` with ``align``, ``interval`` and ``model_card`` as their types (dicts from JSON are checked)."""
     if isinstance(values.get("align"), Mapping):
         values["align"] = from_dict(AlignConfig, dict(values["align"]), origin or "deployment spec", "align.")
+    for name in ("interval", "model_card"):
+        if isinstance(values.get(name), Mapping):
+            values[name] = _parsed(name, values[name], origin)
     return values
+
+
+def _parsed(name: str, raw: Mapping[str, Any], origin: str) -> IntervalCalibration | ModelCard:
+    """The ``interval`` or ``model_card`` of a JSON object; a bad one is a ``ValueError`` naming the file."""
+    kind = IntervalCalibration if name == "interval" else ModelCard
+    try:
+        return kind.from_json(raw)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{origin or 'deployment spec'}: {name}: {err}") from err

@@ -8,7 +8,7 @@ import pytest
 
 from age_estimation.export.run import export_run
 from age_estimation.inference.spec import DeploymentSpec, read_spec
-from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_cache, make_tiny_run
+from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_cache, make_tiny_run, write_run_facts
 
 pytestmark = pytest.mark.slow  # one TFLite conversion and a SavedModel export
 
@@ -17,7 +17,9 @@ pytestmark = pytest.mark.slow  # one TFLite conversion and a SavedModel export
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
     make_tiny_cache(root / "cache")
-    return make_tiny_run(root, [f"data.cache_dir={root / 'cache'}", "export.latency_runs=2"])
+    run = make_tiny_run(root, [f"data.cache_dir={root / 'cache'}", "export.latency_runs=2"])
+    write_run_facts(run)
+    return run
 
 
 def test_export_run_writes_every_artifact_with_parity(run):
@@ -25,7 +27,10 @@ def test_export_run_writes_every_artifact_with_parity(run):
     cfg, model = load_tiny_run(run)
     saved = result["savedmodel"]
     assert saved["version"] == 1 and saved["max_abs_diff_years"] <= 1e-4
-    assert read_spec(saved["path"]) == DeploymentSpec.from_config(cfg, model)
+    stored = read_spec(saved["path"])
+    assert stored == DeploymentSpec.from_config(cfg, model).with_run_files(run)
+    assert stored.interval is not None and stored.model_card.synthetic is True
+    assert result["interval"] == stored.interval.to_json() and result["model_card"]["trained"] == "2025-01-01"
     report = result["tflite"]["report"]
     print("parity", saved["max_abs_diff_years"], report["variants"]["float32"]["max_abs_diff_years"])
     assert report["parity_source"].startswith("cache") and report["parity_clips"] == 6
@@ -33,6 +38,7 @@ def test_export_run_writes_every_artifact_with_parity(run):
     assert json.loads(Path(report["report_path"]).read_text())["variants"].keys() == {"float32"}
     sidecar = json.loads(Path(result["tflite"]["variants"]["float32"]).with_suffix(".json").read_text())
     assert sidecar["inputs"]["frames"]["shape"] == [1, CLIP, CROP, CROP, 3]
+    assert sidecar["interval"] == result["interval"] and sidecar["model_card"] == result["model_card"]
 
 
 def test_export_run_savedmodel_only_and_overrides(run):

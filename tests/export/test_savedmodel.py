@@ -47,8 +47,10 @@ def test_spec_asset_describes_inputs(exported):
     raw = json.loads((path / "assets.extra" / "input_spec.json").read_text())
     assert list(raw) == [
         "format", "model_name", "variant", "crop_size", "clip_length", "window", "window_span", "test_time_flip",
-        "batch_size", "inputs", "normalization", "outputs", "align", "template_eyes",
+        "min_face_fraction", "batch_size", "inputs", "normalization", "outputs", "align", "template_eyes",
+        "interval", "model_card",
     ]
+    assert raw["interval"] is None and raw["model_card"] is None  # no interval.json / model_card.json given
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 """`age-estimation predict`: windows, combination, face handling, every runtime, explain pictures."""
 
 import json
+import re
+import shutil
 
 import matplotlib.image
 import numpy as np
@@ -9,16 +11,21 @@ import pytest
 from age_estimation.cli.main import main
 from age_estimation.export.savedmodel import export_savedmodel
 from age_estimation.export.tflite import export_tflite
+from age_estimation.inference.explain import temporal_figure
+from age_estimation.inference.model_card import SYNTHETIC_NOTICE
 from age_estimation.inference.predict import (
+    NO_INTERVAL,
     PredictionError,
+    VideoPrediction,
     collect_videos,
     predict_frames,
     window_indices,
     window_starts,
 )
 from age_estimation.inference.runtimes import Predictor
+from age_estimation.inference.spec import DeploymentSpec
 from tests.inference import write_video
-from tests.tiny_run import CLIP, load_tiny_run, make_tiny_run
+from tests.tiny_run import CLIP, load_tiny_run, make_tiny_run, write_run_facts
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +39,19 @@ def setup(tmp_path_factory):
         "partial": write_video(videos / "partial.mp4", "F" * 10 + "." * 6),
     }
     paths["none"] = write_video(root / "none.mp4", "." * 8)
+    paths["room"] = write_video(root / "room.mp4", "." * 40 + "FF" + "." * 53)  # 95 frames, a glimpse of face
+    paths["sparse"] = write_video(root / "sparse.mp4", "F" * 10 + "." * 90)  # a full window, but 10% face
     return root, run, paths
+
+
+@pytest.fixture(scope="module")
+def carded(setup):
+    """A copy of the tiny run with the interval and model card training writes."""
+    root, run, _ = setup
+    copy = root / "carded" / run.name
+    shutil.copytree(run, copy)
+    interval, card = write_run_facts(copy)
+    return copy, interval, card
 
 
 def run_cli(capsys, *argv):
@@ -149,19 +168,22 @@ def test_explain_writes_readable_pictures(setup, capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_every_runtime_gives_the_same_age(setup, capsys):
+def test_every_runtime_gives_the_same_age_and_interval(setup, carded, capsys):
     root, run, paths = setup
     cfg, model = load_tiny_run(run)
-    saved = export_savedmodel(model, cfg)
-    tflite = export_tflite(model, cfg, variants=["float32"])[0].path
-    ages = {}
-    for name, flag in [("keras", run / "model.keras"), ("savedmodel", saved.parent), ("tflite", tflite)]:
+    spec = DeploymentSpec.from_config(cfg).with_run_files(carded[0])
+    saved = export_savedmodel(model, cfg, spec=spec)
+    tflite = export_tflite(model, cfg, variants=["float32"], spec=spec)[0].path
+    ages, intervals = {}, {}
+    for name, flag in [("keras", carded[0] / "model.keras"), ("savedmodel", saved.parent), ("tflite", tflite)]:
         code, results, err = run_cli(capsys, paths["face"], "--model", flag, "--json", "--stride", "4")
         assert code == 0, err
         assert results[0]["runtime"] == name
-        ages[name] = results[0]["age"]
+        ages[name], intervals[name] = results[0]["age"], results[0]["interval"]
     assert abs(ages["savedmodel"] - ages["keras"]) <= 1e-3
     assert abs(ages["tflite"] - ages["keras"]) <= 0.01
+    assert intervals["savedmodel"] == pytest.approx(intervals["keras"], abs=1e-2)
+    assert intervals["tflite"] == pytest.approx(intervals["keras"], abs=0.05)
     code, results, _ = run_cli(
         capsys, paths["face"], "--json", "--stride", "4", "--config", _config_with_runs(root)
     )
@@ -172,3 +194,58 @@ def _config_with_runs(root):
     path = root / "pipeline.yaml"
     path.write_text(f"runtime:\n  runs_dir: {root / 'runs'}\n")
     return path
+
+
+def test_too_little_face_is_refused_with_the_counts(setup, capsys):
+    _, run, paths = setup
+    code, results, err = run_cli(capsys, paths["room"], paths["sparse"], paths["face"], "--run", run, "--json")
+    assert code == 1 and [r["path"] for r in results] == [str(paths["face"])]
+    needed = r"; at least 8 \(data\.clip_length\) and 20% \(inference\.min_face_fraction\) are needed"
+    assert re.search(re.escape(str(paths["room"])) + r": a face was found in [1-7] of 95 frames" + needed, err)
+    assert re.search(re.escape(str(paths["sparse"])) + r": a face was found in 10 of 100 frames" + needed, err)
+    face = results[0]
+    assert (face["frames_used"], face["frames_total"], face["frames_seen"]) == (16, 16, 16)
+
+
+def test_every_output_has_the_interval_and_model_card(setup, carded, capsys):
+    _, _, paths = setup
+    run, interval, card = carded
+    code = main(["predict", str(paths["face"]), str(paths["partial"]), "--run", str(run)])
+    out, err = capsys.readouterr()
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert re.search(r": age \d+\.\d \(90% interval \d+\.\d-\d+\.\d\) years \(\d window\(s\)", line), line
+    assert err.count(SYNTHETIC_NOTICE) == 1 and err.count("model: trained 2025-01-01 on synthetic data") == 1
+    assert NO_INTERVAL not in err
+    code, results, _ = run_cli(capsys, paths["face"], "--run", run, "--json")
+    face = results[0]
+    assert face["coverage"] == 0.9 and face["model_card"] == card.to_json()
+    assert face["interval"] == pytest.approx(list(interval.bounds(face["age"])), abs=2e-3)
+    assert face["interval"][0] < face["age"] < face["interval"][1]
+
+
+def test_a_model_without_interval_says_so_once(setup, capsys):
+    _, run, paths = setup
+    code, results, err = run_cli(capsys, paths["face"], paths["partial"], "--run", run, "--json")
+    assert code == 0 and err.count(NO_INTERVAL) == 1 and SYNTHETIC_NOTICE not in err
+    assert all(r["interval"] is None and r["coverage"] is None and r["model_card"] is None for r in results)
+
+
+def test_attention_curve_has_points_only_at_seen_frames_and_a_seconds_axis(tmp_path):
+    seen = np.array([True, True, False, False, True, True, False, True])
+    attention = np.where(seen, 0.2, 0.0)
+    result = VideoPrediction(
+        path=str(tmp_path / "clip.mp4"), age=30.0, window_ages=[30.0], window_starts=[0], frames_total=10,
+        frames_used=8, runtime="test", seconds=0.1, source_frames=np.arange(0, 16, 2), temporal_attention=attention,
+        seen=seen, fps=25.0, interval=(25.0, 35.0), coverage=0.9,
+    )
+    fig = temporal_figure(result)
+    (line,) = fig.axes[0].lines
+    np.testing.assert_array_equal(line.get_xdata(), np.arange(0, 16, 2)[seen])
+    assert (line.get_ydata() > 0).all()
+    assert fig.axes[0].get_xlabel() == "source frame (only frames a window sampled)"
+    (seconds,) = fig.axes[0].child_axes
+    assert seconds.get_xlabel() == "seconds"
+    assert "age 30.0 (90% interval 25.0-35.0)" in fig.axes[0].get_title()

@@ -57,3 +57,32 @@ def test_updated_and_filled_from():
         spec.updated({"crop": 3})
     filled = spec.filled_from(DeploymentSpec(crop_size=99, window=5, test_time_flip=False))
     assert (filled.crop_size, filled.window, filled.test_time_flip) == (CROP, 5, True)
+
+
+def test_interval_and_model_card_travel_with_the_spec(tmp_path):
+    from age_estimation.inference.interval import IntervalCalibration
+    from age_estimation.inference.model_card import ModelCard
+    from tests.tiny_run import write_run_facts
+
+    (tmp_path / "config.yaml").write_text("data:\n  clip_length: 4\n")
+    interval, card = write_run_facts(tmp_path)
+    spec = DeploymentSpec.from_config(load_config(None, TINY_OVERRIDES)).with_run_files(tmp_path)
+    assert spec.interval == interval and spec.model_card == card and spec.min_face_fraction == 0.2
+    raw = json.loads(json.dumps(spec.to_json()))
+    assert raw["interval"]["coverage"] == 0.9 and raw["model_card"]["synthetic"] is True
+    again = DeploymentSpec.from_json(raw, origin="x.json")
+    assert isinstance(again.interval, IntervalCalibration) and isinstance(again.model_card, ModelCard)
+    assert again.model_card == card and again.interval.bounds(30.0) == pytest.approx(interval.bounds(30.0), abs=1e-3)
+    # another model's interval and card never fill in a spec that lacks them
+    assert DeploymentSpec().filled_from(spec).interval is None
+    assert DeploymentSpec().filled_from(spec).model_card is None
+
+
+def test_old_specs_have_no_interval_and_a_bad_one_names_the_file(tmp_path):
+    assert DeploymentSpec.from_json({"crop_size": CROP}).interval is None
+    assert DeploymentSpec().with_run_files(tmp_path) == DeploymentSpec()
+    with pytest.raises(ValueError, match=r"x\.json: interval: .*lacks quantile"):
+        DeploymentSpec.from_json({"interval": {"coverage": 0.9}}, origin="x.json")
+    (tmp_path / "model_card.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"model_card\.json: model_card: model card lacks"):
+        DeploymentSpec().with_run_files(tmp_path)
