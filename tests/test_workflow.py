@@ -22,3 +22,5 @@ def test_run_pipeline_trains_scores_attention_and_skips_export(tiny_config) -> N
     attention = written["attention"]
     assert attention["frames"]["informative"] > 0 and attention["heldout_oracle_mae"] >= 0
     assert set(written["cue_usage"]) >= {"hair_grey", "smile_onset"}
+    assert 0.0 <= written["interval"]["empirical_coverage"] <= 1.0  # kept when the attention scores are added
+    assert (outcome.run_dir / "interval.json").is_file() and (outcome.run_dir / "model_card.json").is_file()

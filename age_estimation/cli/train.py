@@ -50,8 +50,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"exported: SavedModel {outcome.export['savedmodel']['path']}"
               + (f", TFLite {tflite['path']}" if tflite else ""))
     print(f"wall time: {wall / 60:.1f} min ({', '.join(f'{k} {v:.0f}s' for k, v in outcome.timings.items())})")
+    if "interval" in metrics:
+        print(interval_line(metrics["interval"]))
     print(summary_line(metrics))
     return 0
+
+
+def interval_line(interval: dict[str, Any]) -> str:
+    """The held-out coverage and width of the calibrated interval, e.g. '90% nominal, 88.5% ... inside'."""
+    return (
+        f"interval: {interval['coverage']:.0%} nominal, {interval['empirical_coverage']:.1%} of held-out ages "
+        f"inside, mean width {interval['mean_width']:.1f} years"
+    )
 
 
 def summary_line(metrics: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from age_estimation.data.pipeline import SplitData, build_split_datasets, steps_
 from age_estimation.training.callbacks import make_callbacks
 from age_estimation.training.multi_worker import train_multi_worker
 from age_estimation.training.run import TrainResult, finish, open_run_dir, recalibration_batches, set_up
-from age_estimation.training.runtime import configure_runtime, make_strategy
+from age_estimation.training.runtime import configure_runtime, make_strategy, progress_verbosity
 from age_estimation.training.task import age_targets
 
 __all__ = ["TrainResult", "train"]
@@ -37,9 +37,11 @@ def train(
 ) -> TrainResult:
     """Train ``cfg`` on its prepared cache, evaluate on held-out subjects, and save everything.
 
-    ``resume`` continues an unfinished run of the same config; ``verbose`` is Keras' progress setting.
+    ``resume`` continues an unfinished run of the same config; ``verbose`` is Keras' progress setting
+    (``"auto"``: the step bar on a terminal, one line per epoch when stdout is not one).
     """
     configure_runtime(cfg.runtime)
+    verbose = progress_verbosity(verbose)
     if cfg.runtime.strategy == "multi_worker":
         return train_multi_worker(cfg, split=split, run_dir=run_dir, resume=resume, verbose=verbose)
     return train_with_fit(cfg, split, run_dir, resume, verbose)

@@ -54,6 +54,7 @@ from age_estimation.training.run import (
     recalibration_batches,
     set_up,
 )
+from age_estimation.training.runtime import progress_verbosity
 from age_estimation.training.task import AGE_METRIC, TrainingError, age_targets
 
 
@@ -89,6 +90,7 @@ def train_multi_worker(
         cfg.train, run_dir, session.steps, resuming=initial_epoch > 0, train_batches=recalibration_batches(cfg, split),
         backup=backup.snapshot, synchronise=loop.sync_state,
     )
+    verbose = progress_verbosity(verbose)
     callback_list = keras.callbacks.CallbackList(
         [*callbacks, backup], add_history=True, add_progbar=verbose != 0, verbose=verbose,
         epochs=cfg.train.epochs, steps=session.steps, model=session.fitted,

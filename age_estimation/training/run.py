@@ -1,8 +1,9 @@
 """What every training path does before and after its epochs: open the run, build the model, score and save.
 
 ``set_up`` reads the split's cache index, builds and compiles the model under the strategy's scope;
-``finish`` loads the best checkpoint, predicts the held-out subjects and writes the run directory
-(metrics, predictions, ``model.keras``, plots). ``fit`` and the multi-worker loop differ only in between.
+``finish`` loads the best checkpoint, predicts the held-out subjects, calibrates the age interval on the
+validation fold and writes the run directory (metrics, predictions, interval, model card, ``model.keras``,
+plots). ``fit`` and the multi-worker loop differ only in between.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from age_estimation.atomic_files import write_json_atomic
 from age_estimation.config import PipelineConfig, save_config, to_dict
 from age_estimation.data.cache import read_index
 from age_estimation.data.pipeline import SplitData, build_dataset
-from age_estimation.evaluation.metrics import regression_report
+from age_estimation.evaluation.metrics import AGE_GROUPS, group_name, regression_report
 from age_estimation.evaluation.plots import plot_run
 from age_estimation.evaluation.predictions import Predictions, collect_predictions, write_predictions_csv
+from age_estimation.inference.interval import IntervalCalibration, fit_interval, interval_report
+from age_estimation.inference.model_card import ModelCard
+from age_estimation.inference.spec import INTERVAL_NAME, MODEL_CARD_NAME
 from age_estimation.models.siam.model import build_siam
 from age_estimation.runs import CONFIG_NAME, METRICS_NAME, MODEL_NAME, PREDICTIONS_NAME, new_run_dir
 from age_estimation.training.callbacks import BEST_WEIGHTS, read_history
@@ -38,6 +42,8 @@ from age_estimation.training.task import (
 )
 
 BACKUP_DIR = "backup"  # under checkpoints/: a run with one and no model.keras is unfinished
+# The age groups of the held-out report, as the interval report's name -> inclusive (low, high) years.
+AGE_GROUP_RANGES = {group_name(low, high): (low, high) for low, high in AGE_GROUPS}
 
 
 @dataclass
@@ -103,7 +109,9 @@ def finish(
 ) -> TrainResult:
     """Load the best checkpoint into ``model``, score the held-out subjects and write the run directory.
 
-    Every task writes ``metrics.json``; only the chief writes the predictions, ``model.keras`` and plots.
+    The interval is calibrated on the validation fold and scored on the held-out subjects
+    (``metrics["interval"]``). Every task writes ``metrics.json``; only the chief writes the predictions,
+    ``interval.json``, ``model_card.json``, plots and, last, ``model.keras``: a run with a model is complete.
     """
     cfg, split, run_dir = session.cfg, session.split, session.run_dir
     best = run_dir / "checkpoints" / BEST_WEIGHTS
@@ -112,15 +120,33 @@ def finish(
     age_view(model).load_weights(best)
     heldout = collect_predictions(model, split.cache_dir, split.heldout_ids, cfg.data, keep_frames=8 if chief else 0,
                                   test_time_flip=cfg.inference.test_time_flip)
+    calibration = calibrate_interval(model, cfg, split)
     metrics = run_metrics(cfg, split, session.index, heldout, session.train_ages, run_dir, train_seconds, nan_stop)
+    metrics["interval"] = interval_report(calibration, heldout.true, heldout.pred, groups=AGE_GROUP_RANGES)
     metrics.update(extra or {})
-    if chief:
-        write_predictions_csv(run_dir / PREDICTIONS_NAME, heldout, session.index)
-        save_model_atomic(model, run_dir / MODEL_NAME)
     write_json_atomic(run_dir / METRICS_NAME, metrics)
     if chief:
+        write_predictions_csv(run_dir / PREDICTIONS_NAME, heldout, session.index)
+        write_json_atomic(run_dir / INTERVAL_NAME, calibration.to_json())
+        write_json_atomic(run_dir / MODEL_CARD_NAME, model_card(cfg, metrics).to_json())
         plot_run(run_dir, heldout, read_history(run_dir))
+        save_model_atomic(model, run_dir / MODEL_NAME)
     return TrainResult(run_dir=run_dir, model=model, metrics=metrics, heldout=heldout)
+
+
+def calibrate_interval(model: keras.Model, cfg: PipelineConfig, split: SplitData) -> IntervalCalibration:
+    """The interval of ``inference.coverage``, fitted on the validation fold predicted as held-out is."""
+    val = collect_predictions(model, split.cache_dir, split.val_ids, cfg.data,
+                              test_time_flip=cfg.inference.test_time_flip)
+    return fit_interval(val.true, val.pred, coverage=cfg.inference.coverage)
+
+
+def model_card(cfg: PipelineConfig, metrics: dict[str, Any]) -> ModelCard:
+    """The run's card: its data and split sizes, held-out MAE and interval coverage, today's date."""
+    counts = metrics["counts"]
+    splits = {name: {"videos": counts[name], "subjects": counts[f"subjects_{name}"]}
+              for name in ("train", "val", "heldout")}
+    return ModelCard.from_run(cfg, splits, metrics["heldout"]["mae"], metrics["interval"])
 
 
 def open_run_dir(cfg: PipelineConfig, run_dir: Path | None, resume: bool) -> tuple[Path, bool]:

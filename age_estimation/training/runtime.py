@@ -1,6 +1,8 @@
-"""Process-wide training settings: seeds, op determinism, mixed precision and the distribution strategy."""
+"""Process-wide training settings: seeds, op determinism, mixed precision, the strategy and Keras' verbosity."""
 
 from __future__ import annotations
+
+import sys
 
 import keras
 import tensorflow as tf
@@ -27,3 +29,13 @@ def make_strategy(runtime: RuntimeConfig) -> tf.distribute.Strategy:
     if runtime.strategy == "multi_worker":
         raise ValueError("runtime.strategy multi_worker runs through age_estimation.training.multi_worker, not model.fit")
     return tf.distribute.get_strategy()
+
+
+def progress_verbosity(verbose: int | str) -> int | str:
+    """Keras' ``verbose`` for training: ``"auto"`` is the step bar on a terminal, one line per epoch elsewhere.
+
+    Off a terminal (CI, ``make train > log``) the bar's carriage returns would leave a line per step.
+    """
+    if verbose != "auto":
+        return verbose
+    return 1 if sys.stdout.isatty() else 2

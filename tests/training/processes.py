@@ -13,10 +13,10 @@ import numpy as np
 from tests.conftest import TINY_CONFIG, tiny_overrides
 
 
-def train_args(root: Path, *overrides: str) -> list[str]:
-    """``age-estimation train`` of the tiny config on ``root``'s data, no export, metrics as JSON."""
+def train_args(root: Path, *overrides: str, as_json: bool = True) -> list[str]:
+    """``age-estimation train`` of the tiny config on ``root``'s data, no export, metrics as JSON (or the summary)."""
     args = [sys.executable, "-m", "age_estimation.cli.main", "train", "--config", str(TINY_CONFIG), "--no-export",
-            "--json"]
+            *(["--json"] if as_json else [])]
     for item in tiny_overrides(root) + list(overrides):
         args += ["--set", item]
     return args

@@ -13,8 +13,10 @@ import keras
 import numpy as np
 import pytest
 
-from age_estimation.cli.train import summary_line
+from age_estimation.cli.train import interval_line, summary_line
 from age_estimation.config import ConfigError, load_config
+from age_estimation.inference.interval import IntervalCalibration
+from age_estimation.inference.model_card import ModelCard
 from age_estimation.runs import latest_run
 from age_estimation.training.callbacks import NanGuard
 from age_estimation.training.fit import train
@@ -28,8 +30,8 @@ def test_train_writes_a_complete_run_directory(tiny_config):
     cfg = tiny_config("train.epochs=2")
     result = train(cfg, verbose=0)
     run = result.run_dir
-    for name in ("config.yaml", "model.keras", "metrics.json", "heldout_predictions.csv",
-                 "checkpoints/best.weights.h5", "logs/training.csv",
+    for name in ("config.yaml", "model.keras", "metrics.json", "heldout_predictions.csv", "interval.json",
+                 "model_card.json", "checkpoints/best.weights.h5", "logs/training.csv",
                  "plots/predicted_vs_true.png", "plots/error_by_age_group.png", "plots/training_curves.png",
                  "plots/attention.png"):
         assert (run / name).is_file(), name
@@ -43,6 +45,26 @@ def test_train_writes_a_complete_run_directory(tiny_config):
     assert load_config(run / "config.yaml").train.epochs == 2
     assert latest_run(cfg.runtime.runs_dir) == run
     assert summary_line(metrics).startswith("held-out MAE: ")
+    # the interval: calibrated on the validation fold, scored on the held-out videos
+    calibration = IntervalCalibration.from_json(json.loads((run / "interval.json").read_text()))
+    assert calibration.coverage == cfg.inference.coverage
+    assert calibration.calibration_videos == metrics["counts"]["val"]
+    interval = metrics["interval"]
+    assert 0.0 <= interval["empirical_coverage"] <= 1.0 and interval["mean_width"] > 0
+    assert interval["videos"] == heldout["count"]
+    groups = interval["by_age_group"]
+    assert groups and sum(g["count"] for g in groups.values()) == heldout["count"]
+    assert all(g["mean_width"] > 0 and 0.0 <= g["empirical_coverage"] <= 1.0 for g in groups.values())
+    assert interval_line(metrics["interval"]).startswith("interval: 90% nominal, ")
+    card = ModelCard.from_json(json.loads((run / "model_card.json").read_text()))
+    assert card.synthetic and card.data_source == "synthetic" and card.config == "ci_tiny.yaml"
+    assert card.splits["heldout"] == {"videos": metrics["counts"]["heldout"],
+                                      "subjects": metrics["counts"]["subjects_heldout"]}
+    assert card.heldout_mae == pytest.approx(heldout["mae"], abs=1e-4)
+    assert card.heldout_coverage == pytest.approx(interval["empirical_coverage"], abs=1e-4)
+    # model.keras comes last: a run with a model has its interval and card
+    model_written = (run / "model.keras").stat().st_mtime_ns
+    assert all((run / name).stat().st_mtime_ns <= model_written for name in ("interval.json", "model_card.json"))
     # the saved model reproduces the held-out predictions it was scored with
     reloaded = keras.saving.load_model(run / "model.keras")
     with open(run / "heldout_predictions.csv") as handle:

@@ -1,4 +1,6 @@
-"""Process-wide settings: seeding makes runs repeat, the dtype policy, the strategies fit runs under."""
+"""Process-wide settings: seeding makes runs repeat, the dtype policy, the strategies fit runs under, verbosity."""
+
+import sys
 
 import keras
 import numpy as np
@@ -6,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from age_estimation.config import RuntimeConfig
-from age_estimation.training.runtime import configure_runtime, make_strategy
+from age_estimation.training.runtime import configure_runtime, make_strategy, progress_verbosity
 
 
 def test_the_same_seed_gives_the_same_draws():
@@ -31,3 +33,11 @@ def test_strategies_for_fit():
     assert isinstance(make_strategy(RuntimeConfig(strategy="mirrored")), tf.distribute.MirroredStrategy)
     with pytest.raises(ValueError, match="multi_worker"):
         make_strategy(RuntimeConfig(strategy="multi_worker"))
+
+
+def test_auto_verbosity_is_the_bar_on_a_terminal_and_a_line_per_epoch_elsewhere(monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert progress_verbosity("auto") == 1
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert progress_verbosity("auto") == 2
+    assert progress_verbosity(0) == 0 and progress_verbosity(1) == 1
