@@ -6,6 +6,8 @@ Layout of ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>/``::
     model.keras        the trained model (best epoch), complete once training ends
     checkpoints/       best-checkpoint weights and BackupAndRestore state
     metrics.json       held-out metrics and the training summary
+    interval.json      the interval calibration (split-conformal on the validation fold)
+    model_card.json    what the model was trained on and how well it did, shown by predict and exports
     heldout_predictions.csv  one row per held-out video: true and predicted age
     plots/             PNG figures
     logs/              TensorBoard event files and training.csv

@@ -26,6 +26,7 @@ from age_estimation.config import PipelineConfig
 from age_estimation.export.clips import Clip, cache_clips
 from age_estimation.export.savedmodel import next_version
 from age_estimation.inference.spec import DeploymentSpec, sidecar_path
+from age_estimation.logs import native_logs_hidden
 from age_estimation.models.siam.model import Siam
 
 VARIANTS = ("float32", "float16", "dynamic_range", "int8")
@@ -81,7 +82,8 @@ def convert(
             )
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
+    with native_logs_hidden():  # the converter's MLIR passes log straight to fd 2
+        return converter.convert()
 
 
 def export_tflite(
