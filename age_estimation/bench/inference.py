@@ -1,8 +1,12 @@
-"""Inference figures: batch-1 latency and size of every runtime, and end-to-end ``predict`` time per video second."""
+"""Inference figures: batch-1 latency and size of every runtime, end-to-end ``predict`` time per video second,
+and the ``age-estimation predict`` process (start-up to decoding, whole run) against decode + detect alone."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from age_estimation.inference.predict import predict_video, prediction_align_con
 from age_estimation.inference.runtimes import KerasPredictor, Predictor, SavedModelPredictor, TFLitePredictor
 from age_estimation.training.task import crop_size_of
 from age_estimation.video.align import FaceAligner
+from age_estimation.video.decode import VideoStream
 
 
 def bench_inference(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> dict[str, Any]:
@@ -58,7 +63,8 @@ def bench_inference(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> di
     for entry in table.values():
         entry["speedup_over_keras"] = keras_ms["median"] / entry["ms"]["median"]
     return {"clip_length": cfg.data.clip_length, "crop_size": crop, "runtimes": table,
-            "predict": bench_predict(cfg, sizes, workdir, run_dir, artifacts)}
+            "predict": bench_predict(cfg, sizes, workdir, run_dir, artifacts),
+            "predict_process": bench_predict_process(cfg, sizes, workdir, run_dir, artifacts)}
 
 
 def bench_predict(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path, run_dir: Path,
@@ -82,6 +88,57 @@ def bench_predict(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path, run_dir
 
             out[name] = repeat(once, sizes.repeats)
     return out
+
+
+def bench_predict_process(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path, run_dir: Path,
+                          artifacts: list[Any]) -> dict[str, Any]:
+    """The whole ``age-estimation predict VIDEO`` process vs decode + detect of the same 640x360 face video.
+
+    Per command (the run's default runtime; ``--model`` of the first TFLite variant): seconds from launch
+    to the start of decoding (``--timings``) and to exit, and the exit time over decode + detect.
+    """
+    frames = round(30 * sizes.predict_seconds)
+    video = write_face_video(workdir / "predict_process.mp4", frames=frames, size=(640, 360), fps=30.0)
+    reference = repeat(lambda: decode_detect_seconds(video, prediction_align_config(cfg.align)), sizes.repeats)
+    out: dict[str, Any] = {"video_frames": frames, "size": [640, 360], "decode_detect_s": reference}
+    commands = {"default": ["--run", str(run_dir)]}
+    if artifacts:
+        commands[f"tflite_{artifacts[0].variant}"] = ["--model", str(artifacts[0].path)]
+    for name, flags in commands.items():
+        runs = [predict_process(video, flags) for _ in range(sizes.repeats)]
+        whole = median_spread([r["whole_s"] for r in runs])
+        out[name] = {"runtime": runs[0]["runtime"],
+                     "startup_to_decode_s": median_spread([r["startup_s"] for r in runs]),
+                     "whole_s": whole, "ratio_to_decode_detect": whole["median"] / reference["median"]}
+    return out
+
+
+def predict_process(video: Path, flags: list[str]) -> dict[str, Any]:
+    """One ``age-estimation predict VIDEO --json --timings`` process: start-up, whole time, runtime used."""
+    command = [sys.executable, "-m", "age_estimation.cli.main", "predict", str(video), "--json", "--timings",
+               *flags]
+    launched = time.time()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    whole = time.time() - launched
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    lines = done.stderr.splitlines()
+    timings = next(json.loads(line)["timings"] for line in lines if line.startswith('{"timings"'))
+    result = next(json.loads(line) for line in done.stdout.splitlines() if line.startswith("{"))
+    return {"startup_s": timings["decode_started"] - launched, "whole_s": whole, "runtime": result["runtime"]}
+
+
+def decode_detect_seconds(video: Path, align: Any) -> float:
+    """Seconds to decode ``video`` and run face detection where alignment does (every ``detect_every``-th
+    frame), in this process with the detector already built: the work ``predict`` cannot avoid."""
+    every = max(1, align.detect_every)
+    with FaceAligner(align) as aligner:
+        begin = time.perf_counter()
+        with VideoStream(video, max_frames=align.max_frames, frame_step=align.frame_step) as stream:
+            for index, frame in enumerate(stream):
+                if index % every == 0:
+                    aligner.detect(frame)
+        return time.perf_counter() - begin
 
 
 def _tree_size(path: Path) -> int:

@@ -1,7 +1,8 @@
 """``age-estimation predict VIDEO...``: the age of the person in each video, on any runtime.
 
 The model is ``--model`` (``.keras``, a SavedModel folder or a ``.tflite`` variant), ``--server URL``
-(TF Serving, REST ``http://`` or gRPC ``grpc://``), or the newest run's ``model.keras``. Each age comes
+(TF Serving, REST ``http://`` or gRPC ``grpc://``), or the run's own float32 TFLite export when it has one
+(no TensorFlow import), else its ``model.keras``; the line names the runtime that answered. Each age comes
 with the model's calibrated interval; the model card (and, for a model trained on synthetic faces, a
 warning) is printed once on stderr. A video with too little face gets no age. Exit 0 when every video
 gave an age, 1 when some gave none (each named with its reason on stderr), 2 on a setup error.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from age_estimation.config import load_config
@@ -40,6 +42,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="LiteRT threads for a .tflite model")
     parser.add_argument("--explain", metavar="DIR", help="write attention pictures for each video into DIR")
     parser.add_argument("--json", action="store_true", help="print one JSON object per video")
+    parser.add_argument(
+        "--timings", action="store_true",
+        help="print on stderr a JSON line of Unix times: when decoding started and when predict ended",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     for notice in model_notices(predictor.spec):
         print(notice, file=sys.stderr)
     failed = 0
+    timings: dict[str, float] = {}
     results = predict_videos(
         videos,
         predictor,
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         args.stride,
         keep_frames=bool(args.explain),
         progress=len(videos) > 1 or sys.stderr.isatty(),
+        timings=timings,
     )
     for result in results:
         if isinstance(result, PredictionError):
@@ -71,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         if args.explain:
             write_explanation(result, args.explain)
         print(json.dumps(result.to_json()) if args.json else _human(result), flush=True)
+    if args.timings:
+        print(json.dumps({"timings": {**timings, "finished": time.time()}}), file=sys.stderr, flush=True)
     return 1 if failed else 0
 
 

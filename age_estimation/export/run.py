@@ -6,6 +6,7 @@ run directory has them (``interval.json``, ``model_card.json``).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from age_estimation.export.clips import cache_clips, parity_clips
 from age_estimation.export.report import export_report, savedmodel_parity, write_report
 from age_estimation.export.savedmodel import export_savedmodel
 from age_estimation.export.tflite import export_tflite
-from age_estimation.inference.spec import DeploymentSpec
+from age_estimation.inference.spec import DeploymentSpec, run_link
 from age_estimation.models.siam.model import load_siam
 from age_estimation.runs import CONFIG_NAME, MODEL_NAME
 
@@ -41,6 +42,7 @@ def export_run(
     variants = list(cfg.export.tflite_variants) if variants is None else variants
     model = load_siam(run_dir / MODEL_NAME)
     spec = DeploymentSpec.from_config(cfg).with_run_files(run_dir)
+    spec = dataclasses.replace(spec, run=run_link(run_dir, MODEL_NAME))
 
     clips, ages, heldout, source = parity_clips(cfg, model.crop_size)
     saved = export_savedmodel(model, cfg, spec=spec)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from age_estimation.video.decode import VideoError, read_video
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 NO_INTERVAL = "no interval: this model was exported before intervals; retrain/re-export"
+DECODE_STARTED = "decode_started"  # the ``timings`` key: when the first video's decoding began
 NO_MODEL_CARD = "no model card: this model was exported before model cards; retrain/re-export"
 
 
@@ -153,49 +155,129 @@ def window_indices(frames: int, window: int, span: int, stride: int) -> list[np.
     return [start + offsets for start in window_starts(frames, span, stride)]
 
 
+class WindowStream:
+    """Window predictions over aligned face frames that arrive one at a time (``push``, then ``finish``).
+
+    Gives the windows, ages and attention of ``predict_frames`` on the whole array while holding only the
+    last ``span`` frames and the clips of one batch of windows (plus every crop with ``keep_frames``, which
+    ``--explain`` draws); the per-frame attention sums are the only state that grows with the video.
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        window: int,
+        stride: int,
+        span: int | None = None,
+        batch_size: int = 8,
+        keep_frames: bool = False,
+    ) -> None:
+        if window < 1 or stride < 1:
+            raise ValueError(f"window and stride must be at least 1, got {window} and {stride}")
+        self.predictor, self.window, self.stride, self.batch_size = predictor, window, stride, batch_size
+        self.span = max(span or window, window)
+        self.count = 0  # frames pushed so far
+        self.kept: list[np.ndarray] | None = [] if keep_frames else None
+        self._recent: deque[np.ndarray] = deque(maxlen=self.span)
+        self._next_start = 0
+        self._pending: list[np.ndarray] = []  # frame indices of the windows waiting for a batch
+        self._clips: list[np.ndarray] = []  # and their (window, S, S, 3) frames
+        self._ages: list[float] = []
+        self._starts: list[int] = []
+        self._temporal: list[float] = []
+        self._coverage: list[int] = []
+        self._spatial: list[np.ndarray | None] = []
+
+    def push(self, frame: np.ndarray) -> None:
+        """Add the next aligned (S, S, 3) face frame; predicts each batch of windows once it is full."""
+        self._recent.append(frame)
+        if self.kept is not None:
+            self.kept.append(frame)
+        self.count += 1
+        self._temporal.append(0.0)
+        self._coverage.append(0)
+        self._spatial.append(None)
+        if self.count == self._next_start + self.span:
+            self._queue(self._next_start + self._offsets(self.span))
+            self._next_start += self.stride
+
+    def finish(self) -> dict[str, Any]:
+        """Predict the last windows and return what ``predict_frames`` returns."""
+        if not self.count:
+            raise ValueError("no frames were pushed")
+        if self.count < self.span:
+            self._queue(self._offsets(self.count))  # one window over the whole, shorter video
+        elif self._last_start() != self.count - self.span:
+            self._queue(self.count - self.span + self._offsets(self.span))  # the one ending at the last frame
+        self._flush()
+        coverage = np.asarray(self._coverage, float)
+        seen = coverage > 0
+        coverage = np.maximum(coverage, 1)
+        temporal = np.asarray(self._temporal) / coverage
+        spatial = None
+        grids = [grid for grid in self._spatial if grid is not None]
+        if grids:
+            empty = np.zeros_like(grids[0])
+            spatial = np.stack([empty if g is None else g for g in self._spatial]) / coverage[:, None, None]
+        return {
+            "seen": seen,
+            "window_ages": self._ages,
+            "window_starts": self._starts,
+            "temporal_attention": temporal / max(temporal.sum(), 1e-12),
+            "spatial_attention": spatial,
+            "frames": None if self.kept is None else np.stack(self.kept),
+        }
+
+    def _offsets(self, covered: int) -> np.ndarray:
+        """Positions of a window's ``window`` frames within the ``covered`` frames it spans."""
+        return np.round(np.linspace(0, covered - 1, min(self.window, covered))).astype(int)
+
+    def _last_start(self) -> int:
+        return int(self._pending[-1][0]) if self._pending else self._starts[-1]
+
+    def _queue(self, indices: np.ndarray) -> None:
+        first = self.count - len(self._recent)  # frame index of the oldest frame held
+        self._pending.append(indices)
+        self._clips.append(np.stack([self._recent[i - first] for i in indices]))
+        if len(self._pending) == self.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        clips = np.stack(self._clips)
+        out = self.predictor.predict(clips, np.ones(clips.shape[:2], np.float32))
+        self._ages.extend(float(a) for a in out["age"])
+        for row, indices in enumerate(self._pending):
+            self._starts.append(int(indices[0]))
+            for step, index in enumerate(indices):
+                self._temporal[index] += float(out["temporal_attention"][row, step])
+                self._coverage[index] += 1
+                if "spatial_attention" in out:
+                    grid = np.asarray(out["spatial_attention"][row, step], float)
+                    held = self._spatial[index]
+                    self._spatial[index] = grid if held is None else held + grid
+        self._pending, self._clips = [], []
+
+
 def predict_frames(
     predictor: Predictor,
-    frames: np.ndarray,
+    frames: Iterable[np.ndarray],
     window: int,
     stride: int,
     batch_size: int = 8,
     progress: bool = False,
     span: int | None = None,
+    keep_frames: bool = False,
 ) -> dict[str, Any]:
-    """Window ages and per-frame averaged attention for aligned ``frames`` (N, S, S, 3).
+    """Window ages and per-frame averaged attention for aligned ``frames`` ((N, S, S, 3) or one at a time).
 
     Each window covers ``span`` frames (default ``window``) sampled down to ``window`` frames.
     """
-    windows = window_indices(len(frames), window, span or window, stride)
-    ages: list[float] = []
-    temporal = np.zeros(len(frames))
-    spatial = None
-    coverage = np.zeros(len(frames))
-    batches = range(0, len(windows), batch_size)
-    for first in tqdm(
-        batches, desc="windows", unit="batch", leave=False, disable=not progress or len(batches) < 2
-    ):
-        chunk = windows[first : first + batch_size]
-        clips = np.stack([frames[indices] for indices in chunk])
-        out = predictor.predict(clips, np.ones(clips.shape[:2], np.float32))
-        ages.extend(float(a) for a in out["age"])
-        for row, indices in enumerate(chunk):
-            temporal[indices] += out["temporal_attention"][row]
-            coverage[indices] += 1
-            if "spatial_attention" in out:
-                if spatial is None:
-                    spatial = np.zeros((len(frames), *out["spatial_attention"].shape[2:]))
-                spatial[indices] += out["spatial_attention"][row]
-    seen = coverage > 0
-    coverage = np.maximum(coverage, 1)
-    temporal = temporal / coverage
-    return {
-        "seen": seen,
-        "window_ages": ages,
-        "window_starts": [int(indices[0]) for indices in windows],
-        "temporal_attention": temporal / max(temporal.sum(), 1e-12),
-        "spatial_attention": None if spatial is None else spatial / coverage[:, None, None],
-    }
+    windows = WindowStream(predictor, window, stride, span, batch_size, keep_frames)
+    for frame in tqdm(frames, desc="frames", unit="frame", leave=False, disable=not progress):
+        windows.push(frame)
+    return windows.finish()
 
 
 def prediction_align_config(align: AlignConfig) -> AlignConfig:
@@ -212,10 +294,16 @@ def predict_video(
     stride: int | None = None,
     progress: bool = False,
     keep_frames: bool = False,
+    timings: dict[str, float] | None = None,
 ) -> VideoPrediction:
-    """Read, align and estimate one video; ``PredictionError`` (naming the file) when it has too little face."""
+    """Read, align and estimate one video; ``PredictionError`` (naming the file) when it has too little face.
+
+    ``timings`` (when given) gets the Unix time decoding started (``DECODE_STARTED``), once per process.
+    """
     path = Path(path)
     started = time.perf_counter()
+    if timings is not None:
+        timings.setdefault(DECODE_STARTED, time.time())
     try:
         video = read_video(path, max_frames=align.max_frames, frame_step=align.frame_step)
         clip = aligner.align_video(video.frames)
@@ -227,9 +315,11 @@ def predict_video(
     spec = predictor.spec
     min_fraction = InferenceConfig.min_face_fraction if spec.min_face_fraction is None else spec.min_face_fraction
     check_enough_face(path, found, window, min_fraction)
-    used = clip.frames[found]
     span = max(window, int(spec.window_span or window))
-    out = predict_frames(predictor, used, window, stride or max(1, span // 2), progress=progress, span=span)
+    out = predict_frames(
+        predictor, clip.frames[found], window, stride or max(1, span // 2), progress=progress, span=span,
+        keep_frames=keep_frames,
+    )
     age = float(np.mean(out["window_ages"]))
     return VideoPrediction(
         path=str(path),
@@ -243,7 +333,7 @@ def predict_video(
         source_frames=np.asarray(video.source_index)[found],
         temporal_attention=out["temporal_attention"],
         spatial_attention=out["spatial_attention"],
-        aligned_frames=used if keep_frames else None,
+        aligned_frames=out["frames"],
         seen=out["seen"],
         fps=float(video.fps),
         interval=None if spec.interval is None else spec.interval.bounds(age),
@@ -260,12 +350,15 @@ def predict_videos(
     stride: int | None = None,
     keep_frames: bool = False,
     progress: bool | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Iterable[VideoPrediction | PredictionError]:
     """Predict each video in turn, yielding a result or the error that stopped it (the loop goes on)."""
     progress = len(paths) > 1 if progress is None else progress
     with FaceAligner(prediction_align_config(align)) as aligner:
         for path in tqdm(paths, desc="videos", unit="video", disable=not progress or len(paths) < 2):
             try:
-                yield predict_video(path, predictor, aligner, align, window, stride, progress, keep_frames)
+                yield predict_video(
+                    path, predictor, aligner, align, window, stride, progress, keep_frames, timings
+                )
             except PredictionError as err:
                 yield err

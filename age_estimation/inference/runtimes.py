@@ -7,7 +7,9 @@ so a wrong dtype or shape is a ``ValueError`` naming the problem. ``spec`` is th
 ``DeploymentSpec`` (crop size, T, alignment template): from the model and its run config (Keras), the
 SavedModel's assets or the TFLite sidecar.
 
-This module imports no TensorFlow at load time; the TFLite predictor runs with LiteRT alone.
+This module imports no TensorFlow at load time; the TFLite predictor runs with LiteRT alone. By default
+``open_predictor`` answers with the newest run's own float32 TFLite export (same windows, flip, interval
+and model card as its Keras model, within float32 parity), so the usual ``predict`` never loads TensorFlow.
 
 Example:
     >>> predictor = open_predictor(model="exported/tflite/siam/1/float32.tflite")
@@ -17,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,12 +27,15 @@ from typing import Any
 import numpy as np
 
 from age_estimation.config import load_config
-from age_estimation.inference.serving_client import ServingClient
-from age_estimation.inference.spec import DeploymentSpec, read_spec, sidecar_path
+from age_estimation.inference.spec import DeploymentSpec, read_spec, run_link, sidecar_path
 from age_estimation.runs import CONFIG_NAME, MODEL_NAME, latest_run
 
 SpecLike = DeploymentSpec | Mapping[str, Any] | None
 OUTPUTS = ("age", "temporal_attention", "spatial_attention")
+DEFAULT_TFLITE = "float32.tflite"  # the variant whose answers match Keras (about 2e-5 years)
+# The sidecar key export writes to say which run a TFLite file came from:
+# {"path": the run directory, "model_sha256": the sha256 of its model.keras at export}.
+RUN_LINK = "run"
 
 
 class Predictor:
@@ -221,6 +227,9 @@ class ServingPredictor(Predictor):
     name = "serving"
 
     def __init__(self, url: str, model_name: str = "siam", spec: SpecLike = None) -> None:
+        # The HTTP/gRPC client stack loads only for a served model; it slows every other predict's start-up.
+        from age_estimation.inference.serving_client import ServingClient
+
         super().__init__(spec)
         self.client = ServingClient(url, model_name=model_name, crop_size=self.crop_size)
 
@@ -253,7 +262,9 @@ def open_predictor(
     runs_dir: str | Path = "runs",
     num_threads: int = 2,
 ) -> Predictor:
-    """The predictor asked for: ``server`` URL, ``model`` path by kind, else the run's ``model.keras``."""
+    """The predictor asked for: ``server`` URL, ``model`` path by kind, else the run's (``run_dir``, default
+    the newest under ``runs_dir``) exported float32 TFLite file when ``exported_tflite`` finds one, else
+    its ``model.keras``."""
     if server:
         spec = run_spec(Path(run_dir)) if run_dir else DeploymentSpec()
         return ServingPredictor(server, model_name=spec.model_name, spec=spec)
@@ -267,7 +278,48 @@ def open_predictor(
             return SavedModelPredictor(path)
         raise ValueError(f"{path}: not a .keras file, a .tflite file or a SavedModel folder")
     run = Path(run_dir) if run_dir else latest_run(runs_dir)
+    exported = exported_tflite(run)
+    if exported is not None:
+        return TFLitePredictor(exported, num_threads=num_threads)
     return KerasPredictor(run / MODEL_NAME)
+
+
+def exported_tflite(run_dir: str | Path) -> Path | None:
+    """The newest float32 TFLite file exported from this run's current ``model.keras``, or None.
+
+    Looks in the run config's ``<export.directory>/tflite/<export.model_name>/<version>/``; a file counts
+    only when its sidecar's ``run`` link names this run directory and the sha256 of its model file.
+    """
+    run_dir = Path(run_dir)
+    config, model = run_dir / CONFIG_NAME, run_dir / MODEL_NAME
+    if not config.is_file() or not model.is_file():
+        return None
+    export = load_config(config).export
+    base = Path(export.directory) / "tflite" / export.model_name
+    versions = sorted((p for p in base.glob("*") if p.name.isdigit()), key=lambda p: int(p.name), reverse=True)
+    wanted = None
+    for version in versions:
+        path = version / DEFAULT_TFLITE
+        link = _run_link(sidecar_path(path)) if path.is_file() else None
+        if not link or not _same_path(link.get("path"), run_dir):
+            continue
+        wanted = wanted or run_link(run_dir, MODEL_NAME)
+        if link.get("model_sha256") == wanted["model_sha256"]:
+            return path
+    return None
+
+
+def _run_link(sidecar: Path) -> dict[str, Any] | None:
+    """The ``run`` link of a TFLite sidecar (None when the sidecar or the link is missing or unreadable)."""
+    try:
+        link = json.loads(sidecar.read_text()).get(RUN_LINK)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return link if isinstance(link, dict) else None
+
+
+def _same_path(recorded: Any, run_dir: Path) -> bool:
+    return isinstance(recorded, str) and Path(recorded).resolve() == run_dir.resolve()
 
 
 def run_spec(run_dir: str | Path) -> DeploymentSpec:

@@ -11,6 +11,7 @@ sidecar ``<variant>.json`` with its ``tflite_*`` keys) and every runtime reads i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +36,7 @@ TFLITE_KEYS = ("tflite_variant", "quantization", "signature", "ops")
 INTERVAL_NAME = "interval.json"
 MODEL_CARD_NAME = "model_card.json"
 # Fields that describe one trained model, never filled in from another run's or a config's spec.
-OWN_FIELDS = ("interval", "model_card")
+OWN_FIELDS = ("interval", "model_card", "run")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +60,7 @@ class DeploymentSpec:
     template_eyes: list[list[float]] | None = None
     interval: IntervalCalibration | None = None  # None: exported before intervals
     model_card: ModelCard | None = None
+    run: dict[str, Any] | None = None  # the run exported: {"path", "model_sha256"}; predict finds its export by it
     tflite_variant: str | None = None
     quantization: str | None = None
     signature: str | None = None
@@ -166,6 +168,12 @@ class DeploymentSpec:
         path = Path(path)
         raw = json.loads(path.read_text()) if path.is_file() else {}
         return cls.from_json(raw, origin=str(path))
+
+
+def run_link(run_dir: str | Path, model_file: str) -> dict[str, Any]:
+    """The ``run`` field of an export: the run directory and the sha256 of the model file exported."""
+    run_dir = Path(run_dir).resolve()
+    return {"path": str(run_dir), "model_sha256": hashlib.sha256((run_dir / model_file).read_bytes()).hexdigest()}
 
 
 def read_spec(version_dir: str | Path) -> DeploymentSpec:

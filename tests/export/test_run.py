@@ -1,5 +1,6 @@
 """export_run: a finished run -> SavedModel + TFLite + report, with parity figures; clear errors."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import keras
 import pytest
 
 from age_estimation.export.run import export_run
-from age_estimation.inference.spec import DeploymentSpec, read_spec
+from age_estimation.inference.spec import DeploymentSpec, read_spec, run_link
 from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_cache, make_tiny_run, write_run_facts
 
 pytestmark = pytest.mark.slow  # one TFLite conversion and a SavedModel export
@@ -28,7 +29,9 @@ def test_export_run_writes_every_artifact_with_parity(run):
     saved = result["savedmodel"]
     assert saved["version"] == 1 and saved["max_abs_diff_years"] <= 1e-4
     stored = read_spec(saved["path"])
-    assert stored == DeploymentSpec.from_config(cfg, model).with_run_files(run)
+    expected = DeploymentSpec.from_config(cfg, model).with_run_files(run)
+    assert stored == dataclasses.replace(expected, run=run_link(run, "model.keras"))
+    assert stored.run["path"] == str(run.resolve())
     assert stored.interval is not None and stored.model_card.synthetic is True
     assert result["interval"] == stored.interval.to_json() and result["model_card"]["trained"] == "2025-01-01"
     report = result["tflite"]["report"]

@@ -17,6 +17,7 @@ from age_estimation.inference.predict import (
     NO_INTERVAL,
     PredictionError,
     VideoPrediction,
+    WindowStream,
     collect_videos,
     predict_frames,
     window_indices,
@@ -249,3 +250,55 @@ def test_attention_curve_has_points_only_at_seen_frames_and_a_seconds_axis(tmp_p
     (seconds,) = fig.axes[0].child_axes
     assert seconds.get_xlabel() == "seconds"
     assert "age 30.0 (90% interval 25.0-35.0)" in fig.axes[0].get_title()
+
+
+class GridPredictor(Predictor):
+    """Age = mean pixel; temporal and spatial attention from the pixels, so every frame's sums differ."""
+
+    name = "grid"
+
+    def _run(self, frames, mask):
+        values = frames.mean(axis=(2, 3, 4))
+        return {"age": values.mean(axis=1),
+                "temporal_attention": values / values.sum(axis=1, keepdims=True),
+                "spatial_attention": frames[:, :, ::2, ::2, 0].astype(np.float32)}
+
+
+def reference_windows(frames, window, stride, span):
+    """What predict_frames returned before streaming: every window of window_indices, then the averages."""
+    predictor = GridPredictor({"test_time_flip": False})
+    windows = window_indices(len(frames), window, span, stride)
+    out = predictor.predict(np.stack([frames[w] for w in windows]))
+    temporal, coverage = np.zeros(len(frames)), np.zeros(len(frames))
+    spatial = np.zeros((len(frames), *out["spatial_attention"].shape[2:]))
+    for row, indices in enumerate(windows):
+        temporal[indices] += out["temporal_attention"][row]
+        spatial[indices] += out["spatial_attention"][row]
+        coverage[indices] += 1
+    temporal /= np.maximum(coverage, 1)
+    return {"window_ages": list(out["age"]), "window_starts": [int(w[0]) for w in windows], "seen": coverage > 0,
+            "temporal_attention": temporal / temporal.sum(),
+            "spatial_attention": spatial / np.maximum(coverage, 1)[:, None, None]}
+
+
+@pytest.mark.parametrize(
+    ("count", "window", "stride", "span"),
+    [(30, 4, 3, 8), (8, 4, 2, 8), (5, 4, 2, 8), (3, 4, 2, 4), (41, 8, 20, 20), (23, 4, 1, 4)],
+)
+def test_streamed_windows_match_the_whole_array(count, window, stride, span):
+    frames = np.random.default_rng(count).integers(1, 256, (count, 4, 4, 3), dtype=np.uint8)
+    expected = reference_windows(frames, window, stride, span)
+    streamed = WindowStream(GridPredictor({"test_time_flip": False}), window, stride, span, batch_size=3)
+    for frame in frames:  # one frame at a time, as a streaming aligner gives them
+        streamed.push(frame)
+        assert len(streamed._recent) <= max(span, window)
+    got = streamed.finish()
+    assert got["window_starts"] == expected["window_starts"]
+    np.testing.assert_allclose(got["window_ages"], expected["window_ages"], rtol=1e-6)
+    np.testing.assert_array_equal(got["seen"], expected["seen"])
+    np.testing.assert_allclose(got["temporal_attention"], expected["temporal_attention"], rtol=1e-6)
+    np.testing.assert_allclose(got["spatial_attention"], expected["spatial_attention"], rtol=1e-6)
+    assert got["frames"] is None
+    predictor = GridPredictor({"test_time_flip": False})
+    whole = predict_frames(predictor, frames, window, stride, span=span, keep_frames=True)
+    assert whole["window_ages"] == got["window_ages"] and np.array_equal(whole["frames"], frames)

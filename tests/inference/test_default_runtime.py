@@ -1,0 +1,72 @@
+"""The default ``predict`` answers with the run's own float32 TFLite export, without importing TensorFlow."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from age_estimation.export.run import export_run
+from age_estimation.inference.runtimes import RUN_LINK, exported_tflite
+from tests.inference import write_video
+from tests.tiny_run import make_tiny_run, write_run_facts
+
+pytestmark = pytest.mark.slow  # a tiny run, one float32 TFLite export and predict processes
+
+PREDICT = """
+import json, sys
+from age_estimation.cli.main import main
+code = main(["predict", *sys.argv[1:], "--json"])
+print(json.dumps({"code": code, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("default")
+    run = make_tiny_run(root)
+    write_run_facts(run)
+    tflite = Path(export_run(run, variants=["float32"], report=False)["tflite"]["variants"]["float32"])
+    return run, tflite, write_video(root / "face.mp4", "F" * 16)
+
+
+def predict(*argv):
+    done = subprocess.run([sys.executable, "-c", PREDICT, *map(str, argv)], capture_output=True, text=True,
+                          check=False, cwd=Path(__file__).parents[2])
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines and lines[-1]["code"] == 0, done.stderr[-3000:]
+    return lines[0], lines[-1]["tensorflow"]
+
+
+def test_default_predict_uses_the_runs_tflite_without_tensorflow(exported):
+    run, tflite, video = exported
+    assert exported_tflite(run) == tflite
+    default, tensorflow = predict(video, "--run", run, "--stride", "4")
+    assert default["runtime"] == "tflite" and not tensorflow
+    keras, tensorflow = predict(video, "--model", run / "model.keras", "--stride", "4")
+    assert keras["runtime"] == "keras" and tensorflow
+    assert default["window_starts"] == keras["window_starts"]
+    assert default["age"] == pytest.approx(keras["age"], abs=1e-3)
+    assert default["interval"] == pytest.approx(keras["interval"], abs=1e-3)
+    assert default["model_card"] == keras["model_card"] is not None
+
+
+def test_an_export_of_another_model_is_not_used(exported, tmp_path):
+    run, tflite, _ = exported
+    other = tmp_path / "runs" / run.name
+    other.mkdir(parents=True)
+    for name in ("config.yaml", "model.keras"):
+        (other / name).write_bytes((run / name).read_bytes())
+    assert exported_tflite(other) is None  # the link names another run directory
+    (run / "model.keras").touch()
+    assert exported_tflite(run) == tflite
+    sidecar = tflite.with_suffix(".json")
+    raw = json.loads(sidecar.read_text())
+    saved = json.dumps(raw)
+    raw[RUN_LINK]["model_sha256"] = "0" * 64  # the model was replaced after the export
+    sidecar.write_text(json.dumps(raw))
+    try:
+        assert exported_tflite(run) is None
+    finally:
+        sidecar.write_text(saved)
