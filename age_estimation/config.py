@@ -70,6 +70,11 @@ class AlignConfig:
     frame_step: int = 1
     detect_every: int = 1
     max_side: int = 640
+    # Longest run of frames without the face (seconds at the video's fps) that alignment fills by
+    # interpolating between the frames on either side; a longer run holds the last eyes seen. It bounds
+    # how many frames a streamed alignment holds (2 s of 640x360 at 25 fps: 35 MB) however long the
+    # video, and 2 s covers blinks, turned heads and passing occluders. An align key (it decides crops).
+    max_gap_seconds: float = 2.0
     # Keep a video read to its end that decodes under 90% of the frames its container claims and
     # more than 2 frames short (video/decode.py). Off: a cut-off file's label describes a whole video
     # it no longer holds. A container may over-count by a frame or two, so small shortfalls pass; a

@@ -1,4 +1,5 @@
-"""Prepare figures: frames/s of decode-only vs a full prepare (1 and 2 processes, 1080p), and alignment jitter.
+"""Prepare figures: frames/s of decode-only vs a full prepare (1 and 2 processes, 1080p with and without the
+face mesh), and alignment jitter.
 
 The dataset's videos are those its own prepare accepted; a video that prepare rejects elsewhere is still
 work done (decoded and searched for a face), so its frames count and the figures say how many there were.
@@ -7,6 +8,8 @@ work done (decoded and searched for a face), so its frames count and the figures
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,7 +26,7 @@ from age_estimation.data.cache import read_index
 from age_estimation.data.manifest import ManifestRow, scan_manifest
 from age_estimation.data.prepare import prepare
 from age_estimation.video.align import FaceAligner, apply_transforms
-from age_estimation.video.decode import VideoError, read_video
+from age_estimation.video.decode import VideoError, VideoStream, read_video
 
 # Rejected videos named in a figure (the count covers them all).
 SHOWN_REJECTS = 3
@@ -38,11 +41,14 @@ def prepared_rows(cfg: PipelineConfig, count: int) -> list[ManifestRow]:
 def bench_prepare(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> dict[str, Any]:
     """Prepare figures on the dataset's videos and on 1080p face videos, and the still-head jitter."""
     paths = [row.path for row in prepared_rows(cfg, sizes.videos)]
-    out = prepare_figures(paths, cfg.align, sizes)
+    out = prepare_figures(paths, cfg.align, sizes, workers=False)
+    out.update(parallel_figures(enough_videos(paths, parallel_videos(sizes), workdir / "parallel"), cfg.align, sizes))
     hd = [write_face_video(workdir / f"hd{i}.mp4", frames=40, size=(1920, 1080), seed=i)
           for i in range(max(2, sizes.videos // 12))]
-    out["1080p"] = prepare_figures(hd, cfg.align, dataclasses.replace(sizes, repeats=max(1, sizes.repeats // 2)),
-                                   workers=False)
+    hd_sizes = dataclasses.replace(sizes, repeats=max(1, sizes.repeats // 2))
+    out["1080p"] = prepare_figures(hd, cfg.align, hd_sizes, workers=False)
+    mesh_align = dataclasses.replace(cfg.align, use_face_mesh=True)
+    out["1080p_face_mesh"] = prepare_figures(hd, mesh_align, hd_sizes, workers=False, sparse=False)
     still = write_face_video(workdir / "still.mp4", frames=40, size=(256, 256), motion=0.0)
     jitter_align = dataclasses.replace(cfg.align, crop_size=112)
     out["jitter"] = alignment_jitter(still, jitter_align)
@@ -50,38 +56,80 @@ def bench_prepare(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> dict
     return out
 
 
-def prepare_figures(paths: list[Path], align: AlignConfig, sizes: BenchSizes, workers: bool = True) -> dict[str, Any]:
-    """Decode-only and prepare frames/s of ``paths`` (each a median of ``sizes.repeats``) and their ratios."""
+def parallel_videos(sizes: BenchSizes) -> int:
+    """Videos the 1-vs-2-process figure prepares: 100 in the full bench (48 videos), 12 in the quick one.
+
+    Worker start-up is paid once per run, so the figure needs many videos to show the steady speed-up.
+    """
+    return 2 * sizes.videos + 4
+
+
+def enough_videos(paths: list[Path], count: int, folder: Path) -> list[Path]:
+    """``paths`` extended to ``count`` files by hard links (or copies) of them under ``folder``.
+
+    A link is a distinct manifest path (the video id hashes the path), so prepare does the work again.
+    """
+    out = list(paths[:count])
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(len(out), count if paths else 0):
+        source = Path(paths[i % len(paths)])
+        link = folder / f"{i}-{source.name}"
+        if not link.exists():
+            try:
+                os.link(source, link)
+            except OSError:
+                shutil.copyfile(source, link)
+        out.append(link)
+    return out
+
+
+def prepare_figures(
+    paths: list[Path], align: AlignConfig, sizes: BenchSizes, workers: bool = True, sparse: bool = True
+) -> dict[str, Any]:
+    """Decode-only and prepare frames/s of ``paths`` (each a median of ``sizes.repeats``) and their ratios.
+
+    ``workers`` adds the 2-process figure on the same videos, ``sparse`` the ``detect_every=2`` one.
+    """
     decode, decoded = _repeated(lambda: decode_throughput(paths, align), sizes.repeats)
     one, prepared = _repeated(lambda: prepare_throughput(paths, align, workers=1), sizes.repeats)
-    sparse_align = dataclasses.replace(align, detect_every=2)
-    sparse, _ = _repeated(lambda: prepare_throughput(paths, sparse_align, workers=1), sizes.repeats)
     out = {
         "videos": len(paths),
+        "use_face_mesh": align.use_face_mesh,
         "unreadable": decoded["unreadable"],
         "rejected": prepared["rejected"],
         "rejected_videos": prepared["rejected_videos"],
         "decode_fps": decode,
         "prepare_1_fps": one,
-        "prepare_1_detect_every_2_fps": sparse,
         "ratio_prepare_to_decode": one["median"] / decode["median"],
-        "ratio_prepare_detect_every_2_to_decode": sparse["median"] / decode["median"],
     }
+    if sparse:
+        sparse_align = dataclasses.replace(align, detect_every=2)
+        every_2, _ = _repeated(lambda: prepare_throughput(paths, sparse_align, workers=1), sizes.repeats)
+        out["prepare_1_detect_every_2_fps"] = every_2
+        out["ratio_prepare_detect_every_2_to_decode"] = every_2["median"] / decode["median"]
     if workers:
-        two, _ = _repeated(lambda: prepare_throughput(paths, align, workers=2), sizes.repeats)
-        out["prepare_2_fps"] = two
-        out["speedup_2_over_1"] = two["median"] / one["median"]
+        out.update(parallel_figures(paths, align, sizes, one))
     return out
+
+
+def parallel_figures(
+    paths: list[Path], align: AlignConfig, sizes: BenchSizes, one: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Whole-run frames/s of ``prepare`` with 1 and 2 worker processes on ``paths``, and their ratio."""
+    if one is None:
+        one, _ = _repeated(lambda: prepare_throughput(paths, align, workers=1), sizes.repeats)
+    two, _ = _repeated(lambda: prepare_throughput(paths, align, workers=2), sizes.repeats)
+    return {"parallel_videos": len(paths), "parallel_prepare_1_fps": one, "prepare_2_fps": two,
+            "speedup_2_over_1": two["median"] / one["median"]}
 
 
 def decode_throughput(paths: list[Path], align: AlignConfig) -> dict[str, Any]:
     """Decode-only frames/s of ``paths`` in this process, with the frame settings prepare uses."""
     started, frames, unreadable = time.perf_counter(), 0, 0
     for path in paths:
-        try:
-            frames += len(read_video(path, align.max_frames, align.frame_step, align.max_side).frames)
-        except VideoError:
-            unreadable += 1
+        count = _decoded_frames(Path(path), align)
+        frames += count
+        unreadable += count == 0
     seconds = time.perf_counter() - started
     return {"frames": frames, "unreadable": unreadable, "seconds": round(seconds, 3),
             "frames_per_second": round(frames / seconds, 1)}
@@ -141,9 +189,10 @@ def _repeated(measure: Callable[[], dict[str, Any]], times: int) -> tuple[dict[s
 
 
 def _decoded_frames(path: Path, align: AlignConfig) -> int:
-    """Frames prepare decoded from ``path`` (0 if it cannot be read)."""
+    """Frames prepare decoded from ``path`` (0 if it cannot be read), streamed as prepare does."""
     try:
-        return len(read_video(path, align.max_frames, align.frame_step, align.max_side).frames)
+        with VideoStream(path, align.max_frames, align.frame_step, align.max_side) as stream:
+            return sum(1 for _ in stream)
     except VideoError:
         return 0
 

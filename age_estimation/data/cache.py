@@ -3,7 +3,7 @@
 Layout of a cache directory::
 
     DIR/index.json                 written atomically after every finished video
-    DIR/shards/<video_id>.tfrecord one tf.train.Example per video, written atomically
+    DIR/shards/<video_id>.tfrecord one video's tf.train.Example records, written atomically
     DIR/report.json                prepared and rejected videos of the last run
 
 ``index.json``::
@@ -13,10 +13,12 @@ Layout of a cache directory::
                            "frames": int, "faces": int, "age": float, "subject": str,
                            "label": str, "split": str}}}
 
-Example features: ``video_id``, ``subject``, ``label`` (bytes); ``age`` (float);
-``num_frames``, ``height``, ``width`` (int64); ``frames`` (bytes: raw uint8 RGB, N*H*W*3,
-row-major); ``face_found`` and ``source_index`` (int64 lists of length N: whether the face was
-detected in that frame or its transform interpolated, and the frame's index in the source video).
+A shard holds a header record, then chunk records of up to ``CHUNK_FRAMES`` consecutive frames, so
+``prepare`` writes a long video chunk by chunk. Header features: ``video_id``, ``subject``, ``label``
+(bytes); ``age`` (float); ``height``, ``width`` (int64). Chunk features: ``frames`` (bytes: raw uint8
+RGB, n*H*W*3, row-major); ``face_found`` and ``source_index`` (int64 lists of length n: whether the
+face was detected in that frame or its transform interpolated, and the frame's index in the source
+video). ``parse_clip`` joins them into one clip with ``num_frames`` = the sum of the chunks' n.
 """
 
 from __future__ import annotations
@@ -25,15 +27,22 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 from age_estimation.config import AlignConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Frames per chunk record: a writer holds one chunk at a time (256 x 64x64x3 = 3 MB) and the reader
+# joins a video's chunks into one tensor; larger chunks only cost the writer memory.
+CHUNK_FRAMES = 256
+# Records read as one shard: far above any video's chunk count (65,535 chunks = 16.7 M frames).
+MAX_SHARD_RECORDS = 1 << 16
+SHARD_READS = 8  # shard files read in parallel by ``read_shards``
 INDEX_NAME = "index.json"
 REPORT_NAME = "report.json"
 SHARD_DIR = "shards"
@@ -76,7 +85,10 @@ def read_index(cache_dir: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: corrupt cache index ({err}); delete the cache folder and prepare again") from err
     if index.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: cache format {index.get('format')} is not {FORMAT_VERSION}; prepare again")
+        raise ValueError(
+            f"{path}: cache format {index.get('format')} is not {FORMAT_VERSION} (made by another version); "
+            "run `age-estimation prepare` again"
+        )
     return index
 
 
@@ -88,69 +100,150 @@ def encode_clip(
     age: float,
     subject: str,
     label: str = "",
-) -> bytes:
-    """Serialize one aligned clip (N, H, W, 3) uint8 as a ``tf.train.Example``."""
-    import tensorflow as tf  # lazy: the index readers and the prepare workers run without TensorFlow
-
-    frames = np.ascontiguousarray(frames, dtype=np.uint8)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"{video_id}: frames must be (N, H, W, 3), got {frames.shape}")
+) -> list[bytes]:
+    """Serialize one aligned clip (N, H, W, 3) uint8 as a shard's records: a header, then its chunks."""
+    frames = _check_frames(video_id, frames)
     n, h, w, _ = frames.shape
+    records = [encode_header(video_id, h, w, age, subject, label)]
+    for start in range(0, n, CHUNK_FRAMES):
+        end = start + CHUNK_FRAMES
+        records.append(encode_chunk(frames[start:end], face_found[start:end], source_index[start:end]))
+    return records
 
-    def _bytes(v: bytes) -> tf.train.Feature:
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
 
-    def _ints(v: Any) -> tf.train.Feature:
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(x) for x in np.ravel(v)]))
-
+def encode_header(video_id: str, height: int, width: int, age: float, subject: str, label: str = "") -> bytes:
+    """The first record of a shard: the video's metadata (its frame count is the sum of its chunks')."""
+    tf = _tf()
     feature = {
-        "video_id": _bytes(video_id.encode()),
-        "subject": _bytes(str(subject).encode()),
-        "label": _bytes(str(label).encode()),
+        "video_id": _bytes_feature(tf, video_id.encode()),
+        "subject": _bytes_feature(tf, str(subject).encode()),
+        "label": _bytes_feature(tf, str(label).encode()),
         "age": tf.train.Feature(float_list=tf.train.FloatList(value=[float(age)])),
-        "num_frames": _ints([n]),
-        "height": _ints([h]),
-        "width": _ints([w]),
-        "frames": _bytes(frames.tobytes()),
-        "face_found": _ints(face_found),
-        "source_index": _ints(source_index),
+        "height": _ints_feature(tf, [height]),
+        "width": _ints_feature(tf, [width]),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def write_clip_shard(path: str | Path, serialized: bytes) -> None:
-    """Atomically write one serialized Example as a one-record TFRecord file."""
-    import tensorflow as tf  # lazy: see encode_clip
+def encode_chunk(frames: np.ndarray, face_found: np.ndarray, source_index: np.ndarray) -> bytes:
+    """A chunk record: up to ``CHUNK_FRAMES`` consecutive frames (raw bytes) with their per-frame fields."""
+    tf = _tf()
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    if len(face_found) != len(frames) or len(source_index) != len(frames):
+        raise ValueError(f"chunk of {len(frames)} frames has {len(face_found)} face_found, "
+                         f"{len(source_index)} source_index values")
+    feature = {
+        "frames": _bytes_feature(tf, frames.tobytes()),
+        "face_found": _ints_feature(tf, face_found),
+        "source_index": _ints_feature(tf, source_index),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tf.io.TFRecordWriter(str(tmp)) as writer:
-        writer.write(serialized)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+
+class ShardWriter:
+    """Writes one video's shard record by record to a temporary file, renamed onto ``path`` by ``commit``.
+
+    Closing without ``commit`` (an error, or a rejected video) deletes the temporary file, so a shard
+    is either complete or absent.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._writer = _tf().io.TFRecordWriter(str(self._tmp))
+        self._done = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(self, record: bytes) -> None:
+        self._writer.write(record)
+
+    def commit(self) -> None:
+        """Flush, fsync and rename the temporary file onto the shard's path."""
+        self._writer.close()
+        with open(self._tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        self._tmp.replace(self.path)
+        self._done = True
+
+    def close(self) -> None:
+        self._writer.close()
+        if not self._done:
+            self._tmp.unlink(missing_ok=True)
 
 
-def parse_clip(serialized: Any) -> dict[str, Any]:
-    """Parse one serialized clip into tensors; ``frames`` is (N, H, W, 3) uint8. Usable in tf.data."""
-    import tensorflow as tf  # lazy: see encode_clip
+def write_clip_shard(path: str | Path, records: Iterable[bytes]) -> None:
+    """Atomically write a shard's records (``encode_clip``'s) as one TFRecord file."""
+    with ShardWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+        writer.commit()
 
-    spec = {
+
+def read_shards(paths: list[str]) -> Any:
+    """A tf.data dataset with one element per shard file: its records (1-D string), header first."""
+    tf = _tf()
+    return tf.data.Dataset.from_tensor_slices(paths).interleave(
+        lambda path: tf.data.TFRecordDataset(path).batch(MAX_SHARD_RECORDS),
+        cycle_length=SHARD_READS,
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def parse_clip(records: Any) -> dict[str, Any]:
+    """Parse one shard's records into tensors; ``frames`` is (N, H, W, 3) uint8. Usable in tf.data."""
+    tf = _tf()
+    header_spec = {
         "video_id": tf.io.FixedLenFeature([], tf.string),
         "subject": tf.io.FixedLenFeature([], tf.string),
         "label": tf.io.FixedLenFeature([], tf.string),
         "age": tf.io.FixedLenFeature([], tf.float32),
-        "num_frames": tf.io.FixedLenFeature([], tf.int64),
         "height": tf.io.FixedLenFeature([], tf.int64),
         "width": tf.io.FixedLenFeature([], tf.int64),
+    }
+    chunk_spec = {
         "frames": tf.io.FixedLenFeature([], tf.string),
         "face_found": tf.io.VarLenFeature(tf.int64),
         "source_index": tf.io.VarLenFeature(tf.int64),
     }
-    ex = tf.io.parse_single_example(serialized, spec)
-    shape = tf.stack([ex["num_frames"], ex["height"], ex["width"], tf.constant(3, tf.int64)])
-    ex["frames"] = tf.reshape(tf.io.decode_raw(ex["frames"], tf.uint8), shape)
-    ex["face_found"] = tf.sparse.to_dense(ex["face_found"])
-    ex["source_index"] = tf.sparse.to_dense(ex["source_index"])
+    ex = tf.io.parse_single_example(records[0], header_spec)
+    chunks = tf.io.parse_example(records[1:], chunk_spec)
+    pixels = tf.io.decode_raw(tf.strings.reduce_join(chunks["frames"]), tf.uint8)
+    shape = tf.stack([tf.constant(-1, tf.int64), ex["height"], ex["width"], tf.constant(3, tf.int64)])
+    ex["frames"] = tf.reshape(pixels, shape)
+    ex["num_frames"] = tf.shape(ex["frames"], out_type=tf.int64)[0]
+    ex["face_found"] = chunks["face_found"].values
+    ex["source_index"] = chunks["source_index"].values
     return ex
+
+
+def read_clip(path: str | Path) -> dict[str, Any]:
+    """One shard file parsed eagerly into numpy arrays (tests and tools)."""
+    (records,) = list(read_shards([str(path)]))
+    return {key: value.numpy() for key, value in parse_clip(records).items()}
+
+
+def _check_frames(video_id: str, frames: np.ndarray) -> np.ndarray:
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"{video_id}: frames must be (N, H, W, 3), got {frames.shape}")
+    return frames
+
+
+def _tf() -> Any:
+    import tensorflow as tf  # lazy: the index readers and the prepare workers run without TensorFlow
+
+    return tf
+
+
+def _bytes_feature(tf: Any, value: bytes) -> Any:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _ints_feature(tf: Any, values: Any) -> Any:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(x) for x in np.ravel(values)]))

@@ -6,7 +6,7 @@ Each element is ``(inputs, targets)`` or, with ``include_meta``, ``(inputs, targ
     targets = {"age": float32 (B, 1)}
     meta    = {"video_id": string (B,), "source_index": int64 (B, T), "face_found": int64 (B, T)}
 
-Order of stages: read shards -> parse (parallel) -> cache parsed clips in memory -> shuffle ->
+Order of stages: read shards (each one element: its header and chunk records) -> parse (parallel) -> cache parsed clips in memory -> shuffle ->
 repeat -> sample a clip of T frames and draw its augmentation (parallel; stateless randomness
 seeded per element from ``Dataset.random``) -> batch -> flip/brightness/contrast on the whole
 batch (one XLA-fused pass) -> prefetch. Caching before sampling means each epoch draws new clips
@@ -25,7 +25,7 @@ from typing import Any
 import tensorflow as tf
 
 from age_estimation.config import AugmentConfig, DataConfig, PipelineConfig
-from age_estimation.data.cache import parse_clip, read_index
+from age_estimation.data.cache import parse_clip, read_index, read_shards
 from age_estimation.data.splits import heldout_split, kfold_splits
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -101,7 +101,7 @@ def build_dataset(
         seed = 0
     deterministic = seed is not None or not training
 
-    ds = tf.data.TFRecordDataset(paths, num_parallel_reads=AUTOTUNE)
+    ds = read_shards(paths)  # one element per video: its shard's records
     ds = ds.map(_parse, num_parallel_calls=AUTOTUNE)
     if data.memory_cache:
         ds = ds.cache()

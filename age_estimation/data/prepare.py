@@ -14,8 +14,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import logging
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -35,12 +41,16 @@ from age_estimation.data.manifest import ManifestRow, row_problems, scan_manifes
 from age_estimation.data.synth.generator import generate_dataset
 from age_estimation.logs import library_logs_shown, set_library_logs
 from age_estimation.video.align import AlignmentError, FaceAligner
-from age_estimation.video.decode import VideoError, read_video
+from age_estimation.video.decode import VideoError, VideoStream
 from age_estimation.video.face_models import FACE_DETECTOR, FACE_MESH, asset_path
 
 # Longer frame side kept for alignment unless ``align.max_side`` is set: the detector sees
 # 128x128 and crops are <= 128 px, so larger frames only cost memory (x workers).
 DEFAULT_MAX_SIDE = 640
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_POLL_SECONDS = 1.0  # how often a worker without prctl checks that its parent is alive
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,6 +77,8 @@ def prepare(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_assets(align)
+    (out_dir / cache.SHARD_DIR).mkdir(exist_ok=True)
+    _remove_stale_spools(out_dir)
     index = _load_index(out_dir, align)
     report: dict[str, Any] = {
         "out_dir": str(out_dir),
@@ -79,7 +91,7 @@ def prepare(
     write_json_atomic(out_dir / cache.INDEX_NAME, index)
     bar = tqdm(total=len(rows), initial=len(rows) - len(jobs), unit="video", disable=not progress, desc="prepare")
     with bar:
-        for job, result in _run(jobs, align, workers):
+        for job, result in _run(jobs, align, workers, out_dir):
             _record(job, result, index, out_dir, report)
             write_json_atomic(out_dir / cache.INDEX_NAME, index)
             bar.set_postfix(rejected=len(report["rejected"]))
@@ -102,25 +114,66 @@ def resolve_workers(workers: int, jobs: int) -> int:
     return max(1, min(wanted, jobs))
 
 
-def align_file(path: str | Path, align: AlignConfig, aligner: Any) -> dict[str, Any]:
-    """Decode and align one video with an existing ``FaceAligner``; a dict with arrays or ``error``."""
+def align_file(path: str | Path, align: AlignConfig, aligner: Any, spool: str | Path) -> dict[str, Any]:
+    """Decode and align one video as a stream, writing its raw crops to ``spool``; its metadata or ``error``.
+
+    Only the aligner's bounded look-ahead is held, so memory does not grow with the video; the spool
+    (N x S x S x 3 raw bytes) becomes the shard in the parent (``_write_shard``). Removed on an error.
+    """
+    spool = Path(spool)
     try:
-        video = read_video(
-            path, max_frames=align.max_frames, frame_step=align.frame_step,
-            max_side=align.max_side,
-        )
-        shortfall = f"decoded {video.decoded_frames} of {video.expected_frames} frames"
-        if video.truncated and not align.accept_truncated:
-            return {"error": f"{shortfall}: the file looks truncated; set align.accept_truncated=true to keep it"}
-        clip = aligner.align_video(video.frames)
+        return _align_to_spool(Path(path), align, aligner, spool)
     except (VideoError, AlignmentError) as err:
-        return {"error": _without_path(str(err), path)}
+        error = _without_path(str(err), path)
     except Exception as err:  # noqa: BLE001 - one broken file must not stop the run
-        return {"error": f"unexpected {type(err).__name__}: {err}"}
-    result = {"frames": clip.frames, "face_found": clip.face_found, "source_index": video.source_index}
-    if video.truncated:
+        error = f"unexpected {type(err).__name__}: {err}"
+    spool.unlink(missing_ok=True)
+    return {"error": error}
+
+
+def _align_to_spool(path: Path, align: AlignConfig, aligner: Any, spool: Path) -> dict[str, Any]:
+    face_found: list[bool] = []
+    with VideoStream(path, align.max_frames, align.frame_step, align.max_side) as stream, open(spool, "wb") as out:
+        try:
+            for item in aligner.align_stream(stream, fps=stream.fps):
+                out.write(item.crop.tobytes())
+                face_found.append(item.face_found)
+            aligned: AlignmentError | None = None
+        except AlignmentError as err:  # judged after truncation: a cut-off file is reported as such
+            aligned = err
+    shortfall = f"decoded {stream.decoded_frames} of {stream.expected_frames} frames"
+    if stream.truncated and not align.accept_truncated:
+        raise VideoError(f"{shortfall}: the file looks truncated; set align.accept_truncated=true to keep it")
+    if aligned is not None:
+        raise aligned
+    result: dict[str, Any] = {
+        "spool": str(spool),
+        "size": align.crop_size,
+        "face_found": np.array(face_found),
+        "source_index": stream.source_index(np.arange(len(face_found))),
+    }
+    if stream.truncated:
         result["warning"] = f"truncated: {shortfall}, kept because align.accept_truncated is true"
     return result
+
+
+def _write_shard(path: Path, job: _Job, result: dict[str, Any]) -> None:
+    """Turn a finished spool into the video's shard, one chunk of frames in memory at a time."""
+    row, size = job.row, result["size"]
+    spool = Path(result["spool"])
+    frame_bytes = size * size * 3
+    try:
+        with cache.ShardWriter(path) as writer, open(spool, "rb") as crops:
+            writer.write(cache.encode_header(job.video_id, size, size, row.age, row.subject, row.label))
+            for start in range(0, len(result["face_found"]), cache.CHUNK_FRAMES):
+                end = start + cache.CHUNK_FRAMES
+                chunk = np.frombuffer(crops.read(frame_bytes * cache.CHUNK_FRAMES), np.uint8)
+                frames = chunk.reshape(-1, size, size, 3)
+                writer.write(cache.encode_chunk(frames, result["face_found"][start:end],
+                                                result["source_index"][start:end]))
+            writer.commit()
+    finally:
+        spool.unlink(missing_ok=True)
 
 
 def _check_assets(align: AlignConfig) -> None:
@@ -133,7 +186,10 @@ def _load_index(out_dir: Path, align: AlignConfig) -> dict[str, Any]:
     """The existing index when its alignment settings match, else a fresh one (everything re-prepared)."""
     try:
         index = cache.read_index(out_dir)
-    except (FileNotFoundError, ValueError):
+    except FileNotFoundError:
+        return cache.empty_index(align)
+    except ValueError as err:
+        log.warning("preparing every video again: %s", err)
         return cache.empty_index(align)
     return index if index.get("align_key") == cache.align_key(align) else cache.empty_index(align)
 
@@ -175,20 +231,26 @@ def _unchanged(entry: dict[str, Any] | None, job: _Job, out_dir: Path) -> bool:
     return same and (out_dir / entry["shard"]).is_file()
 
 
-def _run(jobs: list[_Job], align: AlignConfig, workers: int) -> Iterator[tuple[_Job, dict[str, Any]]]:
-    """Align jobs in this process (one worker) or a spawned process pool; yields results as they finish."""
+def _run(
+    jobs: list[_Job], align: AlignConfig, workers: int, out_dir: Path
+) -> Iterator[tuple[_Job, dict[str, Any]]]:
+    """Align jobs in this process (one worker) or a pool of worker processes; yields results as they finish.
+
+    The pool lives for the whole run (each worker builds its aligner once) and its workers exit by
+    themselves if this process dies (``_die_with_parent``).
+    """
     if not jobs:
         return
     count = resolve_workers(workers, len(jobs))
     if count == 1:
         with FaceAligner(align) as aligner:
             for job in jobs:
-                yield job, align_file(job.row.path, align, aligner)
+                yield job, align_file(job.row.path, align, aligner, _spool_path(out_dir, job))
         return
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no TensorFlow, no forked threads
     pool = ProcessPoolExecutor(count, mp_context=context, initializer=_init_worker,
-                               initargs=(asdict(align), library_logs_shown()))
-    futures = {pool.submit(_align_in_worker, str(job.row.path)): job for job in jobs}
+                               initargs=(asdict(align), library_logs_shown(), os.getpid()))
+    futures = {pool.submit(_align_in_worker, str(job.row.path), str(_spool_path(out_dir, job))): job for job in jobs}
     done: set[Any] = set()
     try:
         for future in as_completed(futures):
@@ -210,16 +272,48 @@ def _run(jobs: list[_Job], align: AlignConfig, workers: int) -> Iterator[tuple[_
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(align_fields: dict[str, Any], show_logs: bool) -> None:
+def _init_worker(align_fields: dict[str, Any], show_logs: bool, parent: int) -> None:
     """Build this worker's aligner once, with the parent's log setting and one OpenCV thread (no contention)."""
+    _die_with_parent(parent)
     set_library_logs(show_logs)
     cv2.setNumThreads(1)
     _WORKER["align"] = AlignConfig(**align_fields)
     _WORKER["aligner"] = FaceAligner(_WORKER["align"])
 
 
-def _align_in_worker(path: str) -> dict[str, Any]:
-    return align_file(path, _WORKER["align"], _WORKER["aligner"])
+def _align_in_worker(path: str, spool: str) -> dict[str, Any]:
+    return align_file(path, _WORKER["align"], _WORKER["aligner"], spool)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this worker exit when ``parent`` dies, even by ``kill -9`` (no chance to shut the pool down).
+
+    Linux: the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``). Everywhere,
+    as a fallback: a daemon thread exits the process once it has been re-parented.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _spool_path(out_dir: Path, job: _Job) -> Path:
+    """Where a video's raw crops wait for their shard (a hidden ``.tmp`` next to the shards)."""
+    return out_dir / cache.SHARD_DIR / f".{job.video_id}.crops.tmp"
+
+
+def _remove_stale_spools(out_dir: Path) -> None:
+    """Temporary files a killed run left behind: nothing else writes them, so they are garbage."""
+    for stale in (out_dir / cache.SHARD_DIR).glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def _record(job: _Job, result: dict[str, Any], index: dict[str, Any], out_dir: Path, report: dict[str, Any]) -> None:
@@ -230,12 +324,9 @@ def _record(job: _Job, result: dict[str, Any], index: dict[str, Any], out_dir: P
         report["rejected"].append({"path": path, "reason": result["error"]})
         return
     row = job.row
-    serialized = cache.encode_clip(
-        job.video_id, result["frames"], result["face_found"], result["source_index"], row.age, row.subject, row.label
-    )
     shard = f"{cache.SHARD_DIR}/{job.video_id}.tfrecord"
-    cache.write_clip_shard(out_dir / shard, serialized)
-    frames, faces = len(result["frames"]), int(np.sum(result["face_found"]))
+    _write_shard(out_dir / shard, job, result)
+    frames, faces = len(result["face_found"]), int(np.sum(result["face_found"]))
     index["videos"][job.video_id] = {
         "source": path, "source_sha256": job.sha256, "shard": shard, "frames": frames, "faces": faces,
         "age": float(row.age), "subject": row.subject, "label": row.label, "split": row.split,

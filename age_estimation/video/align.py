@@ -18,8 +18,8 @@ Example:
 
 from __future__ import annotations
 
-import sys
-import types
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -28,17 +28,13 @@ import numpy as np
 
 from age_estimation.config import AlignConfig
 from age_estimation.logs import native_logs_hidden
-from age_estimation.video.face_models import FACE_DETECTOR, FACE_MESH, asset_path
+from age_estimation.video.face_mesh import FaceMesh
+from age_estimation.video.face_models import FACE_DETECTOR, asset_path
+from age_estimation.video.mediapipe_tasks import import_mediapipe
+from age_estimation.video.tracking import EyeTrack
 
-MESH_INPUT = 192  # the face mesh model's square input size
-MESH_BOX_SCALE = 1.5  # the mesh crop is this many times the detector's face box
-MESH_MIN_PRESENCE = 0.5  # below this face-presence probability the mesh result is ignored
-# Face mesh vertex indices: the contour rings of the image-left and image-right eye.
-MESH_EYE_RINGS = (
-    (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
-    (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466),
-)
-SMOOTHING_ORDER = 2  # Savitzky-Golay polynomial order: follows steady head motion without lag
+# Frames per second assumed for ``align.max_gap_seconds`` when the caller does not know the video's.
+DEFAULT_FPS = 25.0
 TRACK_MIN_IOU = 0.3  # a detection overlapping the tracked box this much is the same face
 TRACK_MAX_SHIFT = 0.5  # ... or one whose centre moved less than this many box sizes
 
@@ -77,6 +73,38 @@ class AlignedClip:
     eye_positions: np.ndarray
 
 
+@dataclass
+class AlignedFrame:
+    """One aligned frame of a stream (``FaceAligner.align_stream``).
+
+    Attributes:
+        index: position of the frame in the input stream (0, 1, ...).
+        crop: (S, S, 3) uint8 RGB aligned face.
+        face_found: False where the transform was interpolated or held from other frames.
+        transform: (2, 3) affine map from source pixels to crop pixels.
+        eye_positions: (2, 2) eye centres as found (or filled in) for this frame, mapped into the crop.
+        frame: the input frame itself, for callers that draw on it; drop it to free it.
+    """
+
+    index: int
+    crop: np.ndarray
+    face_found: bool
+    transform: np.ndarray
+    eye_positions: np.ndarray
+    frame: np.ndarray
+
+
+@dataclass
+class _Pending:
+    """A frame waiting for the track to settle: its detection verdicts and, when skipped, its neighbours'."""
+
+    frame: np.ndarray
+    attempted: bool
+    detected: bool
+    before: bool  # detected at the last tried frame before (skipped frames only)
+    after: bool | None = None  # ... and at the next tried frame, once it has run
+
+
 class FaceAligner:
     """Detects, tracks and aligns one face per clip with the settings of an ``AlignConfig``.
 
@@ -87,7 +115,7 @@ class FaceAligner:
 
     def __init__(self, cfg: AlignConfig) -> None:
         self.cfg = cfg
-        mp, vision, base_options = _import_mediapipe()
+        mp, vision, base_options = import_mediapipe()
         self._mp = mp
         options = vision.FaceDetectorOptions(
             base_options=base_options(model_asset_path=str(asset_path(FACE_DETECTOR))),
@@ -95,7 +123,7 @@ class FaceAligner:
         )
         with native_logs_hidden():
             self._detector = vision.FaceDetector.create_from_options(options)
-            self._mesh = _FaceMesh() if cfg.use_face_mesh else None
+            self._mesh = FaceMesh() if cfg.use_face_mesh else None
 
     def __enter__(self) -> Self:
         return self
@@ -129,31 +157,84 @@ class FaceAligner:
             )
         if self._mesh is not None:
             for det in found:
-                det.eyes = self._mesh.refine_eyes(frame, det)
+                det.eyes = self._mesh.refine_eyes(frame, det.eyes, det.centre, float(det.box[2:].max()))
         return found
 
     def align_video(self, frames: np.ndarray) -> AlignedClip:
         """Align every frame of an (N, H, W, 3) RGB clip; ``AlignmentError`` when too few have a face."""
-        frames = _as_rgb_clip(frames)
-        height, width = frames.shape[1:3]
-        attempted = detection_frames(len(frames), self.cfg.detect_every)
-        detections = [self.detect(frame) if tried else [] for frame, tried in zip(frames, attempted)]
-        tracked = track_face(detections, width, height)
-        detected = np.array([det is not None for det in tracked])
-        _check_face_fraction(detected[attempted], self.cfg.min_face_fraction)
-        found = face_present(detected, attempted)
-        eyes = np.stack([det.eyes if det is not None else np.full((2, 2), np.nan) for det in tracked])
-        eyes = interpolate_missing(eyes, detected)
-        smoothed = smooth_tracks(eyes, self.cfg.smoothing_window)
-        transforms = np.stack([template_transform(pair, self.cfg) for pair in smoothed])
-        size = self.cfg.crop_size
-        crops = np.stack([warp_face(frame, matrix, size) for frame, matrix in zip(frames, transforms)])
+        aligned = list(self.align_stream(_as_rgb_clip(frames)))
         return AlignedClip(
-            frames=crops,
-            face_found=found,
-            transforms=transforms,
-            eye_positions=apply_transforms(transforms, eyes),
+            frames=np.stack([item.crop for item in aligned]),
+            face_found=np.array([item.face_found for item in aligned]),
+            transforms=np.stack([item.transform for item in aligned]),
+            eye_positions=np.stack([item.eye_positions for item in aligned]),
         )
+
+    def align_stream(self, frames: Iterable[np.ndarray], fps: float = 0.0) -> Iterator[AlignedFrame]:
+        """Align RGB frames as they come, yielding each ``AlignedFrame`` in order once its track has settled.
+
+        Holds at most ``max_gap_frames(fps)`` + ``smoothing_window`` frames whatever the clip's length;
+        gives the same frames as ``align_video`` on the whole clip while no face gap exceeds that bound
+        (a longer gap holds the last eyes seen). After the last frame it raises ``AlignmentError`` when
+        too few frames had a face (``align.min_face_fraction``): a consumer must discard what it got.
+        """
+        cfg, every = self.cfg, max(1, self.cfg.detect_every)
+        pending: deque[_Pending] = deque()
+        track: EyeTrack | None = None
+        last: Detection | None = None  # the tracked face, where it was last seen
+        newest: Detection | None = None  # the newest frame's face: pushed once the next frame shows it is not the last
+        last_tried = False  # whether the face was found at the last frame the detector ran on
+        tried = found = 0
+        for index, frame in enumerate(frames):
+            frame = _as_rgb_frame(frame)
+            if track is None:
+                track = EyeTrack(cfg.smoothing_window, self.max_gap_frames(fps), _centre_eyes(frame, cfg))
+            else:
+                yield from self._emit(pending, track.push(None if newest is None else newest.eyes))
+            attempted = index % every == 0
+            newest = self._track(frame, last) if attempted else None
+            if attempted:
+                tried, found, last_tried = tried + 1, found + (newest is not None), newest is not None
+                last = newest or last
+                _settle_skipped(pending, last_tried)
+            pending.append(_Pending(frame, attempted, newest is not None, last_tried))
+        if track is None:
+            raise AlignmentError("expected (N, H, W, 3) RGB frames with N >= 1, got none")
+        tail = pending[-1]
+        if not tail.attempted:  # the detector always runs on the last frame
+            newest = self._track(tail.frame, last)
+            tried, found = tried + 1, found + (newest is not None)
+            tail.attempted, tail.detected = True, newest is not None
+            _settle_skipped(pending, tail.detected)
+        yield from self._emit(pending, track.push(None if newest is None else newest.eyes))
+        yield from self._emit(pending, track.finish())
+        _check_face_fraction(found, tried, cfg.min_face_fraction)
+
+    def max_gap_frames(self, fps: float = 0.0) -> int:
+        """Longest face gap (frames) interpolated in a stream: ``align.max_gap_seconds`` at ``fps``.
+
+        Never below two detection intervals, so the frames ``detect_every`` skips are always filled.
+        """
+        return max(round(self.cfg.max_gap_seconds * (fps or DEFAULT_FPS)), 2 * max(1, self.cfg.detect_every))
+
+    def _track(self, frame: np.ndarray, last: Detection | None) -> Detection | None:
+        """The tracked face among this frame's detections (None when it is not there)."""
+        height, width = frame.shape[:2]
+        return track_step(last, self.detect(frame), width, height)
+
+    def _emit(self, pending: deque[_Pending], points: list[Any]) -> Iterator[AlignedFrame]:
+        for point in points:
+            item = pending.popleft()
+            present = item.detected if item.attempted else bool(item.before and item.after)
+            transform = template_transform(point.smoothed, self.cfg)
+            yield AlignedFrame(
+                index=point.index,
+                crop=warp_face(item.frame, transform, self.cfg.crop_size),
+                face_found=present,
+                transform=transform,
+                eye_positions=apply_transforms(transform[None], point.filled[None])[0],
+                frame=item.frame,
+            )
 
     def align_image(self, image: np.ndarray) -> np.ndarray | None:
         """Aligned (S, S, 3) crop of the main face in one RGB image, or None when there is none."""
@@ -198,55 +279,19 @@ def track_face(detections: list[list[Detection]], width: int, height: int) -> li
     tracked: list[Detection | None] = []
     last: Detection | None = None
     for candidates in detections:
-        if not candidates:
-            tracked.append(None)
-            continue
-        if last is None:
-            chosen: Detection | None = candidates[_main_face(candidates, width, height)]
-        else:
-            chosen = _match(last, candidates)
+        chosen = track_step(last, candidates, width, height)
         tracked.append(chosen)
         last = chosen or last
     return tracked
 
 
-def interpolate_missing(points: np.ndarray, found: np.ndarray) -> np.ndarray:
-    """Fill frames without a face by linear interpolation between the nearest frames with one.
-
-    ``points`` is (N, ...) over time; frames before the first (after the last) face copy it.
-    """
-    if found.all():
-        return points.copy()
-    known = np.flatnonzero(found)
-    flat = points.reshape(len(points), -1)
-    filled = np.stack(
-        [np.interp(np.arange(len(points)), known, flat[known, j]) for j in range(flat.shape[1])], axis=1
-    )
-    return filled.reshape(points.shape)
-
-
-def smooth_tracks(points: np.ndarray, window: int) -> np.ndarray:
-    """Smooth (N, ...) points over time: a 3-frame running median, then a Savitzky-Golay filter.
-
-    The median removes single-frame detector outliers; the local quadratic fit over ``window``
-    frames removes jitter while following head motion without the lag of a moving average.
-    Edges are extended by odd reflection, which keeps a linear trend, so nothing drifts.
-    """
-    if window <= 1 or len(points) < 2:
-        return points.copy()
-    flat = _running_median3(points.reshape(len(points), -1))
-    half = window // 2
-    offsets = np.arange(-half, half + 1)
-    weights = np.linalg.pinv(np.vander(offsets, SMOOTHING_ORDER + 1, increasing=True))[0]
-    mode = {"mode": "reflect", "reflect_type": "odd"} if len(flat) > half else {"mode": "edge"}
-    padded = np.pad(flat, ((half, half), (0, 0)), **mode)
-    smoothed = sum(weight * padded[i : i + len(flat)] for i, weight in enumerate(weights))
-    return np.asarray(smoothed).reshape(points.shape)
-
-
-def _running_median3(flat: np.ndarray) -> np.ndarray:
-    padded = np.pad(flat, ((1, 1), (0, 0)), mode="edge")
-    return np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+def track_step(last: Detection | None, candidates: list[Detection], width: int, height: int) -> Detection | None:
+    """The tracked face among one frame's ``candidates``: the main face at first, then the one matching ``last``."""
+    if not candidates:
+        return None
+    if last is None:
+        return candidates[_main_face(candidates, width, height)]
+    return _match(last, candidates)
 
 
 def template_eyes(cfg: AlignConfig) -> np.ndarray:
@@ -274,10 +319,15 @@ def apply_transforms(transforms: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def warp_face(frame: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-    """Apply an affine map to get the (size, size) crop; strong shrinking first area-resamples the frame."""
+    """Apply an affine map to get the (size, size) crop; strong shrinking first area-resamples the face region.
+
+    Only the region the crop samples (plus the resampling kernel's reach) is resized, not the frame:
+    at 640 px frames and 64 px crops that is a tenth of the pixels.
+    """
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     if scale < 0.5:
         factor = 2 * scale
+        frame, matrix = _crop_region(frame, matrix, size, margin=int(np.ceil(2 / factor)) + 2)
         height, width = frame.shape[:2]
         frame = cv2.resize(
             frame, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA
@@ -287,56 +337,22 @@ def warp_face(frame: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-class _FaceMesh:
-    """The 468-point face mesh model run by LiteRT on a rotated crop around a detected face."""
+def _crop_region(frame: np.ndarray, matrix: np.ndarray, size: int, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """The part of ``frame`` that the (size, size) crop of ``matrix`` samples, and the map from it.
 
-    def __init__(self) -> None:
-        from ai_edge_litert.interpreter import Interpreter  # lazy: only with align.use_face_mesh
-
-        self._interpreter = Interpreter(model_path=str(asset_path(FACE_MESH)), num_threads=1)
-        self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        outputs = self._interpreter.get_output_details()
-        self._points = next(o["index"] for o in outputs if int(np.prod(o["shape"])) == 468 * 3)
-        self._presence = next(o["index"] for o in outputs if int(np.prod(o["shape"])) == 1)
-
-    def refine_eyes(self, frame: np.ndarray, det: Detection) -> np.ndarray:
-        """Eye centres as the mean of each mesh eye contour; the detector's eyes if the mesh finds no face."""
-        (x0, y0), (x1, y1) = det.eyes
-        angle = np.degrees(np.arctan2(y1 - y0, x1 - x0))
-        side = MESH_BOX_SCALE * float(det.box[2:].max())
-        matrix = cv2.getRotationMatrix2D(tuple(det.centre), angle, MESH_INPUT / side)
-        matrix[:, 2] += MESH_INPUT / 2 - det.centre
-        crop = cv2.warpAffine(frame, matrix, (MESH_INPUT, MESH_INPUT), borderMode=cv2.BORDER_REPLICATE)
-        self._interpreter.set_tensor(self._input, (crop.astype(np.float32) / 255.0)[None])
-        with native_logs_hidden():
-            self._interpreter.invoke()
-        logit = float(self._interpreter.get_tensor(self._presence).ravel()[0])
-        if 1 / (1 + np.exp(-logit)) < MESH_MIN_PRESENCE:
-            return det.eyes
-        mesh = self._interpreter.get_tensor(self._points).reshape(468, 3)[:, :2]
-        in_crop = np.stack([mesh[list(ring)].mean(axis=0) for ring in MESH_EYE_RINGS])
-        inverse = cv2.invertAffineTransform(matrix)
-        eyes = in_crop @ inverse[:, :2].T + inverse[:, 2]
-        return eyes[np.argsort(eyes[:, 0])]
-
-
-def _import_mediapipe() -> tuple[Any, Any, Any]:
-    """Import MediaPipe Tasks without TensorFlow.
-
-    mediapipe imports TensorFlow (when installed) only for API-doc decorators in
-    ``optional_dependencies``; a no-op stand-in keeps worker start-up light (TF costs ~3 s and
-    hundreds of MB per process) and the edge path free of TensorFlow.
+    The region is clipped to the frame, so a crop reaching past the frame edge still replicates that edge.
     """
-    name = "mediapipe.tasks.python.core.optional_dependencies"
-    if name not in sys.modules and "tensorflow" not in sys.modules:
-        stand_in = types.ModuleType(name)
-        stand_in.doc_controls = types.SimpleNamespace(do_not_generate_docs=lambda obj: obj)  # type: ignore[attr-defined]
-        sys.modules[name] = stand_in
-    import mediapipe as mp
-    from mediapipe.tasks.python import BaseOptions, vision
-
-    return mp, vision, BaseOptions
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
+    inverse = cv2.invertAffineTransform(matrix)
+    source = corners @ inverse[:, :2].T + inverse[:, 2]
+    height, width = frame.shape[:2]
+    x0, y0 = (int(np.clip(np.floor(v) - margin, 0, limit - 1)) for v, limit in zip(source.min(axis=0), (width, height)))
+    x1, y1 = (int(np.clip(np.ceil(v) + margin, 1, limit)) for v, limit in zip(source.max(axis=0), (width, height)))
+    if x1 <= x0 or y1 <= y0:
+        return frame, matrix
+    shifted = matrix.copy()
+    shifted[:, 2] += matrix[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    return frame[y0:y1, x0:x1], shifted
 
 
 def _as_rgb_clip(frames: np.ndarray) -> np.ndarray:
@@ -348,8 +364,31 @@ def _as_rgb_clip(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames, dtype=np.uint8)
 
 
-def _check_face_fraction(found: np.ndarray, min_fraction: float) -> None:
-    count, total = int(found.sum()), len(found)
+def _settle_skipped(pending: deque[_Pending], detected: bool) -> None:
+    """Tell the skipped frames waiting for it whether the face was found at the next tried frame."""
+    for item in pending:
+        if item.after is None and not item.attempted:
+            item.after = detected
+
+
+def _as_rgb_frame(frame: np.ndarray) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.ndim == 2:
+        frame = np.repeat(frame[..., None], 3, axis=-1)
+    if frame.ndim != 3 or frame.shape[-1] != 3:
+        raise AlignmentError(f"expected (H, W, 3) RGB frames, got shape {frame.shape}")
+    return np.ascontiguousarray(frame, dtype=np.uint8)
+
+
+def _centre_eyes(frame: np.ndarray, cfg: AlignConfig) -> np.ndarray:
+    """Eyes that make the crop the frame's central square: used for frames before any face was seen."""
+    height, width = frame.shape[:2]
+    side = min(height, width)
+    template = template_eyes(cfg) * (side / cfg.crop_size)
+    return template + np.array([(width - side) / 2, (height - side) / 2])
+
+
+def _check_face_fraction(count: int, total: int, min_fraction: float) -> None:
     if count == 0:
         raise AlignmentError(f"no face found in any of {total} frames")
     if count / total < min_fraction:

@@ -6,12 +6,19 @@ must not import TensorFlow: the edge inference path (video -> alignment -> LiteR
 Example:
     >>> video = read_video("clip.mp4", max_frames=64, frame_step=2)
     >>> video.frames.shape  # (N, H, W, 3) uint8 RGB
+    >>> with VideoStream("long.mp4") as stream:  # the same frames, one at a time, in bounded memory
+    ...     for frame in stream: ...
 """
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 import cv2
 import numpy as np
@@ -27,6 +34,10 @@ DEFAULT_MAX_SIDE = 1920
 # gives 30 frames, the 12-frame MJPG .avi cut at 60% of its bytes gives 7).
 TRUNCATED_MIN_FRACTION = 0.9
 TRUNCATED_MAX_SHORT = 2
+
+# Decoded frames a ``VideoStream`` reader thread may run ahead of its consumer: enough to hide the
+# jitter of decode and detection times, few enough to cost little (8 x 640x360 RGB = 5.5 MB).
+QUEUE_FRAMES = 8
 
 
 class VideoError(ValueError):
@@ -73,33 +84,129 @@ def read_video(path: str | Path, max_frames: int = 0, frame_step: int = 1, max_s
     """Decode ``path`` into RGB frames, keeping every ``frame_step``-th frame, at most ``max_frames``.
 
     Frames whose longer side exceeds ``max_side`` (``DEFAULT_MAX_SIDE`` when 0) are downscaled as
-    they are decoded, so very large videos never hold full-size frames in memory.
+    they are decoded. This holds the whole clip; ``VideoStream`` gives the same frames one at a time.
     """
-    path = Path(path)
-    if frame_step < 1:
-        raise ValueError(f"{path}: frame_step must be at least 1, got {frame_step}")
-    _check_file(path)
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise VideoError(f"{path}: {_why_unreadable(path)}")
-        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        expected = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
-        decoded = _decode(capture, max_frames, frame_step, max_side or DEFAULT_MAX_SIDE)
-    finally:
-        capture.release()
-    if not decoded.frames:
-        raise VideoError(f"{path}: no decodable frames (empty, truncated or damaged video)")
+    with VideoStream(path, max_frames, frame_step, max_side) as stream:
+        frames = list(stream)
     return Video(
-        frames=np.stack(decoded.frames),
-        fps=fps,
-        source_index=np.asarray(decoded.indices, dtype=np.int64),
-        path=path,
-        scale=decoded.scale,
-        expected_frames=expected,
-        decoded_frames=decoded.read,
-        read_to_end=decoded.read_to_end,
+        frames=np.stack(frames),
+        fps=stream.fps,
+        source_index=stream.source_index(np.arange(len(frames))),
+        path=stream.path,
+        scale=stream.scale,
+        expected_frames=stream.expected_frames,
+        decoded_frames=stream.decoded_frames,
+        read_to_end=stream.read_to_end,
     )
+
+
+class VideoStream:
+    """The RGB frames of a video, decoded by a reader thread a few frames ahead of the consumer.
+
+    Same frames as ``read_video`` (every ``frame_step``-th, at most ``max_frames``, downscaled to
+    ``max_side``) but only ``QUEUE_FRAMES`` are held, so memory does not grow with the video, and
+    decoding (which releases the GIL in OpenCV) overlaps whatever the consumer does with a frame.
+    Opening checks the file (``VideoError``); ``fps`` and ``expected_frames`` are known at once,
+    ``decoded_frames``, ``read_to_end`` and ``truncated`` once iteration has ended. Iterate once;
+    ``close()`` (or the context manager) stops the reader early.
+    """
+
+    def __init__(self, path: str | Path, max_frames: int = 0, frame_step: int = 1, max_side: int = 0) -> None:
+        self.path = Path(path)
+        if frame_step < 1:
+            raise ValueError(f"{self.path}: frame_step must be at least 1, got {frame_step}")
+        _check_file(self.path)
+        self.max_frames, self.frame_step = max_frames, frame_step
+        self._max_side = max_side or DEFAULT_MAX_SIDE
+        self._capture = cv2.VideoCapture(str(self.path))
+        if not self._capture.isOpened():
+            self._capture.release()
+            raise VideoError(f"{self.path}: {_why_unreadable(self.path)}")
+        self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.expected_frames = max(int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
+        self.scale = 1.0
+        self.decoded_frames = 0  # frames grabbed from the stream, the ones frame_step skipped included
+        self.read_to_end = False
+        self._queue: queue.Queue[Any] = queue.Queue(QUEUE_FRAMES)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the stream ended far short of the frames its container claims (see ``looks_truncated``)."""
+        return self.read_to_end and looks_truncated(self.decoded_frames, self.expected_frames)
+
+    def source_index(self, position: Any) -> Any:
+        """Index in the source video of the kept frame(s) at ``position`` in this stream."""
+        return np.asarray(position, dtype=np.int64) * self.frame_step
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._thread is not None:
+            raise RuntimeError(f"{self.path}: a VideoStream can be iterated only once")
+        self._thread = threading.Thread(target=self._read, name="video-reader", daemon=True)
+        self._thread.start()
+        kept = 0
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                kept += 1
+                yield item
+        finally:
+            self.close()
+        if not kept:
+            raise VideoError(f"{self.path}: no decodable frames (empty, truncated or damaged video)")
+
+    def close(self) -> None:
+        """Stop the reader thread and release the file."""
+        self._stop.set()
+        if self._thread is not None:
+            while self._thread.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    self._queue.get_nowait()  # unblock a reader waiting on a full queue
+                self._thread.join(0.01)
+        self._capture.release()
+
+    def _read(self) -> None:
+        """Reader thread: grab every frame, convert only the kept ones, until the end, ``max_frames`` or close."""
+        try:
+            kept = 0
+            while not self._stop.is_set() and (not self.max_frames or kept < self.max_frames):
+                if not self._capture.grab():
+                    self.read_to_end = True
+                    break
+                index = self.decoded_frames
+                self.decoded_frames += 1
+                if index % self.frame_step:
+                    continue
+                ok, frame = self._capture.retrieve()
+                if not ok or frame is None:
+                    self.decoded_frames, self.read_to_end = index, True
+                    break
+                frame, self.scale = _to_rgb(frame, self._max_side)
+                kept += 1
+                self._put(frame)
+            self._put(_END)
+        except Exception as err:  # noqa: BLE001 - handed to the consumer, which raises it
+            self._put(err)
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(item, timeout=0.1)
+                return
+
+
+_END = object()  # the reader thread's end-of-stream marker
 
 
 def _check_file(path: Path) -> None:
@@ -120,36 +227,6 @@ def _why_unreadable(path: Path) -> str:
     if b"\0" not in head and sum(32 <= b < 127 or b in b"\t\r\n" for b in head) >= 0.95 * len(head):
         return "not a video: the file holds text"
     return "not a readable video (OpenCV/FFmpeg cannot open it: unknown format or damaged)"
-
-
-@dataclass
-class _Decoded:
-    frames: list[np.ndarray]
-    indices: list[int]
-    scale: float = 1.0
-    read: int = 0  # frames grabbed from the stream
-    read_to_end: bool = False
-
-
-def _decode(capture: cv2.VideoCapture, max_frames: int, frame_step: int, max_side: int) -> _Decoded:
-    """Grab every frame, convert only the kept ones, until the stream ends or ``max_frames`` are kept."""
-    out = _Decoded([], [])
-    while not max_frames or len(out.frames) < max_frames:
-        if not capture.grab():
-            out.read_to_end = True
-            break
-        index = out.read
-        out.read += 1
-        if index % frame_step:
-            continue
-        ok, frame = capture.retrieve()
-        if not ok or frame is None:
-            out.read, out.read_to_end = index, True
-            break
-        frame, out.scale = _to_rgb(frame, max_side)
-        out.frames.append(frame)
-        out.indices.append(index)
-    return out
 
 
 def _to_rgb(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:

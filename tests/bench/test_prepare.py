@@ -40,3 +40,14 @@ def test_the_dataset_videos_picked_are_those_that_prepared(tiny_config, tmp_path
     (tmp_path / INDEX_NAME).write_text(json.dumps(index))
     picked = prepared_rows(tiny_config(f"data.cache_dir={tmp_path}"), 100)
     assert rejected not in {str(row.path) for row in picked} and len(picked) == len(sources) - 1
+
+
+def test_enough_videos_links_distinct_paths_up_to_the_count(tmp_path):
+    from age_estimation.bench.prepare import enough_videos
+    from age_estimation.data.cache import video_id_for
+
+    source = write_blank_video(tmp_path / "a.mp4", frames=2)
+    paths = enough_videos([source], 5, tmp_path / "more")
+    assert len(paths) == 5 and paths[0] == source and len({video_id_for(p) for p in paths}) == 5
+    assert all(p.read_bytes() == source.read_bytes() for p in paths)
+    assert enough_videos([], 3, tmp_path / "none") == []

@@ -11,13 +11,16 @@ import tensorflow as tf
 
 from age_estimation.atomic_files import write_json_atomic
 from age_estimation.config import AlignConfig
+from age_estimation.data import cache
 from age_estimation.data.cache import (
     INDEX_NAME,
     align_key,
     empty_index,
     encode_clip,
     parse_clip,
+    read_clip,
     read_index,
+    read_shards,
     video_id_for,
     write_clip_shard,
 )
@@ -39,7 +42,7 @@ def test_index_errors_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=f"{tmp_path / INDEX_NAME}: corrupt cache index"):
         read_index(tmp_path)
     (tmp_path / INDEX_NAME).write_text(json.dumps({"format": 99, "videos": {}}))
-    with pytest.raises(ValueError, match="cache format 99 is not 1; prepare again"):
+    with pytest.raises(ValueError, match="cache format 99 is not 2 .*; run `age-estimation prepare` again"):
         read_index(tmp_path)
 
 
@@ -55,8 +58,8 @@ def test_encode_write_parse_round_trip(tmp_path: Path) -> None:
     frames = rng.integers(0, 256, (5, 6, 7, 3), dtype=np.uint8)
     serialized = encode_clip("vid", frames, np.array([1, 0, 1, 1, 0]), np.arange(0, 10, 2), 41.5, "s9", "posed")
     write_clip_shard(tmp_path / "shards" / "vid.tfrecord", serialized)
-    (record,) = list(tf.data.TFRecordDataset(str(tmp_path / "shards" / "vid.tfrecord")))
-    clip = parse_clip(record)
+    (records,) = list(read_shards([str(tmp_path / "shards" / "vid.tfrecord")]))
+    clip = parse_clip(records)
     np.testing.assert_array_equal(clip["frames"].numpy(), frames)
     assert clip["video_id"].numpy() == b"vid" and clip["subject"].numpy() == b"s9" and clip["label"].numpy() == b"posed"
     assert clip["age"].numpy() == pytest.approx(41.5) and int(clip["num_frames"]) == 5
@@ -68,3 +71,22 @@ def test_encode_write_parse_round_trip(tmp_path: Path) -> None:
 def test_encode_rejects_frames_that_are_not_rgb_clips() -> None:
     with pytest.raises(ValueError, match="vid: frames must be \\(N, H, W, 3\\)"):
         encode_clip("vid", np.zeros((4, 4, 3), np.uint8), np.ones(4), np.arange(4), 1.0, "s")
+
+
+def test_a_long_clip_is_written_in_chunks_and_read_back_whole(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cache, "CHUNK_FRAMES", 4)
+    frames = np.random.default_rng(1).integers(0, 256, (10, 3, 2, 3), dtype=np.uint8)
+    records = cache.encode_clip("long", frames, np.arange(10) % 2, 3 * np.arange(10), 7.0, "s")
+    assert len(records) == 1 + 3  # header + chunks of 4, 4, 2 frames
+    cache.write_clip_shard(tmp_path / "long.tfrecord", records)
+    assert len(list(tf.data.TFRecordDataset(str(tmp_path / "long.tfrecord")))) == 4
+    clip = read_clip(tmp_path / "long.tfrecord")
+    np.testing.assert_array_equal(clip["frames"], frames)
+    assert clip["num_frames"] == 10 and clip["face_found"].tolist() == [0, 1] * 5
+    assert clip["source_index"].tolist() == list(range(0, 30, 3))
+
+
+def test_an_uncommitted_shard_leaves_no_file(tmp_path: Path) -> None:
+    with cache.ShardWriter(tmp_path / "x.tfrecord") as writer:
+        writer.write(b"header")
+    assert list(tmp_path.iterdir()) == []

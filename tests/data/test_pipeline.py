@@ -15,7 +15,7 @@ import tensorflow as tf
 from age_estimation.atomic_files import write_json_atomic
 from age_estimation.bench.input import input_throughput
 from age_estimation.config import AlignConfig, AugmentConfig, DataConfig, PipelineConfig
-from age_estimation.data.cache import empty_index, encode_clip, write_clip_shard
+from age_estimation.data.cache import FORMAT_VERSION, empty_index, encode_clip, write_clip_shard
 from age_estimation.data.pipeline import build_dataset, build_split_datasets, sample_indices, steps_per_epoch
 
 SIZE = 16
@@ -229,7 +229,7 @@ def test_missing_shard_and_unknown_id_are_named(cache, tmp_path):
     with pytest.raises(ValueError, match="nope"):
         build_dataset(cache["dir"], ["nope"], data_config(), training=False)
     broken = tmp_path / "broken"
-    index = {"format": 1, "align": {"crop_size": SIZE}, "videos": {"v": {"shard": "shards/v.tfrecord"}}}
+    index = {"format": FORMAT_VERSION, "align": {"crop_size": SIZE}, "videos": {"v": {"shard": "shards/v.tfrecord"}}}
     write_json_atomic(broken / "index.json", index)
     with pytest.raises(FileNotFoundError, match="v.tfrecord"):
         build_dataset(broken, ["v"], data_config(), training=False)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from age_estimation.bench.face_video import write_face_video
 from age_estimation.cli.main import main as cli_main
 from age_estimation.config import AlignConfig
 from age_estimation.data import cache
@@ -24,11 +28,7 @@ def _rows(videos: dict[str, Path], names: list[str]) -> list[ManifestRow]:
 
 
 def _read_clip(out: Path, video_id: str) -> dict:
-    import tensorflow as tf
-
-    shard = out / cache.read_index(out)["videos"][video_id]["shard"]
-    (record,) = list(tf.data.TFRecordDataset(str(shard)).map(cache.parse_clip).as_numpy_iterator())
-    return record
+    return cache.read_clip(out / cache.read_index(out)["videos"][video_id]["shard"])
 
 
 def test_bad_inputs_are_rejected_one_by_one_and_the_rest_is_prepared(tmp_path: Path, videos: dict[str, Path]) -> None:
@@ -147,3 +147,92 @@ def test_process_pool_gives_the_same_clips(tmp_path: Path, videos: dict[str, Pat
         a = _read_clip(tmp_path / "one", item["video_id"])["frames"]
         b = _read_clip(tmp_path / "two", item["video_id"])["frames"]
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_long_video_is_written_chunk_by_chunk(tmp_path: Path, videos: dict[str, Path], monkeypatch) -> None:
+    monkeypatch.setattr(cache, "CHUNK_FRAMES", 7)
+    out = tmp_path / "cache"
+    report = prepare([ManifestRow(videos["moving"], 30.0, "a")], out, ALIGN, workers=1, progress=False)
+    shard = out / cache.read_index(out)["videos"][report["prepared"][0]["video_id"]]["shard"]
+    import tensorflow as tf
+
+    assert len(list(tf.data.TFRecordDataset(str(shard)))) == 1 + 4  # header + 7 + 7 + 7 + 3 frames
+    clip = cache.read_clip(shard)
+    assert clip["frames"].shape == (24, 32, 32, 3) and clip["source_index"].tolist() == list(range(24))
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_an_old_format_cache_is_prepared_again_saying_why(tmp_path: Path, videos: dict[str, Path], caplog) -> None:
+    out = tmp_path / "cache"
+    rows = [ManifestRow(videos["face"], 30.0, "a")]
+    prepare(rows, out, ALIGN, workers=1, progress=False)
+    index = cache.read_index(out)
+    index["format"] = 1
+    (out / cache.INDEX_NAME).write_text(json.dumps(index))
+    (out / cache.SHARD_DIR / ".left-by-a-killed-run.crops.tmp").write_bytes(b"x")
+    with pytest.raises(ValueError, match="cache format 1 is not 2 .*run `age-estimation prepare` again"):
+        cache.read_index(out)
+    again = prepare(rows, out, ALIGN, workers=1, progress=False)
+    assert len(again["prepared"]) == 1 and cache.read_index(out)["format"] == cache.FORMAT_VERSION
+    assert "preparing every video again" in caplog.text and "cache format 1 is not 2" in caplog.text
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_a_worker_imports_no_tensorflow(videos: dict[str, Path], tmp_path: Path) -> None:
+    script = (
+        "import os, sys\n"
+        "from dataclasses import asdict\n"
+        "from age_estimation.config import AlignConfig\n"
+        "from age_estimation.data import prepare as p\n"
+        "p._init_worker(asdict(AlignConfig(crop_size=32)), False, os.getppid())\n"
+        f"result = p._align_in_worker({str(videos['face'])!r}, {str(tmp_path / 'spool.tmp')!r})\n"
+        "print(len(result['face_found']), 'tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["10", "False"]
+
+
+@pytest.mark.slow
+def test_workers_exit_when_prepare_is_killed(tmp_path: Path) -> None:
+    paths = [write_face_video(tmp_path / f"v{i}.mp4", frames=150, size=(320, 240), seed=i) for i in range(6)]
+    rows = ", ".join(f"ManifestRow({str(p)!r}, 30.0, 's{i}')" for i, p in enumerate(paths))
+    script = (
+        "from pathlib import Path\n"
+        "from age_estimation.config import AlignConfig\n"
+        "from age_estimation.data.manifest import ManifestRow\n"
+        "from age_estimation.data.prepare import prepare\n"
+        f"prepare([{rows}], Path({str(tmp_path / 'cache')!r}), AlignConfig(crop_size=32), workers=2, progress=False)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := _descendants(parent.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(workers) >= 2, "prepare never started its workers"
+        time.sleep(4.0)  # the workers are busy aligning
+        assert all(_alive(pid) for pid in workers) and parent.poll() is None
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)]
+
+
+def _descendants(pid: int) -> list[int]:
+    found, queue = [], [pid]
+    while queue:
+        for task in Path(f"/proc/{queue.pop()}/task").glob("*/children"):
+            children = [int(child) for child in task.read_text().split()]
+            found += children
+            queue += children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent that is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

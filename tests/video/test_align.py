@@ -16,13 +16,12 @@ from age_estimation.video.align import (
     FaceAligner,
     detection_frames,
     face_present,
-    interpolate_missing,
-    smooth_tracks,
     template_eyes,
     template_transform,
     track_face,
 )
 from age_estimation.video.decode import read_video
+from age_estimation.video.tracking import interpolate_missing, smooth_tracks
 from tests.video_files import write_mixed_video
 
 

@@ -1,0 +1,183 @@
+"""``prepare`` as an Apache Beam pipeline: the same per-video work and cache, on any Beam runner.
+
+The driver plans the jobs as the local path does (invalid rows rejected, unchanged videos skipped);
+the pipeline has one element per video, and a DoFn prepares it (decode, align, write its shard) with
+a ``FaceAligner`` built once per DoFn instance; each video's result (index entry or rejection) comes
+back as one JSON line, and the driver folds them, in manifest order, into ``index.json`` and
+``report.json``. The cache folder must be a file system every worker sees: the local disk for
+DirectRunner, a shared mount on a cluster.
+
+Example:
+    >>> report = prepare_beam(rows, Path("data/cache/x"), AlignConfig(),
+    ...                       ["runner=DirectRunner", "direct_num_workers=2"])
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import cv2
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from age_estimation.atomic_files import write_json_atomic
+from age_estimation.config import AlignConfig
+from age_estimation.data import cache
+from age_estimation.data import prepare as local
+from age_estimation.data.manifest import ManifestRow
+from age_estimation.logs import library_logs_shown, set_library_logs
+from age_estimation.video.align import FaceAligner
+
+RESULTS_PREFIX = ".beam-results-"  # the pipeline's per-video results, removed once folded into the index
+
+
+def prepare_beam(
+    rows: list[ManifestRow],
+    out_dir: Path,
+    align: AlignConfig,
+    options: Iterable[str] = (),
+    workers: int = 0,
+    rejected: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Align and cache every row's video in a Beam pipeline; the report and cache of ``prepare.prepare``.
+
+    ``options`` are Beam pipeline options as ``KEY=VALUE`` (or ``KEY`` for a switch); without a
+    ``runner`` it is DirectRunner with ``workers`` processes (0 = all cores).
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index, report, jobs = _plan(rows, out_dir, align, rejected)
+    write_json_atomic(out_dir / cache.INDEX_NAME, index)
+    if jobs:
+        pipeline_options = beam_options(options, local.resolve_workers(workers, len(jobs)))
+        results = _run_pipeline(jobs, out_dir, align, pipeline_options)
+        for job in jobs:
+            _fold(job, results.get(job.video_id), index, report)
+        write_json_atomic(out_dir / cache.INDEX_NAME, index)
+    seconds = time.perf_counter() - started
+    frames = sum(item["frames"] for item in report["prepared"])
+    report.update(
+        videos=len(rows) + len(rejected or []),
+        frames=frames,
+        seconds=round(seconds, 3),
+        frames_per_second=round(frames / seconds, 2) if seconds > 0 else 0.0,
+    )
+    write_json_atomic(out_dir / cache.REPORT_NAME, report)
+    return report
+
+
+def beam_options(pairs: Iterable[str], workers: int = 1) -> PipelineOptions:
+    """Pipeline options from ``KEY=VALUE`` pairs over the default: DirectRunner with ``workers`` processes.
+
+    Worker logs are held at ERROR unless library logs are shown (``-v``), as in the local path.
+    """
+    values: dict[str, str | None] = {
+        "runner": "DirectRunner",
+        "direct_num_workers": str(workers),
+        "direct_running_mode": "multi_processing" if workers > 1 else "in_memory",
+        "default_sdk_harness_log_level": "INFO" if library_logs_shown() else "ERROR",
+    }
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().removeprefix("--")
+        if not key:
+            raise ValueError(f"beam option {pair!r}: expected KEY=VALUE (or KEY for a switch)")
+        values[key] = value if sep else None
+    flags = [f"--{key}" if value is None else f"--{key}={value}" for key, value in values.items()]
+    return PipelineOptions(flags)
+
+
+class PrepareVideo(beam.DoFn):
+    """Prepares one video per element (decode, align, write its shard); yields its result as a JSON line."""
+
+    def __init__(self, align: AlignConfig, out_dir: str, show_logs: bool) -> None:
+        self._align_fields = asdict(align)
+        self._out_dir = out_dir
+        self._show_logs = show_logs
+        self._align: AlignConfig | None = None
+        self._aligner: FaceAligner | None = None
+
+    def setup(self) -> None:
+        # One aligner per DoFn instance, one OpenCV thread: the runner runs instances in parallel.
+        set_library_logs(self._show_logs)
+        cv2.setNumThreads(1)
+        self._align = AlignConfig(**self._align_fields)
+        self._aligner = FaceAligner(self._align)
+
+    def process(self, job: local._Job) -> Iterator[str]:
+        yield json.dumps(_prepare_one(job, self._align, self._aligner, Path(self._out_dir)))
+
+    def teardown(self) -> None:
+        if self._aligner is not None:
+            self._aligner.close()
+
+
+def _run_pipeline(
+    jobs: list[local._Job], out_dir: Path, align: AlignConfig, options: PipelineOptions
+) -> dict[str, dict[str, Any]]:
+    """Run the pipeline over ``jobs``; video id -> that video's result, read back from its JSON lines."""
+    results_dir = Path(tempfile.mkdtemp(prefix=RESULTS_PREFIX, dir=out_dir))
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            _ = (
+                pipeline
+                | "Videos" >> beam.Create(jobs)
+                | "Spread" >> beam.Reshuffle()  # one video per worker at a time, not one bundle for all
+                | "Prepare" >> beam.ParDo(PrepareVideo(align, str(out_dir), library_logs_shown()))
+                | "Results" >> beam.io.WriteToText(str(results_dir / "part"), file_name_suffix=".jsonl")
+            )
+        lines = (line for part in sorted(results_dir.glob("part*.jsonl")) for line in part.read_text().splitlines())
+        return {result["video_id"]: result for result in map(json.loads, lines)}
+    finally:
+        shutil.rmtree(results_dir, ignore_errors=True)
+
+
+# The adapter onto data/prepare.py: planning, one video's work, and folding a result into the cache.
+
+
+def _plan(
+    rows: list[ManifestRow], out_dir: Path, align: AlignConfig, rejected: list[dict[str, str]] | None
+) -> tuple[dict[str, Any], dict[str, Any], list[local._Job]]:
+    """The local path's start: assets checked, stale spools removed, the jobs planned with skip-unchanged."""
+    local._check_assets(align)
+    (out_dir / cache.SHARD_DIR).mkdir(exist_ok=True)
+    local._remove_stale_spools(out_dir)
+    index = local._load_index(out_dir, align)
+    report: dict[str, Any] = {
+        "out_dir": str(out_dir),
+        "align_key": index["align_key"],
+        "prepared": [],
+        "skipped": [],
+        "rejected": list(rejected or []),
+    }
+    return index, report, local._plan(rows, index, out_dir, report)
+
+
+def _prepare_one(job: local._Job, align: AlignConfig, aligner: FaceAligner, out_dir: Path) -> dict[str, Any]:
+    """One video's work as the local path does it: its shard written, its index entry or its rejection."""
+    result = local.align_file(job.row.path, align, aligner, local._spool_path(out_dir, job))
+    index: dict[str, Any] = {"videos": {}}
+    report: dict[str, Any] = {"prepared": [], "rejected": []}
+    local._record(job, result, index, out_dir, report)
+    return {"video_id": job.video_id, "entry": index["videos"].get(job.video_id), **report}
+
+
+def _fold(job: local._Job, result: dict[str, Any] | None, index: dict[str, Any], report: dict[str, Any]) -> None:
+    """Put one video's result into the run's index and report (a lost result is a rejection)."""
+    if result is None:
+        result = {"entry": None, "prepared": [],
+                  "rejected": [{"path": str(job.row.path), "reason": "the pipeline returned no result for it"}]}
+    if result["entry"] is None:
+        index["videos"].pop(job.video_id, None)
+    else:
+        index["videos"][job.video_id] = result["entry"]
+    report["prepared"].extend(result["prepared"])
+    report["rejected"].extend(result["rejected"])
