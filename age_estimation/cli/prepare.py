@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
@@ -28,6 +29,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="worker processes (default data.workers; 0 = all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--runner", choices=("local", "beam"), default="local",
+                        help="local process pool (default) or an Apache Beam pipeline")
+    parser.add_argument("--beam-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Beam pipeline option, e.g. runner=DirectRunner (repeatable; --runner beam)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,16 +42,37 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ManifestError) as err:
         print(f"error: {err}")
         return 2
+    problem = _runner_problem(args)
+    if problem:
+        print(f"error: {problem}")
+        return 2
     out = args.out or Path(cfg.data.cache_dir)
     workers = cfg.data.workers if args.workers is None else args.workers
     rejected = [{"path": p.path, "reason": f"manifest row {p.row}: {p.reason}"} for p in scan.problems]
     try:
-        report = prepare(scan.rows, out, cfg.align, workers=workers, progress=not args.no_progress, rejected=rejected)
+        if args.runner == "beam":
+            # Apache Beam is an optional extra: imported only for --runner beam.
+            from age_estimation.data.beam_prepare import prepare_beam
+
+            report = prepare_beam(scan.rows, out, cfg.align, args.beam_option, workers=workers, rejected=rejected)
+        else:
+            report = prepare(scan.rows, out, cfg.align, workers=workers, progress=not args.no_progress,
+                             rejected=rejected)
     except AssetError as err:
         print(f"error: {err}")
         return 2
     print(json.dumps(report, indent=2) if args.json else _summary(report, out))
     return 0
+
+
+def _runner_problem(args: argparse.Namespace) -> str | None:
+    """Why ``--runner``/``--beam-option`` cannot be used as given, or None."""
+    if args.runner != "beam":
+        return "--beam-option needs --runner beam" if args.beam_option else None
+    if importlib.util.find_spec("apache_beam") is None:
+        return "--runner beam needs Apache Beam: pip install 'age-estimation[beam]'"
+    bad = [pair for pair in args.beam_option if not pair.partition("=")[0].strip("- ")]
+    return f"--beam-option {bad[0]!r}: expected KEY=VALUE (or KEY for a switch)" if bad else None
 
 
 def _scan(args: argparse.Namespace, cfg: PipelineConfig) -> ManifestScan:
