@@ -27,7 +27,7 @@ from age_estimation.inference.model_card import ModelCard
 from age_estimation.inference.runtimes import Predictor
 from age_estimation.inference.spec import DeploymentSpec
 from age_estimation.video.align import AlignmentError, FaceAligner
-from age_estimation.video.decode import VideoError, read_video
+from age_estimation.video.decode import VideoError, VideoStream
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 NO_INTERVAL = "no interval: this model was exported before intervals; retrain/re-export"
@@ -304,38 +304,44 @@ def predict_video(
     started = time.perf_counter()
     if timings is not None:
         timings.setdefault(DECODE_STARTED, time.time())
+    window = predictor.clip_length or window
+    spec = predictor.spec
+    span = max(window, int(spec.window_span or window))
+    windows = WindowStream(predictor, window, stride or max(1, span // 2), span, keep_frames=keep_frames)
+    found: list[bool] = []
     try:
-        video = read_video(path, max_frames=align.max_frames, frame_step=align.frame_step)
-        clip = aligner.align_video(video.frames)
+        # Frames stream from the decoder through alignment into the windows: only the last window span of
+        # aligned crops is held, whatever the video's length.
+        with VideoStream(path, max_frames=align.max_frames, frame_step=align.frame_step) as video:
+            for item in aligner.align_stream(video, fps=video.fps):
+                found.append(bool(item.face_found))
+                if item.face_found:
+                    windows.push(item.crop)
+            fps = float(video.fps)
+            sources = np.asarray(video.source_index(np.arange(len(found))))
     except (VideoError, AlignmentError) as err:
         message = str(err)
         raise PredictionError(message if message.startswith(str(path)) else f"{path}: {message}") from err
-    found = np.asarray(clip.face_found, bool)
-    window = predictor.clip_length or window
-    spec = predictor.spec
+    found_mask = np.asarray(found, bool)
     min_fraction = InferenceConfig.min_face_fraction if spec.min_face_fraction is None else spec.min_face_fraction
-    check_enough_face(path, found, window, min_fraction)
-    span = max(window, int(spec.window_span or window))
-    out = predict_frames(
-        predictor, clip.frames[found], window, stride or max(1, span // 2), progress=progress, span=span,
-        keep_frames=keep_frames,
-    )
+    check_enough_face(path, found_mask, window, min_fraction)
+    out = windows.finish()
     age = float(np.mean(out["window_ages"]))
     return VideoPrediction(
         path=str(path),
         age=age,
         window_ages=out["window_ages"],
         window_starts=out["window_starts"],
-        frames_total=len(found),
-        frames_used=int(found.sum()),
+        frames_total=len(found_mask),
+        frames_used=int(found_mask.sum()),
         runtime=predictor.name,
         seconds=time.perf_counter() - started,
-        source_frames=np.asarray(video.source_index)[found],
+        source_frames=sources[found_mask],
         temporal_attention=out["temporal_attention"],
         spatial_attention=out["spatial_attention"],
         aligned_frames=out["frames"],
         seen=out["seen"],
-        fps=float(video.fps),
+        fps=fps,
         interval=None if spec.interval is None else spec.interval.bounds(age),
         coverage=None if spec.interval is None else spec.interval.coverage,
         model_card=spec.model_card,

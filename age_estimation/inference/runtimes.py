@@ -28,6 +28,7 @@ import numpy as np
 
 from age_estimation.config import load_config
 from age_estimation.inference.spec import DeploymentSpec, read_spec, run_link, sidecar_path
+from age_estimation.logs import native_logs_hidden
 from age_estimation.runs import CONFIG_NAME, MODEL_NAME, latest_run
 
 SpecLike = DeploymentSpec | Mapping[str, Any] | None
@@ -193,10 +194,11 @@ class TFLitePredictor(Predictor):
         resolver = (
             OpResolverType.AUTO if default_delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         )
-        interpreter = Interpreter(
-            model_path=str(self.path), num_threads=self.num_threads, experimental_op_resolver_type=resolver
-        )
-        return interpreter.get_signature_runner("serving_default")
+        with native_logs_hidden():  # LiteRT prints its delegate set-up straight to fd 2
+            interpreter = Interpreter(
+                model_path=str(self.path), num_threads=self.num_threads, experimental_op_resolver_type=resolver
+            )
+            return interpreter.get_signature_runner("serving_default")
 
     def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
         steps = self.clip_length
