@@ -1,4 +1,6 @@
-"""Memory figures: peak resident memory of prepare, a short training and predict, each in its own process."""
+"""Memory figures: peak resident memory of prepare, a short training and predict, each in its own process,
+and of prepare and predict on a long 1080p video against a 10-second clip (neither may grow with the
+video's length)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from age_estimation.bench.face_video import write_face_video
 from age_estimation.bench.measure import BenchSizes
 from age_estimation.bench.prepare import prepared_rows
 from age_estimation.config import PipelineConfig, save_config
-from age_estimation.data.manifest import write_csv_manifest
+from age_estimation.data.manifest import ManifestRow, write_csv_manifest
 
 
 def bench_memory(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> dict[str, Any]:
@@ -31,7 +33,67 @@ def bench_memory(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> dict[
                         "--set", f"runtime.runs_dir={workdir / 'memory_runs'}"],
         "predict": cli + ["predict", str(video), "--run", str(workdir / "run"), "--json"],
     }
-    return {name: peak_rss_mib(command) for name, command in commands.items()}
+    out = {name: peak_rss_mib(command) for name, command in commands.items()}
+    out.update(long_video_memory(workdir / "long", config, long_video_frames(sizes), run_dir=workdir / "run"))
+    return out
+
+
+def long_video_frames(sizes: BenchSizes) -> int:
+    """Frames of the long 1080p video: 60 per bench video (2,880 = 115 s at 25 fps in the full bench).
+
+    Writing 1080p mp4v costs about 30 ms a frame here, so a 10-minute video (15,000 frames) would take
+    7-8 minutes to make; about 1.5 minutes of writing still shows whether memory grows with length.
+    """
+    return 60 * sizes.videos
+
+
+def long_video_memory(
+    folder: Path,
+    config: str,
+    frames: int,
+    clip_frames: int = 250,
+    size: tuple[int, int] = (1920, 1080),
+    run_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Peak RSS of ``prepare`` (1 worker), and of ``predict`` with ``run_dir``'s model when given, on a
+    ``clip_frames`` clip and on a ``frames`` video of ``size``.
+
+    Each long entry also gives its ratio to the clip's: a streaming pipeline keeps it near 1.
+    """
+    commands = {"prepare": lambda video, count: ["prepare", "--manifest", str(_manifest(folder, video, count)),
+                                                  "--out", str(folder / f"cache{count}"), "--config", config,
+                                                  "--workers", "1", "--json"]}
+    if run_dir is not None:
+        commands["predict"] = lambda video, count: ["predict", str(video), "--run", str(run_dir), "--json"]
+    figures: dict[str, Any] = {}
+    for label, count in ((f"{size[1]}p {clip_frames / 25:g} s clip", clip_frames),
+                         (f"{size[1]}p {count_minutes(frames)} video", frames)):
+        started = time.perf_counter()
+        video = write_face_video(folder / f"{count}.mp4", frames=count, size=size, noise=0.0, seed=count)
+        written = time.perf_counter() - started
+        for name, arguments in commands.items():
+            command = [sys.executable, "-m", "age_estimation.cli.main", *arguments(video, count)]
+            started = time.perf_counter()
+            figures[f"{name}, {label}"] = {**peak_rss_mib(command), "frames": count,
+                                           "seconds": round(time.perf_counter() - started, 1),
+                                           "generation_seconds": round(written, 1)}
+        video.unlink()
+    for name in commands:
+        clip, long = (entry for key, entry in figures.items() if key.startswith(f"{name}, "))
+        long["ratio_to_clip"] = long["peak_rss_mib"] / clip["peak_rss_mib"] if clip["peak_rss_mib"] else 0.0
+    return figures
+
+
+def _manifest(folder: Path, video: Path, count: int) -> Path:
+    manifest = folder / f"{count}.csv"
+    write_csv_manifest([ManifestRow(video, 30.0, "long")], manifest)
+    return manifest
+
+
+def count_minutes(frames: int, fps: float = 25.0) -> str:
+    """A video length for a figure's name: '115 s' or '10.0 min'."""
+    seconds = frames / fps
+    return f"{seconds / 60:.1f} min" if seconds >= 600 else f"{seconds:g} s"
 
 
 def peak_rss_mib(command: list[str], poll_seconds: float = 0.05) -> dict[str, Any]:

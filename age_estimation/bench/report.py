@@ -17,6 +17,8 @@ def format_bench(results: dict[str, Any]) -> str:
         "|---|---|---|",
         *_prepare_rows(prep, "", f"{prep['videos']} videos of the dataset"),
         *_prepare_rows(prep["1080p"], "1080p: ", f"{prep['1080p']['videos']} videos"),
+        *(_prepare_rows(prep["1080p_face_mesh"], "1080p, align.use_face_mesh: ", f"{prep['1080p']['videos']} videos")
+          if "1080p_face_mesh" in prep else []),
         *_jitter_rows(prep),
         (f"| training input: tf.data pipeline | {inp['pipeline_steps_per_s']:.2f} steps/s | "
          f"{inp['ratio']:.2f} of in-memory batches ({inp['memory_steps_per_s']:.2f} steps/s) |"),
@@ -32,8 +34,15 @@ def format_bench(results: dict[str, Any]) -> str:
     predict = inf["predict"]
     for name in (k for k in predict if k not in ("video_seconds", "fps")):
         lines.append(f"| predict end to end, {name} | {_spread(predict[name], 's per s of 30 fps video', 2)} | |")
+    for name, entry in inf.get("predict_process", {}).items():
+        if isinstance(entry, dict) and "whole_s" in entry:
+            lines.append(f"| predict process, {name} runtime ({entry['runtime']}) | start-up to decoding "
+                         f"{_spread(entry['startup_to_decode_s'], 's', 2)}, whole {_spread(entry['whole_s'], 's', 2)} | "
+                         f"{entry['ratio_to_decode_detect']:.2f}x decode+detect "
+                         f"({inf['predict_process']['decode_detect_s']['median']:.2f} s) |")
     for name, entry in results["memory"].items():
-        lines.append(f"| peak RSS, {name} | {entry['peak_rss_mib']:.0f} MiB | exit {entry['exit_code']} |")
+        ratio = f", {entry['ratio_to_clip']:.2f}x the clip" if "ratio_to_clip" in entry else ""
+        lines.append(f"| peak RSS, {name} | {entry['peak_rss_mib']:.0f} MiB | exit {entry['exit_code']}{ratio} |")
     return "\n".join(lines) + "\n"
 
 
@@ -43,12 +52,14 @@ def _prepare_rows(figures: dict[str, Any], prefix: str, videos: str) -> list[str
         f"| {prefix}decode only ({videos}) | {_spread(figures['decode_fps'], 'frames/s')} | reference |",
         (f"| {prefix}prepare, 1 process (decode+detect+align+write) | {_spread(figures['prepare_1_fps'], 'frames/s')} | "
          f"{figures['ratio_prepare_to_decode']:.2f} of decode-only |"),
-        (f"| {prefix}prepare, 1 process, align.detect_every=2 | "
-         f"{_spread(figures['prepare_1_detect_every_2_fps'], 'frames/s')} | "
-         f"{figures['ratio_prepare_detect_every_2_to_decode']:.2f} of decode-only |"),
     ]
+    if "prepare_1_detect_every_2_fps" in figures:
+        rows.append(f"| {prefix}prepare, 1 process, align.detect_every=2 | "
+                    f"{_spread(figures['prepare_1_detect_every_2_fps'], 'frames/s')} | "
+                    f"{figures['ratio_prepare_detect_every_2_to_decode']:.2f} of decode-only |")
     if "prepare_2_fps" in figures:
-        rows.append(f"| {prefix}prepare, 2 processes | {_spread(figures['prepare_2_fps'], 'frames/s')} | "
+        rows.append(f"| {prefix}prepare, 1 vs 2 processes ({figures.get('parallel_videos', figures['videos'])} videos) | "
+                    f"{_spread(figures['prepare_2_fps'], 'frames/s')} with 2 | "
                     f"{figures['speedup_2_over_1']:.2f}x over 1 process |")
     if figures.get("rejected"):
         rows.append(f"| {prefix}videos prepare rejected (their frames count as work) | {figures['rejected']} of "

@@ -29,21 +29,23 @@ def _results(rejected: int) -> dict:
         "inference": {"clip_length": 16, "runtimes": {"keras": {"ms": _spread(9.0), "size_bytes": 2048,
                                                                 "speedup_over_keras": 1.0}},
                       "predict": {"video_seconds": 2.0, "fps": 30, "keras": _spread(0.1)}},
-        "memory": {"prepare": {"peak_rss_mib": 600.0, "exit_code": 0}},
+        "memory": {"prepare": {"peak_rss_mib": 600.0, "exit_code": 0},
+                   "predict, 1080p 115 s video": {"peak_rss_mib": 660.0, "exit_code": 0, "ratio_to_clip": 1.1}},
     }
 
 
 def test_every_section_has_its_rows():
     table = format_bench(_results(rejected=0))
     for row in ("| decode only (3 videos of the dataset) | 100.0 frames/s (100.0-100.0) | reference |",
-                "| prepare, 2 processes | 90.0 frames/s (90.0-90.0) | 1.80x over 1 process |",
+                "| prepare, 1 vs 2 processes (3 videos) | 90.0 frames/s (90.0-90.0) with 2 | 1.80x over 1 process |",
                 "| 1080p: prepare, 1 process, align.detect_every=2 | 80.0 frames/s (80.0-80.0) | 0.80 of decode-only |",
                 "| still-head crop jitter, pixel-only (112 px crop) | 0.250 px | detected eyes 0.500 px |",
                 "| model siam forward (batch 1, 1,000 params) | 2.00 ms (1.00-3.00) | |",
                 "| inference keras (batch 1, T=16) | 9.00 ms (9.00-9.00), 2 KiB | 1.00x Keras |",
-                "| peak RSS, prepare | 600 MiB | exit 0 |"):
+                "| peak RSS, prepare | 600 MiB | exit 0 |",
+                "| peak RSS, predict, 1080p 115 s video | 660 MiB | exit 0, 1.10x the clip |"):
         assert row in table.splitlines(), row
-    assert "1080p: prepare, 2 processes" not in table and "rejected" not in table
+    assert "1080p: prepare, 1 vs 2 processes" not in table and "rejected" not in table
 
 
 def test_rejected_videos_are_counted_in_the_table():
