@@ -62,16 +62,7 @@ def prepare_beam(
         for job in jobs:
             _fold(job, results.get(job.video_id), index, report)
         write_json_atomic(out_dir / cache.INDEX_NAME, index)
-    seconds = time.perf_counter() - started
-    frames = sum(item["frames"] for item in report["prepared"])
-    report.update(
-        videos=len(rows) + len(rejected or []),
-        frames=frames,
-        seconds=round(seconds, 3),
-        frames_per_second=round(frames / seconds, 2) if seconds > 0 else 0.0,
-    )
-    write_json_atomic(out_dir / cache.REPORT_NAME, report)
-    return report
+    return local.finish_report(report, len(rows) + len(rejected or []), started, out_dir)
 
 
 def beam_options(pairs: Iterable[str], workers: int = 1) -> PipelineOptions:

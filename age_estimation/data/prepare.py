@@ -96,10 +96,15 @@ def prepare(
             write_json_atomic(out_dir / cache.INDEX_NAME, index)
             bar.set_postfix(rejected=len(report["rejected"]))
             bar.update()
+    return finish_report(report, len(rows) + len(rejected or []), started, out_dir)
+
+
+def finish_report(report: dict[str, Any], videos: int, started: float, out_dir: Path) -> dict[str, Any]:
+    """Add the run's counts and speed to ``report`` and write it as ``report.json`` (atomically)."""
     seconds = time.perf_counter() - started
     frames = sum(item["frames"] for item in report["prepared"])
     report.update(
-        videos=len(rows) + len(rejected or []),
+        videos=videos,
         frames=frames,
         seconds=round(seconds, 3),
         frames_per_second=round(frames / seconds, 2) if seconds > 0 else 0.0,
