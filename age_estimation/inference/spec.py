@@ -143,11 +143,11 @@ class DeploymentSpec:
         return self
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object export writes; TFLite keys only when set."""
+        """The JSON object export writes; the TFLite keys and the run link only when set."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "origin" or (f.name in TFLITE_KEYS and value is None):
+            if f.name == "origin" or (f.name in (*TFLITE_KEYS, "run") and value is None):
                 continue
             if isinstance(value, AlignConfig):
                 value = dataclasses.asdict(value)
