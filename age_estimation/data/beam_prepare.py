@@ -54,7 +54,7 @@ def prepare_beam(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    index, report, jobs = _plan(rows, out_dir, align, rejected)
+    index, report, jobs = local.plan_run(rows, out_dir, align, rejected)
     write_json_atomic(out_dir / cache.INDEX_NAME, index)
     if jobs:
         pipeline_options = beam_options(options, local.resolve_workers(workers, len(jobs)))
@@ -132,24 +132,6 @@ def _run_pipeline(
 
 
 # The adapter onto data/prepare.py: planning, one video's work, and folding a result into the cache.
-
-
-def _plan(
-    rows: list[ManifestRow], out_dir: Path, align: AlignConfig, rejected: list[dict[str, str]] | None
-) -> tuple[dict[str, Any], dict[str, Any], list[local._Job]]:
-    """The local path's start: assets checked, stale spools removed, the jobs planned with skip-unchanged."""
-    local._check_assets(align)
-    (out_dir / cache.SHARD_DIR).mkdir(exist_ok=True)
-    local._remove_stale_spools(out_dir)
-    index = local._load_index(out_dir, align)
-    report: dict[str, Any] = {
-        "out_dir": str(out_dir),
-        "align_key": index["align_key"],
-        "prepared": [],
-        "skipped": [],
-        "rejected": list(rejected or []),
-    }
-    return index, report, local._plan(rows, index, out_dir, report)
 
 
 def _prepare_one(job: local._Job, align: AlignConfig, aligner: FaceAligner, out_dir: Path) -> dict[str, Any]:

@@ -76,6 +76,23 @@ def prepare(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    index, report, jobs = plan_run(rows, out_dir, align, rejected)
+    write_json_atomic(out_dir / cache.INDEX_NAME, index)
+    bar = tqdm(total=len(rows), initial=len(rows) - len(jobs), unit="video", disable=not progress, desc="prepare")
+    with bar:
+        for job, result in _run(jobs, align, workers, out_dir):
+            _record(job, result, index, out_dir, report)
+            write_json_atomic(out_dir / cache.INDEX_NAME, index)
+            bar.set_postfix(rejected=len(report["rejected"]))
+            bar.update()
+    return finish_report(report, len(rows) + len(rejected or []), started, out_dir)
+
+
+def plan_run(
+    rows: list[ManifestRow], out_dir: Path, align: AlignConfig, rejected: list[dict[str, str]] | None
+) -> tuple[dict[str, Any], dict[str, Any], list[_Job]]:
+    """A run's start: assets checked, stale spools removed, the index loaded and the jobs planned
+    (unchanged videos skipped); returns the index, the report begun, and the jobs."""
     _check_assets(align)
     (out_dir / cache.SHARD_DIR).mkdir(exist_ok=True)
     _remove_stale_spools(out_dir)
@@ -87,16 +104,7 @@ def prepare(
         "skipped": [],
         "rejected": list(rejected or []),
     }
-    jobs = _plan(rows, index, out_dir, report)
-    write_json_atomic(out_dir / cache.INDEX_NAME, index)
-    bar = tqdm(total=len(rows), initial=len(rows) - len(jobs), unit="video", disable=not progress, desc="prepare")
-    with bar:
-        for job, result in _run(jobs, align, workers, out_dir):
-            _record(job, result, index, out_dir, report)
-            write_json_atomic(out_dir / cache.INDEX_NAME, index)
-            bar.set_postfix(rejected=len(report["rejected"]))
-            bar.update()
-    return finish_report(report, len(rows) + len(rejected or []), started, out_dir)
+    return index, report, _plan(rows, index, out_dir, report)
 
 
 def finish_report(report: dict[str, Any], videos: int, started: float, out_dir: Path) -> dict[str, Any]:
