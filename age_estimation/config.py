@@ -81,6 +81,10 @@ class AlignConfig:
     # cut-off file falls far short (the first 60 KB of a 472-frame mp4 decodes 30 frames). An align
     # key, so part of the cache key, because it decides which clips the cache holds.
     accept_truncated: bool = False
+    # Run the 468-point face mesh on every aligned frame's source region and store a subset of its
+    # landmarks (video/landmarks.py) beside the crops: the stream ``model.dynamics`` reads. Costs
+    # about 5 ms a frame on one core.
+    landmarks: bool = True
 
 
 @dataclass
@@ -109,6 +113,10 @@ class DataConfig:
     folds: int = 5
     fold: int = 0
     heldout_fraction: float = 0.2
+    # -1: hold out ``heldout_fraction`` of the subjects (one per age stratum). 0..folds-1: cut all
+    # subjects into ``folds`` age-stratified folds, hold this one out and take ``fold`` of the rest's
+    # k-fold as validation, so running every value holds each subject out once (the ablation does).
+    heldout_fold: int = -1
     split_seed: int = 0
     shuffle_buffer: int = 256
     deterministic: bool = False
@@ -127,7 +135,7 @@ class BackboneConfig:
     trainable: bool = True
 
 
-Variant = Literal["siam", "no_spatial", "no_temporal", "frame_average"]
+Variant = Literal["siam", "no_spatial", "no_temporal", "frame_average", "dynamics_only"]
 VARIANTS: tuple[str, ...] = typing.get_args(Variant)
 
 
@@ -136,6 +144,11 @@ class ModelConfig:
     """SIAM architecture; ``variant`` selects the paper-style ablations."""
 
     variant: Variant = "siam"
+    # Also read the landmark motion stream (inputs ``landmarks`` and ``landmark_mask``): per frame,
+    # the face-mesh landmarks and their temporal differences go through a small encoder and join the
+    # CNN embedding before the recurrent module. ``dynamics_only`` reads the landmarks alone (no CNN).
+    dynamics: bool = False
+    dynamics_units: int = 32
     conv_filters: list[int] = field(default_factory=lambda: [16, 32, 48, 64])
     attention_after_block: int = 2
     attention_projection: int = 16
@@ -156,6 +169,11 @@ class ModelConfig:
     no_temporal_pooling: Literal["last", "mean"] = "last"
     unroll: bool = False
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+
+    @property
+    def reads_landmarks(self) -> bool:
+        """Whether this architecture takes the landmark stream: ``dynamics``, or the ``dynamics_only`` variant."""
+        return bool(self.dynamics) or self.variant == "dynamics_only"
 
 
 @dataclass
@@ -379,6 +397,8 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
         (cfg.data.folds >= 2, "data.folds must be at least 2"),
         (0 <= cfg.data.fold < cfg.data.folds, "data.fold must be in [0, data.folds)"),
         (0.0 < cfg.data.heldout_fraction < 1.0, "data.heldout_fraction must be in (0, 1)"),
+        (-1 <= cfg.data.heldout_fold < cfg.data.folds, "data.heldout_fold must be -1 or in [0, data.folds)"),
+        (cfg.model.dynamics_units >= 1, "model.dynamics_units must be at least 1"),
         (cfg.align.crop_size >= 16, "align.crop_size must be at least 16"),
         (cfg.align.detect_every >= 1, "align.detect_every must be at least 1"),
         (cfg.align.max_side >= 64, "align.max_side must be at least 64"),

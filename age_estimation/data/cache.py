@@ -10,15 +10,18 @@ Layout of a cache directory::
 
     {"format": 1, "align": {...AlignConfig...}, "align_key": "<sha256 of align>",
      "videos": {video_id: {"source": str, "source_sha256": str, "shard": "shards/<id>.tfrecord",
-                           "frames": int, "faces": int, "age": float, "subject": str,
+                           "frames": int, "faces": int, "landmark_frames": int, "age": float, "subject": str,
                            "label": str, "split": str}}}
 
 A shard holds a header record, then chunk records of up to ``CHUNK_FRAMES`` consecutive frames, so
 ``prepare`` writes a long video chunk by chunk. Header features: ``video_id``, ``subject``, ``label``
-(bytes); ``age`` (float); ``height``, ``width`` (int64). Chunk features: ``frames`` (bytes: raw uint8
-RGB, n*H*W*3, row-major); ``face_found`` and ``source_index`` (int64 lists of length n: whether the
-face was detected in that frame or its transform interpolated, and the frame's index in the source
-video). ``parse_clip`` joins them into one clip with ``num_frames`` = the sum of the chunks' n.
+(bytes); ``age`` (float); ``height``, ``width``, ``landmark_points`` (int64; K, 0 when the cache has no
+landmark stream). Chunk features: ``frames`` (bytes: raw uint8 RGB, n*H*W*3, row-major);
+``face_found`` and ``source_index`` (int64 lists of length n: whether the face was detected in that
+frame or its transform interpolated, and the frame's index in the source video); ``landmarks``
+(bytes: raw float32 n*K*2, the landmark stream of ``video/landmarks.py``) and ``landmark_found``
+(int64 list of length n: whether the face mesh found the face; the landmarks are zeros where not).
+``parse_clip`` joins them into one clip with ``num_frames`` = the sum of the chunks' n.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import numpy as np
 
 from age_estimation.config import AlignConfig
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # Frames per chunk record: a writer holds one chunk at a time (256 x 64x64x3 = 3 MB) and the reader
 # joins a video's chunks into one tensor; larger chunks only cost the writer memory.
 CHUNK_FRAMES = 256
@@ -100,18 +103,28 @@ def encode_clip(
     age: float,
     subject: str,
     label: str = "",
+    landmarks: np.ndarray | None = None,
+    landmark_found: np.ndarray | None = None,
 ) -> list[bytes]:
-    """Serialize one aligned clip (N, H, W, 3) uint8 as a shard's records: a header, then its chunks."""
+    """Serialize one aligned clip (N, H, W, 3) uint8 as a shard's records: a header, then its chunks.
+
+    ``landmarks`` (N, K, 2) and ``landmark_found`` (N,) are the landmark stream; None stores none (K = 0).
+    """
     frames = _check_frames(video_id, frames)
     n, h, w, _ = frames.shape
-    records = [encode_header(video_id, h, w, age, subject, label)]
+    landmarks = np.zeros((n, 0, 2), np.float32) if landmarks is None else np.asarray(landmarks, np.float32)
+    landmark_found = np.zeros(n, bool) if landmark_found is None else np.asarray(landmark_found)
+    records = [encode_header(video_id, h, w, age, subject, label, landmarks.shape[1])]
     for start in range(0, n, CHUNK_FRAMES):
         end = start + CHUNK_FRAMES
-        records.append(encode_chunk(frames[start:end], face_found[start:end], source_index[start:end]))
+        records.append(encode_chunk(frames[start:end], face_found[start:end], source_index[start:end],
+                                    landmarks[start:end], landmark_found[start:end]))
     return records
 
 
-def encode_header(video_id: str, height: int, width: int, age: float, subject: str, label: str = "") -> bytes:
+def encode_header(
+    video_id: str, height: int, width: int, age: float, subject: str, label: str = "", landmark_points: int = 0
+) -> bytes:
     """The first record of a shard: the video's metadata (its frame count is the sum of its chunks')."""
     tf = _tf()
     feature = {
@@ -121,21 +134,32 @@ def encode_header(video_id: str, height: int, width: int, age: float, subject: s
         "age": tf.train.Feature(float_list=tf.train.FloatList(value=[float(age)])),
         "height": _ints_feature(tf, [height]),
         "width": _ints_feature(tf, [width]),
+        "landmark_points": _ints_feature(tf, [landmark_points]),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def encode_chunk(frames: np.ndarray, face_found: np.ndarray, source_index: np.ndarray) -> bytes:
+def encode_chunk(
+    frames: np.ndarray,
+    face_found: np.ndarray,
+    source_index: np.ndarray,
+    landmarks: np.ndarray,
+    landmark_found: np.ndarray,
+) -> bytes:
     """A chunk record: up to ``CHUNK_FRAMES`` consecutive frames (raw bytes) with their per-frame fields."""
     tf = _tf()
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
-    if len(face_found) != len(frames) or len(source_index) != len(frames):
-        raise ValueError(f"chunk of {len(frames)} frames has {len(face_found)} face_found, "
-                         f"{len(source_index)} source_index values")
+    landmarks = np.ascontiguousarray(landmarks, dtype=np.float32)
+    counts = {"face_found": len(face_found), "source_index": len(source_index), "landmarks": len(landmarks),
+              "landmark_found": len(landmark_found)}
+    if any(count != len(frames) for count in counts.values()):
+        raise ValueError(f"chunk of {len(frames)} frames has per-frame fields of lengths {counts}")
     feature = {
         "frames": _bytes_feature(tf, frames.tobytes()),
         "face_found": _ints_feature(tf, face_found),
         "source_index": _ints_feature(tf, source_index),
+        "landmarks": _bytes_feature(tf, landmarks.tobytes()),
+        "landmark_found": _ints_feature(tf, landmark_found),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
@@ -205,11 +229,14 @@ def parse_clip(records: Any) -> dict[str, Any]:
         "age": tf.io.FixedLenFeature([], tf.float32),
         "height": tf.io.FixedLenFeature([], tf.int64),
         "width": tf.io.FixedLenFeature([], tf.int64),
+        "landmark_points": tf.io.FixedLenFeature([], tf.int64),
     }
     chunk_spec = {
         "frames": tf.io.FixedLenFeature([], tf.string),
         "face_found": tf.io.VarLenFeature(tf.int64),
         "source_index": tf.io.VarLenFeature(tf.int64),
+        "landmarks": tf.io.FixedLenFeature([], tf.string),
+        "landmark_found": tf.io.VarLenFeature(tf.int64),
     }
     ex = tf.io.parse_single_example(records[0], header_spec)
     chunks = tf.io.parse_example(records[1:], chunk_spec)
@@ -219,6 +246,9 @@ def parse_clip(records: Any) -> dict[str, Any]:
     ex["num_frames"] = tf.shape(ex["frames"], out_type=tf.int64)[0]
     ex["face_found"] = chunks["face_found"].values
     ex["source_index"] = chunks["source_index"].values
+    points = tf.io.decode_raw(tf.strings.reduce_join(chunks["landmarks"]), tf.float32)
+    ex["landmarks"] = tf.reshape(points, tf.stack([ex["num_frames"], ex["landmark_points"], 2]))
+    ex["landmark_found"] = chunks["landmark_found"].values
     return ex
 
 

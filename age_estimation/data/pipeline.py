@@ -3,6 +3,8 @@
 Each element is ``(inputs, targets)`` or, with ``include_meta``, ``(inputs, targets, meta)``::
 
     inputs  = {"frames": uint8 (B, T, H, W, 3), "mask": float32 (B, T)}   # mask 0.0 = padding
+              (+ "landmarks": float32 (B, T, K, 2), "landmark_mask": float32 (B, T) with ``landmarks``;
+               landmark_mask 0.0 where the face mesh found no face or the frame is padding)
     targets = {"age": float32 (B, 1)}
     meta    = {"video_id": string (B,), "source_index": int64 (B, T), "face_found": int64 (B, T)}
 
@@ -26,7 +28,7 @@ import tensorflow as tf
 
 from age_estimation.config import AugmentConfig, DataConfig, PipelineConfig
 from age_estimation.data.cache import parse_clip, read_index, read_shards
-from age_estimation.data.splits import heldout_split, kfold_splits
+from age_estimation.data.splits import dev_heldout_split, kfold_splits
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Independent random streams drawn from one per-element seed.
@@ -46,6 +48,7 @@ class SplitData:
     cache_dir: str
     batch_size: int
     counts: dict[str, int] = field(default_factory=dict)
+    landmarks: bool = False  # whether the inputs carry the landmark stream
 
     @property
     def steps_per_epoch(self) -> int:
@@ -85,9 +88,13 @@ def build_dataset(
     seed: int | None = None,
     include_meta: bool = False,
     repeat: bool = False,
+    landmarks: bool = False,
 ) -> tf.data.Dataset:
     """Batches of fixed-length masked clips from the cache (see the module docstring for the layout).
 
+    ``landmarks`` adds the landmark stream (for a model with ``dynamics``); the cache must hold it.
+    The flip augmentation leaves the landmarks as they are: the model reads them through features
+    that a mirror image does not change (``models/siam/layers.py:LandmarkDynamics``).
     Training shuffles, samples clips with temporal jitter and augments (when configured); eval
     takes ``clip_length`` frames spread uniformly over each video, in ``video_ids`` order.
     ``seed`` (or ``data.deterministic``, which means seed 0) makes the batch sequence reproducible.
@@ -96,6 +103,9 @@ def build_dataset(
     if not video_ids:
         raise ValueError(f"{cache_dir}: no videos selected for this dataset (empty id list)")
     index = read_index(cache_dir)
+    if landmarks and not index.get("align", {}).get("landmarks"):
+        raise ValueError(f"{cache_dir}: the model reads the landmark stream (model.dynamics) but this cache "
+                         "was prepared without it; set align.landmarks=true and prepare again")
     paths = shard_paths(cache_dir, index, list(video_ids))
     if seed is None and data.deterministic:
         seed = 0
@@ -118,7 +128,8 @@ def build_dataset(
 
     def to_example(clip: dict[str, tf.Tensor], rand: tf.Tensor) -> tuple[dict[str, tf.Tensor], ...]:
         element_seed = tf.stack([tf.cast(rand, tf.int64), tf.constant(0, tf.int64)])
-        example = _make_example(clip, element_seed, data.clip_length, crop, jitter, min_span, include_meta)
+        example = _make_example(clip, element_seed, data.clip_length, crop, jitter, min_span, include_meta,
+                                landmarks)
         if photometric:
             example[0].update(augment_params(augment, element_seed))
         return example
@@ -136,10 +147,15 @@ def build_dataset(
 
 
 def build_split_datasets(
-    cfg: PipelineConfig, fold: int | None = None, seed: int | None = None, repeat_train: bool = False
+    cfg: PipelineConfig,
+    fold: int | None = None,
+    seed: int | None = None,
+    repeat_train: bool = False,
+    landmarks: bool = False,
 ) -> SplitData:
     """Held-out split plus fold ``fold`` (default ``cfg.data.fold``) of k-fold over the dev subjects.
 
+    ``landmarks`` adds the landmark stream to the inputs (see ``build_dataset``).
     ``seed`` None means ``cfg.runtime.seed`` in deterministic mode (data or train) and unseeded otherwise.
     """
     data = cfg.data
@@ -151,19 +167,22 @@ def build_split_datasets(
     cache_dir = Path(data.cache_dir)
     index = read_index(cache_dir)
     try:
-        dev_ids, heldout_ids = heldout_split(index, data.heldout_fraction, data.split_seed)
+        dev_ids, heldout_ids = dev_heldout_split(index, data.heldout_fraction, data.split_seed, data.folds,
+                                                 data.heldout_fold)
         train_ids, val_ids = kfold_splits(dev_ids, index, data.folds, data.split_seed)[fold]
     except ValueError as err:
         raise ValueError(f"{cache_dir}: dataset too small or unusable for the splits: {err}") from err
     return SplitData(
-        train=build_dataset(cache_dir, train_ids, data, training=True, seed=seed, repeat=repeat_train),
-        val=build_dataset(cache_dir, val_ids, data, training=False, seed=seed),
+        train=build_dataset(cache_dir, train_ids, data, training=True, seed=seed, repeat=repeat_train,
+                            landmarks=landmarks),
+        val=build_dataset(cache_dir, val_ids, data, training=False, seed=seed, landmarks=landmarks),
         train_ids=train_ids,
         val_ids=val_ids,
         heldout_ids=heldout_ids,
         fold=fold,
         cache_dir=str(cache_dir),
         batch_size=data.batch_size,
+        landmarks=landmarks,
         counts={
             "train": len(train_ids),
             "val": len(val_ids),
@@ -241,7 +260,7 @@ def _augment_batch(inputs: dict[str, tf.Tensor], *rest: dict[str, tf.Tensor]) ->
 
 def _parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     ex = parse_clip(serialized)
-    keep = ("video_id", "age", "num_frames", "frames", "face_found", "source_index")
+    keep = ("video_id", "age", "num_frames", "frames", "face_found", "source_index", "landmarks", "landmark_found")
     return {key: ex[key] for key in keep}
 
 
@@ -253,6 +272,7 @@ def _make_example(
     jitter: bool,
     min_span: float,
     include_meta: bool,
+    landmarks: bool = False,
 ) -> tuple[dict[str, tf.Tensor], ...]:
     n = clip["num_frames"]
     check = tf.debugging.Assert(n > 0, ["cached clip has no frames; prepare it again:", clip["video_id"]])
@@ -263,6 +283,11 @@ def _make_example(
     frames = tf.pad(tf.gather(clip["frames"], real), [[0, padding], [0, 0], [0, 0], [0, 0]])
     frames = tf.ensure_shape(frames, [clip_length, crop, crop, 3])
     inputs = {"frames": frames, "mask": tf.cast(valid, tf.float32)}
+    if landmarks:
+        points = tf.gather(clip["landmarks"], real)
+        inputs["landmarks"] = tf.pad(points, [[0, padding], [0, 0], [0, 0]])
+        found = tf.cast(tf.gather(clip["landmark_found"], real), tf.float32)
+        inputs["landmark_mask"] = tf.pad(found, [[0, padding]])
     targets = {"age": tf.reshape(clip["age"], [1])}
     if not include_meta:
         return inputs, targets

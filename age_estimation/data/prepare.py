@@ -146,11 +146,15 @@ def align_file(path: str | Path, align: AlignConfig, aligner: Any, spool: str | 
 
 def _align_to_spool(path: Path, align: AlignConfig, aligner: Any, spool: Path) -> dict[str, Any]:
     face_found: list[bool] = []
+    landmarks: list[np.ndarray] = []  # K x 2 floats a frame: small beside the spooled crops
+    landmark_found: list[bool] = []
     with VideoStream(path, align.max_frames, align.frame_step, align.max_side) as stream, open(spool, "wb") as out:
         try:
             for item in aligner.align_stream(stream, fps=stream.fps):
                 out.write(item.crop.tobytes())
                 face_found.append(item.face_found)
+                landmarks.append(item.landmarks)
+                landmark_found.append(item.landmark_found)
             aligned: AlignmentError | None = None
         except AlignmentError as err:  # judged after truncation: a cut-off file is reported as such
             aligned = err
@@ -164,6 +168,8 @@ def _align_to_spool(path: Path, align: AlignConfig, aligner: Any, spool: Path) -
         "size": align.crop_size,
         "face_found": np.array(face_found),
         "source_index": stream.source_index(np.arange(len(face_found))),
+        "landmarks": np.stack(landmarks).astype(np.float32),
+        "landmark_found": np.array(landmark_found),
     }
     if stream.truncated:
         result["warning"] = f"truncated: {shortfall}, kept because align.accept_truncated is true"
@@ -177,13 +183,16 @@ def _write_shard(path: Path, job: _Job, result: dict[str, Any]) -> None:
     frame_bytes = size * size * 3
     try:
         with cache.ShardWriter(path) as writer, open(spool, "rb") as crops:
-            writer.write(cache.encode_header(job.video_id, size, size, row.age, row.subject, row.label))
+            points = result["landmarks"]
+            writer.write(cache.encode_header(job.video_id, size, size, row.age, row.subject, row.label,
+                                             points.shape[1]))
             for start in range(0, len(result["face_found"]), cache.CHUNK_FRAMES):
                 end = start + cache.CHUNK_FRAMES
                 chunk = np.frombuffer(crops.read(frame_bytes * cache.CHUNK_FRAMES), np.uint8)
                 frames = chunk.reshape(-1, size, size, 3)
                 writer.write(cache.encode_chunk(frames, result["face_found"][start:end],
-                                                result["source_index"][start:end]))
+                                                result["source_index"][start:end], points[start:end],
+                                                result["landmark_found"][start:end]))
             writer.commit()
     finally:
         spool.unlink(missing_ok=True)
@@ -191,7 +200,7 @@ def _write_shard(path: Path, job: _Job, result: dict[str, Any]) -> None:
 
 def _check_assets(align: AlignConfig) -> None:
     asset_path(FACE_DETECTOR)
-    if align.use_face_mesh:
+    if align.use_face_mesh or align.landmarks:
         asset_path(FACE_MESH)
 
 
@@ -342,6 +351,7 @@ def _record(job: _Job, result: dict[str, Any], index: dict[str, Any], out_dir: P
     frames, faces = len(result["face_found"]), int(np.sum(result["face_found"]))
     index["videos"][job.video_id] = {
         "source": path, "source_sha256": job.sha256, "shard": shard, "frames": frames, "faces": faces,
+        "landmark_frames": int(np.sum(result["landmark_found"])),
         "age": float(row.age), "subject": row.subject, "label": row.label, "split": row.split,
     }
     item = {"path": path, "video_id": job.video_id, "frames": frames, "faces": faces}

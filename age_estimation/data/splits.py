@@ -80,6 +80,19 @@ def heldout_split(index: Mapping[str, Any], fraction: float, seed: int) -> tuple
     return sorted(dev), sorted(heldout)
 
 
+def dev_heldout_split(
+    index: Mapping[str, Any], fraction: float, seed: int, folds: int, heldout_fold: int = -1
+) -> tuple[list[str], list[str]]:
+    """(dev ids, held-out ids): ``heldout_split`` for ``heldout_fold`` -1, else fold ``heldout_fold`` of
+    an age-stratified ``folds``-fold split over every subject (each subject is held out by one fold)."""
+    if heldout_fold < 0:
+        return heldout_split(index, fraction, seed)
+    if heldout_fold >= folds:
+        raise ValueError(f"held-out fold {heldout_fold} is outside [0, {folds})")
+    dev, heldout = kfold_splits(sorted(index.get("videos", {})), index, folds, seed)[heldout_fold]
+    return sorted(dev), sorted(heldout)
+
+
 def kfold_splits(
     video_ids: Iterable[str], index: Mapping[str, Any], k: int, seed: int
 ) -> list[tuple[list[str], list[str]]]:

@@ -30,6 +30,7 @@ from age_estimation.config import AlignConfig
 from age_estimation.logs import native_logs_hidden
 from age_estimation.video.face_mesh import FaceMesh
 from age_estimation.video.face_models import FACE_DETECTOR, asset_path
+from age_estimation.video.landmarks import LandmarkTracker
 from age_estimation.video.mediapipe_tasks import import_mediapipe
 from age_estimation.video.tracking import EyeTrack
 
@@ -37,6 +38,7 @@ from age_estimation.video.tracking import EyeTrack
 DEFAULT_FPS = 25.0
 TRACK_MIN_IOU = 0.3  # a detection overlapping the tracked box this much is the same face
 TRACK_MAX_SHIFT = 0.5  # ... or one whose centre moved less than this many box sizes
+NO_LANDMARKS = np.zeros((0, 2), np.float32)  # a frame's landmarks without ``align.landmarks``
 
 
 class AlignmentError(ValueError):
@@ -65,12 +67,16 @@ class AlignedClip:
         face_found: (N,) bool, False where the transform was interpolated from neighbours.
         transforms: (N, 2, 3) float affine maps from source pixels to crop pixels.
         eye_positions: (N, 2, 2) float eye centres as found in each frame, mapped into the crop.
+        landmarks: (N, K, 2) float32 landmark stream (``video/landmarks.py``); K = 0 without ``align.landmarks``.
+        landmark_found: (N,) bool, False where the face mesh found no face (its landmarks are zeros).
     """
 
     frames: np.ndarray
     face_found: np.ndarray
     transforms: np.ndarray
     eye_positions: np.ndarray
+    landmarks: np.ndarray
+    landmark_found: np.ndarray
 
 
 @dataclass
@@ -84,6 +90,8 @@ class AlignedFrame:
         transform: (2, 3) affine map from source pixels to crop pixels.
         eye_positions: (2, 2) eye centres as found (or filled in) for this frame, mapped into the crop.
         frame: the input frame itself, for callers that draw on it; drop it to free it.
+        landmarks: (K, 2) float32 landmark stream of this frame (K = 0 without ``align.landmarks``).
+        landmark_found: False where the face mesh found no face (the landmarks are then zeros).
     """
 
     index: int
@@ -92,6 +100,8 @@ class AlignedFrame:
     transform: np.ndarray
     eye_positions: np.ndarray
     frame: np.ndarray
+    landmarks: np.ndarray
+    landmark_found: bool
 
 
 @dataclass
@@ -108,7 +118,7 @@ class _Pending:
 class FaceAligner:
     """Detects, tracks and aligns one face per clip with the settings of an ``AlignConfig``.
 
-    Holds a MediaPipe detector (and a LiteRT face mesh interpreter when ``use_face_mesh``);
+    Holds a MediaPipe detector (and LiteRT face mesh interpreters for ``use_face_mesh`` and ``landmarks``);
     build once per process and reuse; ``close()`` or use as a context manager. Their C++ logs are
     hidden unless library logs are shown (``age_estimation.logs``).
     """
@@ -124,6 +134,7 @@ class FaceAligner:
         with native_logs_hidden():
             self._detector = vision.FaceDetector.create_from_options(options)
             self._mesh = FaceMesh() if cfg.use_face_mesh else None
+            self._landmarks = LandmarkTracker(cfg) if cfg.landmarks else None
 
     def __enter__(self) -> Self:
         return self
@@ -168,6 +179,8 @@ class FaceAligner:
             face_found=np.array([item.face_found for item in aligned]),
             transforms=np.stack([item.transform for item in aligned]),
             eye_positions=np.stack([item.eye_positions for item in aligned]),
+            landmarks=np.stack([item.landmarks for item in aligned]),
+            landmark_found=np.array([item.landmark_found for item in aligned]),
         )
 
     def align_stream(self, frames: Iterable[np.ndarray], fps: float = 0.0) -> Iterator[AlignedFrame]:
@@ -227,6 +240,7 @@ class FaceAligner:
             item = pending.popleft()
             present = item.detected if item.attempted else bool(item.before and item.after)
             transform = template_transform(point.smoothed, self.cfg)
+            landmarks, landmark_found = self._frame_landmarks(item.frame, transform)
             yield AlignedFrame(
                 index=point.index,
                 crop=warp_face(item.frame, transform, self.cfg.crop_size),
@@ -234,7 +248,15 @@ class FaceAligner:
                 transform=transform,
                 eye_positions=apply_transforms(transform[None], point.filled[None])[0],
                 frame=item.frame,
+                landmarks=landmarks,
+                landmark_found=landmark_found,
             )
+
+    def _frame_landmarks(self, frame: np.ndarray, transform: np.ndarray) -> tuple[np.ndarray, bool]:
+        if self._landmarks is None:
+            return NO_LANDMARKS, False
+        found = self._landmarks.landmarks(frame, transform)
+        return found.points, found.found
 
     def align_image(self, image: np.ndarray) -> np.ndarray | None:
         """Aligned (S, S, 3) crop of the main face in one RGB image, or None when there is none."""

@@ -42,7 +42,7 @@ def test_index_errors_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=f"{tmp_path / INDEX_NAME}: corrupt cache index"):
         read_index(tmp_path)
     (tmp_path / INDEX_NAME).write_text(json.dumps({"format": 99, "videos": {}}))
-    with pytest.raises(ValueError, match="cache format 99 is not 2 .*; run `age-estimation prepare` again"):
+    with pytest.raises(ValueError, match=f"cache format 99 is not {cache.FORMAT_VERSION} .*; run `age-estimation prepare` again"):
         read_index(tmp_path)
 
 
@@ -90,3 +90,24 @@ def test_an_uncommitted_shard_leaves_no_file(tmp_path: Path) -> None:
     with cache.ShardWriter(tmp_path / "x.tfrecord") as writer:
         writer.write(b"header")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_landmark_stream_round_trips_through_chunks(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cache, "CHUNK_FRAMES", 3)
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (7, 4, 4, 3), dtype=np.uint8)
+    points = rng.normal(size=(7, 5, 2)).astype(np.float32)
+    found = np.array([1, 1, 0, 1, 0, 1, 1])
+    records = cache.encode_clip("lm", frames, np.ones(7), np.arange(7), 30.0, "s", landmarks=points,
+                                landmark_found=found)
+    cache.write_clip_shard(tmp_path / "lm.tfrecord", records)
+    clip = read_clip(tmp_path / "lm.tfrecord")
+    np.testing.assert_array_equal(clip["landmarks"], points)
+    assert clip["landmark_found"].tolist() == found.tolist() and clip["landmark_points"] == 5
+    without = read_clip_of(tmp_path, cache.encode_clip("px", frames, np.ones(7), np.arange(7), 30.0, "s"))
+    assert without["landmarks"].shape == (7, 0, 2) and without["landmark_points"] == 0
+
+
+def read_clip_of(folder: Path, records: list[bytes]) -> dict:
+    cache.write_clip_shard(folder / "clip.tfrecord", records)
+    return read_clip(folder / "clip.tfrecord")

@@ -274,3 +274,52 @@ def test_input_throughput_reports_both_rates(cache):
     result = input_throughput(cache["dir"], cache["ids"], data_config(), steps=3, repeats=1)
     assert result["pipeline_steps_per_s"] > 0 and result["memory_steps_per_s"] > 0
     assert result["ratio"] == pytest.approx(result["pipeline_steps_per_s"] / result["memory_steps_per_s"])
+
+
+@pytest.fixture(scope="module")
+def landmark_cache(tmp_path_factory) -> dict:
+    """4 videos whose landmark stream encodes the frame number (x) and video (y); every third frame missed."""
+    root = tmp_path_factory.mktemp("landmark_cache")
+    index = empty_index(AlignConfig(crop_size=SIZE))
+    for video, n in enumerate([6, 10, 14, 9]):
+        vid = f"w{video}"
+        points = np.zeros((n, 3, 2), np.float32)
+        points[..., 0] = np.arange(n)[:, None]
+        points[..., 1] = video
+        found = (np.arange(n) % 3 != 2).astype(np.int64)
+        blob = encode_clip(vid, fake_frames(n, video), np.ones(n), np.arange(n), 20.0 + video, f"t{video}",
+                           landmarks=points, landmark_found=found)
+        write_clip_shard(root / "shards" / f"{vid}.tfrecord", blob)
+        index["videos"][vid] = {"source": f"{vid}.mp4", "source_sha256": "0" * 64, "shard": f"shards/{vid}.tfrecord",
+                                "frames": n, "faces": n, "age": 20.0 + video, "subject": f"t{video}",
+                                "label": "", "split": ""}
+    write_json_atomic(root / "index.json", index)
+    return {"dir": root, "ids": sorted(index["videos"])}
+
+
+def test_landmarks_follow_the_sampled_frames_and_are_masked(landmark_cache):
+    ds = build_dataset(landmark_cache["dir"], landmark_cache["ids"], data_config(clip_length=8), training=False,
+                       landmarks=True)
+    inputs, _ = collect(ds)[0]
+    assert inputs["landmarks"].shape == (4, 8, 3, 2) and inputs["landmark_mask"].shape == (4, 8)
+    numbers = frame_numbers(inputs["frames"])
+    for clip in range(4):
+        real = inputs["mask"][clip] > 0
+        np.testing.assert_array_equal(inputs["landmarks"][clip, real, 0, 0], numbers[clip, real])
+        np.testing.assert_array_equal(inputs["landmark_mask"][clip, real], (numbers[clip, real] % 3 != 2))
+        assert np.all(inputs["landmark_mask"][clip, ~real] == 0) and np.all(inputs["landmarks"][clip, ~real] == 0)
+    plain, _ = collect(build_dataset(landmark_cache["dir"], landmark_cache["ids"], data_config(clip_length=8),
+                                     training=False))[0]
+    assert set(plain) == {"frames", "mask"}
+
+
+def test_a_cache_without_the_stream_is_refused_for_a_dynamics_model(tmp_path, landmark_cache):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(landmark_cache["dir"], copy)
+    index = __import__("json").loads((copy / "index.json").read_text())
+    index["align"]["landmarks"] = False
+    write_json_atomic(copy / "index.json", index)
+    with pytest.raises(ValueError, match="prepared without it; set align.landmarks=true"):
+        build_dataset(copy, landmark_cache["ids"], data_config(), training=False, landmarks=True)

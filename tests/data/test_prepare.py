@@ -19,6 +19,7 @@ from age_estimation.config import AlignConfig
 from age_estimation.data import cache
 from age_estimation.data.manifest import ManifestRow
 from age_estimation.data.prepare import prepare
+from age_estimation.video.landmark_set import LANDMARK_COUNT
 
 ALIGN = AlignConfig(crop_size=32, smoothing_window=3)
 
@@ -68,6 +69,8 @@ def test_bad_inputs_are_rejected_one_by_one_and_the_rest_is_prepared(tmp_path: P
     clip = _read_clip(out, prepared["large.mp4"]["video_id"])
     assert clip["frames"].shape == (2, 32, 32, 3) and clip["age"] == pytest.approx(33.0)
     assert clip["subject"] == b"d" and clip["face_found"].tolist() == [1, 1]
+    assert clip["landmarks"].shape == (2, LANDMARK_COUNT, 2) and clip["landmark_found"].tolist() == [1, 1]
+    assert index["videos"][prepared["large.mp4"]["video_id"]]["landmark_frames"] == 2
     assert not list(out.rglob("*.tmp"))
 
 
@@ -147,6 +150,8 @@ def test_process_pool_gives_the_same_clips(tmp_path: Path, videos: dict[str, Pat
         a = _read_clip(tmp_path / "one", item["video_id"])["frames"]
         b = _read_clip(tmp_path / "two", item["video_id"])["frames"]
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(_read_clip(tmp_path / "one", item["video_id"])["landmarks"],
+                                      _read_clip(tmp_path / "two", item["video_id"])["landmarks"])
 
 
 def test_a_long_video_is_written_chunk_by_chunk(tmp_path: Path, videos: dict[str, Path], monkeypatch) -> None:
@@ -167,14 +172,15 @@ def test_an_old_format_cache_is_prepared_again_saying_why(tmp_path: Path, videos
     rows = [ManifestRow(videos["face"], 30.0, "a")]
     prepare(rows, out, ALIGN, workers=1, progress=False)
     index = cache.read_index(out)
-    index["format"] = 1
+    index["format"] = 2  # a cache made before the landmark stream
     (out / cache.INDEX_NAME).write_text(json.dumps(index))
     (out / cache.SHARD_DIR / ".left-by-a-killed-run.crops.tmp").write_bytes(b"x")
-    with pytest.raises(ValueError, match="cache format 1 is not 2 .*run `age-estimation prepare` again"):
+    stale = f"cache format 2 is not {cache.FORMAT_VERSION}"
+    with pytest.raises(ValueError, match=f"{stale} .*run `age-estimation prepare` again"):
         cache.read_index(out)
     again = prepare(rows, out, ALIGN, workers=1, progress=False)
     assert len(again["prepared"]) == 1 and cache.read_index(out)["format"] == cache.FORMAT_VERSION
-    assert "preparing every video again" in caplog.text and "cache format 1 is not 2" in caplog.text
+    assert "preparing every video again" in caplog.text and stale in caplog.text
     assert not list(out.rglob("*.tmp"))
 
 

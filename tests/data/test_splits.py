@@ -130,3 +130,19 @@ def test_kfold_on_an_empty_dataset_is_an_error():
 def test_unknown_video_ids_are_named():
     with pytest.raises(ValueError, match="not-a-video"):
         kfold_splits(["not-a-video"], make_index(), 2, seed=0)
+
+
+def test_heldout_folds_hold_every_subject_out_once():
+    from age_estimation.data.splits import dev_heldout_split
+
+    index = make_index(30)
+    held = [dev_heldout_split(index, 0.2, 0, folds=5, heldout_fold=i) for i in range(5)]
+    seen = [subjects_of(index, heldout) for _, heldout in held]
+    assert set().union(*seen) == subjects_of(index, list(index["videos"]))
+    assert sum(len(s) for s in seen) == 30  # each subject in exactly one held-out fold
+    for dev, heldout in held:
+        assert not subjects_of(index, dev) & subjects_of(index, heldout)
+        assert sorted(dev + heldout) == sorted(index["videos"])
+    assert dev_heldout_split(index, 0.2, 0, folds=5) == heldout_split(index, 0.2, 0)  # -1: the stratified fraction
+    with pytest.raises(ValueError, match="held-out fold 5 is outside"):
+        dev_heldout_split(index, 0.2, 0, folds=5, heldout_fold=5)

@@ -40,7 +40,9 @@ def whole_clip_alignment(aligner: FaceAligner, frames: np.ndarray) -> AlignedCli
     eyes = interpolate_missing(eyes, detected)
     transforms = np.stack([template_transform(pair, cfg) for pair in smooth_tracks(eyes, cfg.smoothing_window)])
     crops = np.stack([warp_face(frame, matrix, cfg.crop_size) for frame, matrix in zip(frames, transforms)])
-    return AlignedClip(crops, face_present(detected, attempted), transforms, apply_transforms(transforms, eyes))
+    empty = np.zeros((len(frames), 0, 2), np.float32)
+    return AlignedClip(crops, face_present(detected, attempted), transforms, apply_transforms(transforms, eyes),
+                       empty, np.zeros(len(frames), bool))
 
 
 def _assert_same(a: AlignedClip, b: AlignedClip) -> None:
