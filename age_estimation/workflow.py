@@ -15,6 +15,7 @@ from age_estimation.atomic_files import write_json_atomic
 from age_estimation.config import PipelineConfig
 from age_estimation.data.prepare import prepare_data
 from age_estimation.evaluation.attention import synthetic_scores
+from age_estimation.evaluation.landmark_tracking import smile_tracking
 from age_estimation.export.run import export_run
 from age_estimation.runs import METRICS_NAME
 from age_estimation.training.fit import train
@@ -48,10 +49,17 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, export: bool | None
     scores = synthetic_scores(result.heldout, cfg.data)
     if scores is not None:
         metrics.update(scores)
+        tracking = smile_tracking(result.heldout.video_ids, cfg.data.path, cfg.data.cache_dir, cfg.synth)
+        if tracking is not None:
+            metrics["landmark_tracking"] = tracking
         write_json_atomic(result.run_dir / METRICS_NAME, metrics)
 
     exported = None
-    if cfg.export.after_training if export is None else export:
+    wanted = cfg.export.after_training if export is None else export
+    if wanted and cfg.model.variant == "dynamics_only":
+        print("not exporting: variant dynamics_only is an ablation model without frames")
+        wanted = False
+    if wanted:
         started = time.perf_counter()
         exported = export_run(result.run_dir, export_cfg=cfg.export)
         timings["export"] = time.perf_counter() - started

@@ -43,10 +43,12 @@ def collect_predictions(
     (``inference.test_time_flip``) averages each age with the mirrored clip's exactly as deployment does.
     """
     predictor = KerasPredictor(model, {"test_time_flip": test_time_flip})
-    ds = build_dataset(cache_dir, video_ids, data, training=False, include_meta=True)
+    landmarks = bool(getattr(model, "reads_landmarks", False))
+    ds = build_dataset(cache_dir, video_ids, data, training=False, include_meta=True, landmarks=landmarks)
     ids, true, pred, masks, sources, temporal, spatial, frames = [], [], [], [], [], [], [], []
     for inputs, targets, meta in ds:
-        out = predictor.predict(inputs["frames"].numpy(), inputs["mask"].numpy())
+        stream = {name: inputs[name].numpy() for name in ("landmarks", "landmark_mask") if name in inputs}
+        out = predictor.predict(inputs["frames"].numpy(), inputs["mask"].numpy(), **stream)
         ids += [v.decode() for v in meta["video_id"].numpy()]
         true.append(targets["age"].numpy()[:, 0])
         pred.append(out["age"])

@@ -96,7 +96,7 @@ def recalibration_batches(cfg: PipelineConfig, split: SplitData) -> tf.data.Data
         return None
     seed = cfg.runtime.seed if (cfg.data.deterministic or cfg.runtime.deterministic) else None
     return age_targets(build_dataset(split.cache_dir, split.train_ids, cfg.data, training=True, seed=seed,
-                                     repeat=True))
+                                     repeat=True, landmarks=split.landmarks))
 
 
 def finish(

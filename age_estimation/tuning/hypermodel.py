@@ -12,6 +12,7 @@ import numpy as np
 from age_estimation.config import PipelineConfig
 from age_estimation.data.cache import read_index
 from age_estimation.data.pipeline import SplitData, build_dataset, steps_per_epoch
+from age_estimation.models.siam.graph import reads_landmarks
 from age_estimation.models.siam.model import build_siam
 from age_estimation.training.callbacks import weight_averaging_callbacks
 from age_estimation.training.optim import make_loss, make_optimizer
@@ -51,11 +52,12 @@ class SiamHyperModel(kt.HyperModel):
         return model
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> keras.callbacks.History:
-        data = self.trial_config(hp).data
+        trial = self.trial_config(hp)
+        data, landmarks = trial.data, reads_landmarks(trial.model)
         seed = self.cfg.runtime.seed if (self.cfg.runtime.deterministic or self.cfg.data.deterministic) else None
         cache, split = self.split.cache_dir, self.split
-        train = build_dataset(cache, split.train_ids, data, training=True, seed=seed)
-        val = build_dataset(cache, split.val_ids, data, training=False)
+        train = build_dataset(cache, split.train_ids, data, training=True, seed=seed, landmarks=landmarks)
+        val = build_dataset(cache, split.val_ids, data, training=False, landmarks=landmarks)
         kwargs.setdefault("shuffle", False)  # the tf.data pipeline shuffles
         # Score the weights a trained run would keep (EMA, recalibrated BN), as train's checkpoint does.
         averaging = weight_averaging_callbacks(self.cfg.train, age_targets(train))

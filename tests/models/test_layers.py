@@ -140,3 +140,49 @@ def test_fold_and_unfold_time_round_trip_with_unknown_t():
     for steps in (1, 5):
         x = _features((3, steps, 2, 2, 1))
         np.testing.assert_array_equal(round_trip(x), x)
+
+
+def _mirrored(points, pairs):
+    """The landmarks of the mirror image: x negated, each pair's two points swapped."""
+    mirrored = points.copy()
+    mirrored[..., 0] *= -1
+    order = [j for i in range(pairs) for j in (2 * i + 1, 2 * i)] + list(range(2 * pairs, points.shape[-2]))
+    return mirrored[..., order, :]
+
+
+def test_landmark_dynamics_is_unchanged_by_a_mirror_image():
+    from age_estimation.models.siam.layers import LandmarkDynamics
+
+    points = _features((2, 6, 7, 2))
+    found = np.ones((2, 6), "float32")
+    layer = LandmarkDynamics(pairs=3)
+    np.testing.assert_allclose(layer([points, found]), layer([_mirrored(points, 3), found]), atol=1e-6)
+    assert layer([points, found]).shape == (2, 6, 3 * 7 + 1)
+    assert layer.compute_output_shape(((None, None, 7, 2), (None, None))) == (None, None, 22)
+
+
+def test_landmark_dynamics_masks_missing_frames_and_their_differences():
+    from age_estimation.models.siam.layers import LandmarkDynamics
+
+    points = _features((1, 5, 3, 2))
+    found = np.array([[1, 1, 0, 1, 1]], "float32")
+    out = np.asarray(LandmarkDynamics(pairs=1)([points, found]))
+    groups = 3
+    assert np.all(out[0, 2] == 0)  # a frame the mesh missed contributes nothing, not zeros as positions
+    step = out[0, :, 2 * groups: 3 * groups]
+    assert np.all(step[0] == 0) and np.all(step[3] == 0)  # no difference across the missing frame
+    geometry = out[0, :, :groups]
+    np.testing.assert_allclose(step[1], 10 * (geometry[1] - geometry[0]), rtol=1e-5)
+    motion = out[0, :, groups: 2 * groups]
+    np.testing.assert_allclose(motion[[0, 1, 3, 4]].sum(axis=0), 0, atol=1e-5)  # about the found frames' mean
+    changed = points.copy()
+    changed[0, 2] += 5.0  # the missing frame's values do not reach the other frames
+    np.testing.assert_allclose(LandmarkDynamics(pairs=1)([changed, found]), out, atol=1e-6)
+
+
+def test_landmark_dynamics_round_trips_its_config():
+    from age_estimation.models.siam.layers import LandmarkDynamics
+
+    layer = LandmarkDynamics(pairs=2, motion_scale=4.0)
+    clone = LandmarkDynamics.from_config(layer.get_config())
+    assert (clone.pairs, clone.motion_scale) == (2, 4.0)

@@ -177,12 +177,29 @@ VARIANT_CONFIGS = {
     "no_spatial": {"variant": "no_spatial"},
     "no_temporal": {"variant": "no_temporal"},
     "frame_average": {"variant": "frame_average"},
+    "siam_dynamics": {"dynamics": True},
+    "dynamics_only": {"variant": "dynamics_only"},
 }
+POINTS = 41
+
+
+def with_landmarks(batch, seed=0):
+    """``batch`` plus a random landmark stream (every frame found where the clip has one)."""
+    rng = np.random.default_rng(seed)
+    steps = batch["mask"].shape
+    return {**batch, "landmarks": rng.normal(0, 0.5, (*steps, POINTS, 2)).astype("float32"),
+            "landmark_mask": batch["mask"].copy()}
+
+
+def model_inputs(model, batch):
+    """The entries of ``batch`` the model takes (landmarks added when it reads them)."""
+    batch = with_landmarks(batch) if model.reads_landmarks else batch
+    return {name: batch[name] for name in model.input}
 
 
 def test_siam_arguments_are_the_model_config_fields_with_its_defaults():
     params = inspect.signature(Siam.__init__).parameters
-    own = {"crop_size", "clip_length", "batch_size", "age_prior"}
+    own = {"crop_size", "clip_length", "batch_size", "age_prior", "landmark_points", "landmark_pairs"}
     fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
     assert set(params) - {"self", "kwargs"} == own | set(fields)
     defaults = ModelConfig()
@@ -210,7 +227,7 @@ def test_config_round_trip_gives_the_same_model(variant, clips):
     copy = Siam.from_config(config)
     assert copy.get_config() == config and json.loads(json.dumps(config)) == config
     copy.set_weights(original.get_weights())
-    batch = pad_batch(clips)
+    batch = model_inputs(original, pad_batch(clips))
     np.testing.assert_array_equal(np.asarray(copy(batch)["age"]), np.asarray(original(batch)["age"]))
 
 
@@ -223,8 +240,9 @@ def test_keras_file_round_trip_for_every_variant(variant, clips, tmp_path):
     assert isinstance(loaded, Siam) and loaded.get_config() == original.get_config()
     assert (loaded.age_prior, loaded.spatial_grid) == (original.age_prior, original.spatial_grid)
     for clip in clips:  # any T after loading, eagerly and through predict
-        np.testing.assert_allclose(loaded(single(clip))["age"], original(single(clip))["age"], atol=1e-5)
-        np.testing.assert_allclose(loaded.predict(single(clip), verbose=0)["age"], original(single(clip))["age"], atol=1e-5)
+        batch = model_inputs(original, single(clip))
+        np.testing.assert_allclose(loaded(batch)["age"], original(batch)["age"], atol=1e-5)
+        np.testing.assert_allclose(loaded.predict(batch, verbose=0)["age"], original(batch)["age"], atol=1e-5)
 
 
 def test_twin_from_config_has_fixed_t_and_batch_one(model, clips):
@@ -245,3 +263,31 @@ def test_plain_functional_file_fails_naming_the_file(model, tmp_path):
         load_siam(tmp_path / "old.keras")
     with pytest.raises(FileNotFoundError, match="missing.keras"):
         load_siam(tmp_path / "missing.keras")
+
+
+@pytest.mark.parametrize("overrides", [{"dynamics": True}, {"variant": "dynamics_only"},
+                                       {"variant": "frame_average", "dynamics": True}])
+def test_dynamics_models_take_the_landmark_stream_and_respect_padding(overrides, clips):
+    keras.utils.set_random_seed(6)
+    model = build_siam(tiny_config(**overrides), crop_size=CROP)
+    assert model.reads_landmarks and model.landmark_points == POINTS
+    expected = {"mask", "landmarks", "landmark_mask"} | ({"frames"} if overrides.get("variant") != "dynamics_only" else set())
+    assert set(model.input) == expected
+    batch = model_inputs(model, pad_batch(clips))
+    out = model(batch)
+    alone = [float(model(model_inputs(model, single(c)) | {"landmarks": batch["landmarks"][i:i + 1, : len(c)]})["age"][0, 0])
+             for i, c in enumerate(clips)]
+    np.testing.assert_allclose(np.asarray(out["age"])[:, 0], alone, atol=1e-4)
+    assert np.all(np.asarray(out["temporal_attention"])[batch["mask"] == 0] == 0.0)
+
+
+def test_dynamics_model_reads_the_landmarks(clips):
+    keras.utils.set_random_seed(7)
+    model = build_siam(tiny_config(dynamics=True), crop_size=CROP)
+    batch = with_landmarks(pad_batch(clips))
+    moved = {**batch, "landmarks": batch["landmarks"] + 0.3}
+    missing = {**batch, "landmark_mask": np.zeros_like(batch["landmark_mask"])}
+    age = np.asarray(model(batch)["age"])
+    assert not np.allclose(age, np.asarray(model(moved)["age"]))
+    assert not np.allclose(age, np.asarray(model(missing)["age"]))
+    assert {"LandmarkDynamics", "Concatenate"} <= {layer.__class__.__name__ for layer in model.layers}

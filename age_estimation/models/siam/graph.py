@@ -1,4 +1,4 @@
-"""The functional pieces ``Siam`` assembles: per-frame encoder, recurrent stack, temporal summary, age head.
+"""The functional pieces ``Siam`` assembles: per-frame encoders, recurrent stack, temporal summary, age head.
 
 Each takes symbolic tensors and the architecture (a ``ModelConfig``) and returns symbolic tensors, so the
 model's ``__init__`` reads as the data flow. Layer names are part of the model's contract (training reads
@@ -14,6 +14,7 @@ import keras
 from age_estimation.config import ModelConfig
 from age_estimation.models.siam.layers import (
     FrameNormalization,
+    LandmarkDynamics,
     MaskedTemporalPooling,
     SpatialAttention,
     TemporalAttention,
@@ -92,10 +93,32 @@ def _spatial_attention(config: ModelConfig) -> SpatialAttention:
     )
 
 
+def landmark_encoder(landmarks: Any, landmark_mask: Any, mask: Any, config: ModelConfig, pairs: int) -> Any:
+    """(B, T, dynamics_units) per-frame codes of the landmark stream: flip-invariant features, two dense layers.
+
+    A frame counts as found only when it is also a real frame (``mask``), so padding never enters the
+    clip's mean whatever the caller put in ``landmark_mask``.
+    """
+    found = keras.layers.Multiply(name="found_frames")([landmark_mask, mask])
+    x = LandmarkDynamics(pairs, name="landmark_dynamics")([landmarks, found])
+    x = keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_hidden")(x)
+    return keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_embedding")(x)
+
+
+def reads_landmarks(config: ModelConfig) -> bool:
+    """Whether the architecture takes the landmark stream (``ModelConfig.reads_landmarks``)."""
+    return config.reads_landmarks
+
+
+def reads_frames(config: ModelConfig) -> bool:
+    """Whether the architecture has the per-frame CNN (every variant but ``dynamics_only``)."""
+    return config.variant != "dynamics_only"
+
+
 def temporal_summary(embeddings: Any, valid: Any, config: ModelConfig) -> tuple[Any, Any]:
     """The (B, D) clip summary and (B, T) frame weights of the variant's temporal model.
 
-    ``siam`` and ``no_spatial``: RNN + temporal attention; ``no_temporal``: RNN + last valid state or
+    ``siam``, ``no_spatial`` and ``dynamics_only``: RNN + temporal attention; ``no_temporal``: RNN + last valid state or
     mean; ``frame_average``: mean of the frame embeddings, no RNN.
     """
     if config.variant == "frame_average":

@@ -3,6 +3,8 @@
 - ``SpatialAttention``: spatially-indexed attention; every position (i, j) of an aligned face's
   feature map owns its scoring parameters, so the map says which facial region matters.
 - ``TemporalAttention``: one weight per frame from the recurrent states, masked for padding.
+- ``LandmarkDynamics``: per-frame features of the landmark motion stream (positions, motion about
+  the clip's mean, frame-to-frame differences), unchanged by a horizontal flip.
 - ``FrameNormalization``, ``FoldTime``, ``UnfoldTime``: the plumbing that runs a per-frame CNN on
   (B, T, H, W, C) clips by folding time into the batch (Keras 3.15's ``TimeDistributed`` loops over
   the wrong axis when T is unknown in graph mode; see DESIGN.md §3).
@@ -301,3 +303,57 @@ class ValidFrames(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return tuple(input_shape)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LandmarkDynamics(keras.layers.Layer):
+    """Per-frame features of the landmark stream that a horizontal flip of the face leaves unchanged.
+
+    The K points are ``pairs`` mirror pairs (right point, left point) then midline points, in eye
+    distances about the template's eye midpoint. Per pair: the mean height and the half width
+    (``(x_left - x_right) / 2``); per midline point: its height. For these G geometric values per frame
+    the layer returns, masked by ``landmark_mask`` (0 where the mesh found no face or for padding):
+    the values, their motion about the clip's mean over found frames, their difference from the
+    previous frame (0 where either frame is missing), and the mask itself: (B, T, 3G + 1).
+    Motion and differences are a few hundredths of an eye distance, so they are scaled by
+    ``motion_scale`` to the range of the positions.
+
+    Call arguments:
+        inputs: ``[landmarks, landmark_mask]``, (B, T, K, 2) float and (B, T) 0/1.
+
+    Example:
+        >>> features = LandmarkDynamics(pairs=1)([keras.ops.ones((2, 5, 3, 2)), keras.ops.ones((2, 5))])
+        >>> tuple(features.shape)
+        (2, 5, 10)
+    """
+
+    def __init__(self, pairs: int, motion_scale: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pairs = int(pairs)
+        self.motion_scale = float(motion_scale)
+
+    def call(self, inputs: Any) -> Any:
+        points, found = inputs
+        points = ops.cast(points, "float32")
+        found = ops.cast(found, "float32")[..., None]
+        paired, midline = points[:, :, : 2 * self.pairs], points[:, :, 2 * self.pairs :]
+        right, left = paired[:, :, 0::2], paired[:, :, 1::2]
+        geometry = ops.concatenate(
+            [(right[..., 1] + left[..., 1]) / 2, (left[..., 0] - right[..., 0]) / 2, midline[..., 1]], axis=-1
+        ) * found
+        mean = ops.sum(geometry, axis=1, keepdims=True) / ops.maximum(ops.sum(found, axis=1, keepdims=True), 1.0)
+        motion = (geometry - mean) * found
+        both = found[:, 1:] * found[:, :-1]
+        step = (geometry[:, 1:] - geometry[:, :-1]) * both
+        step = ops.concatenate([ops.zeros_like(geometry[:, :1]), step], axis=1)
+        return ops.concatenate([geometry, self.motion_scale * motion, self.motion_scale * step, found], axis=-1)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        points_shape = input_shape[0]
+        groups = self.pairs * 2 + (points_shape[2] - 2 * self.pairs)
+        return (points_shape[0], points_shape[1], 3 * groups + 1)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(pairs=self.pairs, motion_scale=self.motion_scale)
+        return config

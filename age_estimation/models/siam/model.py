@@ -5,12 +5,16 @@ Data flow (T may be unknown)::
     frames (B,T,H,W,3) uint8 ─ normalise ─ fold time ─ CNN blocks ─ SpatialAttention ─ CNN blocks
       ─ pool ─ embedding ─ unfold time ─ LSTM/GRU ─ TemporalAttention ─ head ─ age (B,1)
     mask (B,T) 1 = real frame, 0 = padding
+    with ``dynamics``: landmarks (B,T,K,2), landmark_mask (B,T) ─ LandmarkDynamics ─ dense ─┐
+      joined to the frame embedding before the LSTM/GRU (``dynamics_only``: no frames, no CNN)
 
 Outputs (a dict): ``age`` (B, 1), ``spatial_attention`` (B, T, h, w) when the variant has spatial
 attention, ``temporal_attention`` (B, T) (for ablations, the implied weights of their pooling).
 
 Variants (``variant``): ``siam``; ``no_spatial``; ``no_temporal`` (last valid state or mean over valid
-frames); ``frame_average`` (CNN + spatial attention, mean over valid frames, no RNN).
+frames); ``frame_average`` (CNN + spatial attention, mean over valid frames, no RNN); ``dynamics_only``
+(landmark stream + RNN + temporal attention, no CNN: its inputs are ``mask``, ``landmarks`` and
+``landmark_mask``). ``dynamics`` adds the landmark stream to any variant.
 
 ``Siam`` is built functionally in ``__init__`` from its constructor arguments and ``get_config`` returns
 all of them, so a fixed-shape copy is ``Siam.from_config({**model.get_config(), "clip_length": T, ...})``
@@ -26,8 +30,17 @@ from typing import Any
 import keras
 
 from age_estimation.config import BackboneConfig, ModelConfig
-from age_estimation.models.siam.graph import age_head, frame_encoder, input_scaling, temporal_summary
+from age_estimation.models.siam.graph import (
+    age_head,
+    frame_encoder,
+    input_scaling,
+    landmark_encoder,
+    reads_frames,
+    reads_landmarks,
+    temporal_summary,
+)
 from age_estimation.models.siam.layers import PACKAGE, FoldTime, UnfoldTime, ValidFrames
+from age_estimation.video.landmark_set import LANDMARK_COUNT, LANDMARK_PAIRS
 
 _DEFAULTS = ModelConfig()
 
@@ -41,6 +54,8 @@ class Siam(keras.Model):
         clip_length: fixed T, or None for any clip length (TFLite export fixes it).
         batch_size: fixed B, or None.
         age_prior: (mean, std) of the training ages; scales the head so training starts near the mean.
+        landmark_points, landmark_pairs: K points of the landmark stream, the first ``2 * pairs`` of them
+            mirror pairs (``video/landmark_set.py``).
         variant ... backbone: the architecture, one argument per ``ModelConfig`` field (``backbone`` as
             a ``BackboneConfig`` or its dict).
 
@@ -57,7 +72,11 @@ class Siam(keras.Model):
         clip_length: int | None = None,
         batch_size: int | None = None,
         age_prior: tuple[float, float] | list[float] = (40.0, 20.0),
+        landmark_points: int = LANDMARK_COUNT,
+        landmark_pairs: int = len(LANDMARK_PAIRS),
         variant: str = _DEFAULTS.variant,
+        dynamics: bool = _DEFAULTS.dynamics,
+        dynamics_units: int = _DEFAULTS.dynamics_units,
         conv_filters: list[int] | tuple[int, ...] = tuple(_DEFAULTS.conv_filters),
         attention_after_block: int = _DEFAULTS.attention_after_block,
         attention_projection: int = _DEFAULTS.attention_projection,
@@ -82,6 +101,8 @@ class Siam(keras.Model):
             backbone = BackboneConfig(**(backbone or {}))
         architecture = ModelConfig(
             variant=variant,
+            dynamics=bool(dynamics),
+            dynamics_units=int(dynamics_units),
             conv_filters=[int(f) for f in conv_filters],
             attention_after_block=attention_after_block,
             attention_projection=attention_projection,
@@ -103,28 +124,41 @@ class Siam(keras.Model):
         )
         prior = (float(age_prior[0]), float(age_prior[1]))
 
-        frames = keras.Input(
-            (clip_length, crop_size, crop_size, 3), batch_size=batch_size, dtype="uint8", name="frames"
-        )
-        mask = keras.Input((clip_length,), batch_size=batch_size, dtype="float32", name="mask")
+        inputs, streams, spatial_map = {}, [], None
+        if reads_frames(architecture):
+            frames = keras.Input(
+                (clip_length, crop_size, crop_size, 3), batch_size=batch_size, dtype="uint8", name="frames"
+            )
+            inputs["frames"] = frames
+            per_frame, spatial_map = frame_encoder(FoldTime(name="fold_time")(frames), architecture, crop_size)
+            streams.append(UnfoldTime(name="unfold_time")([per_frame, frames]))
+        mask = inputs["mask"] = keras.Input((clip_length,), batch_size=batch_size, dtype="float32", name="mask")
+        if reads_landmarks(architecture):
+            inputs["landmarks"] = keras.Input((clip_length, landmark_points, 2), batch_size=batch_size,
+                                              dtype="float32", name="landmarks")
+            inputs["landmark_mask"] = keras.Input((clip_length,), batch_size=batch_size, dtype="float32",
+                                                  name="landmark_mask")
+            streams.append(landmark_encoder(inputs["landmarks"], inputs["landmark_mask"], mask, architecture,
+                                            landmark_pairs))
         valid = ValidFrames(name="valid_frames")(mask)
-        per_frame, spatial_map = frame_encoder(FoldTime(name="fold_time")(frames), architecture, crop_size)
-        embeddings = UnfoldTime(name="unfold_time")([per_frame, frames])
+        embeddings = streams[0] if len(streams) == 1 else keras.layers.Concatenate(name="fuse_streams")(streams)
         summary, temporal = temporal_summary(embeddings, valid, architecture)
         outputs = {"age": age_head(summary, architecture, prior)}
         if spatial_map is not None:
             outputs["spatial_attention"] = keras.layers.Identity(name="spatial_attention", dtype="float32")(
-                UnfoldTime(name="unfold_attention")([spatial_map, frames])
+                UnfoldTime(name="unfold_attention")([spatial_map, inputs["frames"]])
             )
         outputs["temporal_attention"] = keras.layers.Identity(name="temporal_attention", dtype="float32")(temporal)
         kwargs.setdefault("name", f"siam_{variant}")
-        super().__init__(inputs={"frames": frames, "mask": mask}, outputs=outputs, **kwargs)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         self.architecture = architecture
         self.crop_size = int(crop_size)
         self.clip_length = None if clip_length is None else int(clip_length)
         self.batch_size = None if batch_size is None else int(batch_size)
         self._age_prior = prior
+        self.landmark_points = int(landmark_points)
+        self.landmark_pairs = int(landmark_pairs)
         self.spatial_grid = None if spatial_map is None else tuple(int(d) for d in spatial_map.shape[-2:])
 
     @property
@@ -134,8 +168,13 @@ class Siam(keras.Model):
 
     @property
     def variant(self) -> str:
-        """The ablation variant: siam, no_spatial, no_temporal or frame_average."""
+        """The ablation variant: siam, no_spatial, no_temporal, frame_average or dynamics_only."""
         return self.architecture.variant
+
+    @property
+    def reads_landmarks(self) -> bool:
+        """Whether the model takes the landmark stream (inputs ``landmarks`` and ``landmark_mask``)."""
+        return reads_landmarks(self.architecture)
 
     @property
     def normalization(self) -> str:
@@ -150,6 +189,8 @@ class Siam(keras.Model):
             "clip_length": self.clip_length,
             "batch_size": self.batch_size,
             "age_prior": list(self.age_prior),
+            "landmark_points": self.landmark_points,
+            "landmark_pairs": self.landmark_pairs,
             **dataclasses.asdict(self.architecture),
         }
 
