@@ -78,23 +78,46 @@ def install_missing(wheel_dir: Path, site: Path = DEFAULT_SITE) -> list[str]:
     return [wheel.name for wheel in wheels]
 
 
+# The model inputs a bundle's clips may carry; the landmark stream only for a model that reads it.
+CLIP_INPUTS = ("frames", "mask", "landmarks", "landmark_mask")
+
+
 def load_clips(path: Path) -> dict[str, np.ndarray]:
-    """The carried clips: frames uint8 (N, T, S, S, 3), mask float32 (N, T), ages float32 (N,)."""
+    """The carried clips: frames uint8 (N, T, S, S, 3), mask float32 (N, T), ages float32 (N,), and for a
+    model that reads the landmark stream landmarks float32 (N, T, K, 2) and landmark_mask float32 (N, T)."""
     with np.load(path) as npz:
         clips = {key: npz[key] for key in npz.files}
     count = len(clips["frames"])
-    if clips["frames"].dtype != np.uint8 or clips["frames"].ndim != 5 or clips["mask"].shape != clips["frames"].shape[:2]:
+    steps = clips["frames"].shape[:2]
+    if clips["frames"].dtype != np.uint8 or clips["frames"].ndim != 5 or clips["mask"].shape != steps:
         raise ValueError(f"{path}: expected frames uint8 (N, T, S, S, 3) and mask (N, T)")
     if clips["ages"].shape != (count,):
         raise ValueError(f"{path}: expected ages (N,) for {count} clips, got {clips['ages'].shape}")
+    if ("landmarks" in clips) != ("landmark_mask" in clips) or ("landmarks" in clips and (
+            clips["landmarks"].ndim != 4 or clips["landmarks"].shape[:2] != steps
+            or clips["landmarks"].shape[3] != 2 or clips["landmark_mask"].shape != steps)):
+        raise ValueError(f"{path}: expected landmarks (N, T, K, 2) with landmark_mask (N, T), or neither")
     return clips
 
 
 def tiled_batch(clips: dict[str, np.ndarray], size: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """A batch of ``size`` clips, repeating the carried ones in order when there are fewer: (inputs, ages (B, 1))."""
+    """A batch of ``size`` clips, repeating the carried ones in order when there are fewer: (inputs, ages (B, 1)).
+
+    The inputs are every model input the clips carry (``CLIP_INPUTS``), float32 but the frames.
+    """
     take = np.arange(size) % len(clips["frames"])
-    inputs = {"frames": clips["frames"][take], "mask": clips["mask"][take].astype(np.float32)}
+    inputs = {name: clips[name][take] if name == "frames" else clips[name][take].astype(np.float32)
+              for name in CLIP_INPUTS if name in clips}
     return inputs, clips["ages"][take].astype(np.float32)[:, None]
+
+
+def model_inputs(model: Any, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The entries of ``inputs`` that ``model`` takes; a clear error when the clips lack one (an old bundle)."""
+    missing = [name for name in model.input if name not in inputs]
+    if missing:
+        raise ValueError(f"the model takes {missing} but the bundle's clips carry only {sorted(inputs)}; "
+                         "write the bundle again with age_estimation.bench.gpu_bundle")
+    return {name: inputs[name] for name in model.input}
 
 
 def time_calls(call: Callable[[], Any], calls: int, repeats: int, sync: Callable[[Any], Any] = np.asarray) -> list[float]:
@@ -153,7 +176,7 @@ def check_parity(bundle: Path, clips: dict[str, np.ndarray], tolerance: float) -
 
     model = load_siam(bundle / "model.keras")
     expected = np.load(bundle / "expected_ages.npy")
-    inputs = {"frames": clips["frames"], "mask": clips["mask"].astype(np.float32)}
+    inputs = model_inputs(model, tiled_batch(clips, len(expected))[0])
     figures = {}
     for precision in ("highest", "default"):
         with jax.default_matmul_precision(precision):
@@ -175,7 +198,8 @@ def training_figures(cfg: PipelineConfig, clips: dict[str, np.ndarray], age_prio
     try:
         fitted = age_view(build_siam(cfg.model, crop_size=clips["frames"].shape[2], age_prior=age_prior))
         compile_task(fitted, cfg.train, steps_per_epoch=100)
-        inputs, targets = jax.device_put(tiled_batch(clips, batch))
+        inputs, targets = tiled_batch(clips, batch)
+        inputs, targets = jax.device_put((model_inputs(fitted, inputs), targets))
 
         def step() -> Any:
             return fitted.train_on_batch(inputs, targets)
@@ -202,7 +226,7 @@ def predict_figures(cfg: PipelineConfig, clips: dict[str, np.ndarray], precision
     keras.mixed_precision.set_global_policy(precision)
     try:
         model = build_siam(cfg.model, crop_size=clips["frames"].shape[2])
-        inputs = jax.device_put(tiled_batch(clips, batch)[0])
+        inputs = jax.device_put(model_inputs(model, tiled_batch(clips, batch)[0]))
 
         def call() -> Any:
             return model.predict_on_batch(inputs)

@@ -4,7 +4,9 @@ Layout of ``BUNDLE/`` (git-ignored under ``exported/``)::
 
     config.yaml        the run's resolved pipeline config (the GPU side builds SIAM from its model section)
     model.keras        the run's trained model
-    clips.npz          frames uint8 (N, T, S, S, 3), mask float32 (N, T), ages float32 (N,), video_ids (N,)
+    clips.npz          frames uint8 (N, T, S, S, 3), mask float32 (N, T), ages float32 (N,), video_ids (N,);
+                       for a model that reads the landmark stream also landmarks float32 (N, T, K, 2) and
+                       landmark_mask float32 (N, T)
     expected_ages.npy  float32 (N,): the model's ages on those clips here (Keras/TF, one pass, no flip)
     bundle.json        where it came from: run, shapes, sizes, versions, wheels
     wheels/            keras and the small packages the GPU machine lacks, for CPython 3.12 on x86-64
@@ -61,13 +63,17 @@ def clip_count(requested: int, available: int, clip_bytes: int, budget_mib: floa
     return count
 
 
-def eval_clips(cache_dir: str | Path, data: Any, count: int) -> dict[str, np.ndarray]:
-    """The first ``count`` cached videos (by id) as eval clips: T frames spread over each video, as scoring takes."""
+def eval_clips(cache_dir: str | Path, data: Any, count: int, landmarks: bool = False) -> dict[str, np.ndarray]:
+    """The first ``count`` cached videos (by id) as eval clips: T frames spread over each video, as scoring takes.
+
+    ``landmarks`` adds the landmark stream (for a model that reads it).
+    """
     video_ids = sorted(read_index(cache_dir)["videos"])[:count]
-    parts: dict[str, list[np.ndarray]] = {"frames": [], "mask": [], "ages": [], "video_ids": []}
-    for inputs, targets, meta in build_dataset(cache_dir, video_ids, data, training=False, include_meta=True):
-        parts["frames"].append(inputs["frames"].numpy())
-        parts["mask"].append(inputs["mask"].numpy())
+    parts: dict[str, list[np.ndarray]] = {"ages": [], "video_ids": []}
+    dataset = build_dataset(cache_dir, video_ids, data, training=False, include_meta=True, landmarks=landmarks)
+    for inputs, targets, meta in dataset:
+        for name, value in inputs.items():
+            parts.setdefault(name, []).append(value.numpy())
         parts["ages"].append(targets["age"].numpy()[:, 0])
         parts["video_ids"].append(meta["video_id"].numpy().astype(str))
     return {key: np.concatenate(values) for key, values in parts.items()}
@@ -75,7 +81,7 @@ def eval_clips(cache_dir: str | Path, data: Any, count: int) -> dict[str, np.nda
 
 def expected_ages(model: Siam, clips: dict[str, np.ndarray]) -> np.ndarray:
     """The model's ages on the clips in one forward pass (no test-time flip), float32 (N,)."""
-    outputs = model.predict({"frames": clips["frames"], "mask": clips["mask"]}, batch_size=32, verbose=0)
+    outputs = model.predict({name: clips[name] for name in model.input}, batch_size=32, verbose=0)
     return np.asarray(outputs["age"][:, 0], np.float32)
 
 
@@ -109,8 +115,10 @@ def write_bundle(
     if crop != model.crop_size:
         raise ValueError(f"{cache_dir}: cache crops are {crop} px but {run / MODEL_NAME} takes {model.crop_size} px")
     steps = run_cfg.data.clip_length
-    count = clip_count(clips, len(read_index(cache_dir)["videos"]), steps * crop * crop * 3, budget_mib)
-    data = eval_clips(cache_dir, run_cfg.data, count)
+    stream_bytes = model.landmark_points * 2 * 4 if model.reads_landmarks else 0  # float32 (K, 2) a frame
+    count = clip_count(clips, len(read_index(cache_dir)["videos"]), steps * (crop * crop * 3 + stream_bytes),
+                       budget_mib)
+    data = eval_clips(cache_dir, run_cfg.data, count, landmarks=model.reads_landmarks)
     ages = expected_ages(model, data)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -122,6 +130,7 @@ def write_bundle(
     manifest = {
         "run": str(run), "cache_dir": str(cache_dir), "clips": count, "clip_length": steps, "crop_size": crop,
         "frames_shape": list(data["frames"].shape), "age_prior": list(model.age_prior),
+        "landmarks_shape": list(data["landmarks"].shape) if "landmarks" in data else None,
         "expected_from": {"tensorflow": tf.__version__, "keras": keras.__version__,
                           "python": platform.python_version()},
         "wheels": wheels, "wheels_for": f"CPython {WHEEL_PYTHON}, x86-64 manylinux",

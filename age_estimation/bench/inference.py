@@ -38,15 +38,15 @@ def bench_inference(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> di
         cfg.export, directory=str(workdir / "exported"), tflite_variants=list(sizes.variants)))
     savedmodel = export_savedmodel(model, export_cfg)
     artifacts = export_tflite(model, export_cfg)
-    clip = cache_clips(cfg, 1, "the latency benchmark")[0][0]
+    clip = cache_clips(cfg, 1, "the latency benchmark", landmarks=model.reads_landmarks)[0][0]
 
     def latency(predictor: Predictor) -> dict[str, Any]:
         for _ in range(3):
-            predictor.predict(clip["frames"], clip["mask"], test_time_flip=False)
+            predictor.predict(test_time_flip=False, **clip)
 
         def once() -> float:
             begin = time.perf_counter()
-            predictor.predict(clip["frames"], clip["mask"], test_time_flip=False)
+            predictor.predict(test_time_flip=False, **clip)
             return (time.perf_counter() - begin) * 1000
 
         return median_spread([once() for _ in range(sizes.latency_runs)])
@@ -69,21 +69,28 @@ def bench_inference(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> di
 
 def bench_predict(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path, run_dir: Path,
                   artifacts: list[Any]) -> dict[str, Any]:
-    """End-to-end ``predict`` wall time per second of a 30 fps face video (decode + align + model)."""
+    """End-to-end ``predict`` wall time per second of a 30 fps face video (decode + align + model).
+
+    For a pixel-only model it also times Keras with the landmark stream tracked anyway
+    (``align.landmarks`` on): what alignment would cost if it did not follow the model.
+    """
     frames = round(30 * sizes.predict_seconds)
     video = write_face_video(workdir / "predict_30fps.mp4", frames=frames, size=(320, 320), fps=30.0)
-    align = prediction_align_config(cfg.align)
+    keras_predictor = KerasPredictor(run_dir / "model.keras")
+    align = prediction_align_config(cfg.align, keras_predictor.landmark_points)
     out: dict[str, Any] = {"video_seconds": sizes.predict_seconds, "fps": 30}
-    predictors: dict[str, Predictor] = {"keras": KerasPredictor(run_dir / "model.keras")}
+    runs: dict[str, tuple[Predictor, Any]] = {"keras": (keras_predictor, align)}
     if artifacts:
-        predictors[f"tflite_{artifacts[0].variant}"] = TFLitePredictor(artifacts[0].path, num_threads=2)
-    with FaceAligner(align) as aligner:
-        for name, predictor in predictors.items():
-            predict_video(video, predictor, aligner, align, cfg.data.clip_length)
+        runs[f"tflite_{artifacts[0].variant}"] = (TFLitePredictor(artifacts[0].path, num_threads=2), align)
+    if not align.landmarks:
+        runs["keras, align.landmarks on (unused)"] = (keras_predictor, dataclasses.replace(align, landmarks=True))
+    for name, (predictor, config) in runs.items():
+        with FaceAligner(config) as aligner:
+            predict_video(video, predictor, aligner, config, cfg.data.clip_length)
 
-            def once(predictor: Predictor = predictor) -> float:
+            def once(predictor: Predictor = predictor, aligner: FaceAligner = aligner, config: Any = config) -> float:
                 begin = time.perf_counter()
-                predict_video(video, predictor, aligner, align, cfg.data.clip_length)
+                predict_video(video, predictor, aligner, config, cfg.data.clip_length)
                 return (time.perf_counter() - begin) / sizes.predict_seconds
 
             out[name] = repeat(once, sizes.repeats)

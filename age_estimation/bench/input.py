@@ -19,6 +19,7 @@ from age_estimation.bench.model import train_step
 from age_estimation.config import DataConfig, PipelineConfig
 from age_estimation.data.cache import read_index
 from age_estimation.data.pipeline import build_dataset, steps_per_epoch
+from age_estimation.models.siam.graph import reads_landmarks
 from age_estimation.training.task import crop_size_of
 
 
@@ -28,7 +29,7 @@ def bench_input(cfg: PipelineConfig, sizes: BenchSizes) -> dict[str, Any]:
     ids = sorted(index["videos"])[: max(sizes.videos * 4, cfg.data.batch_size * 2)]
     _, step = train_step(cfg, crop_size_of(index))
     return input_throughput(cfg.data.cache_dir, ids, cfg.data, steps=sizes.train_steps * 2,
-                            repeats=sizes.repeats, consume=step)
+                            repeats=sizes.repeats, consume=step, landmarks=reads_landmarks(cfg.model))
 
 
 def input_throughput(
@@ -39,17 +40,19 @@ def input_throughput(
     repeats: int = 3,
     consume: Callable[[Any, Any], Any] | None = None,
     seed: int = 0,
+    landmarks: bool = False,
 ) -> dict[str, Any]:
     """Median steps/s (and spread) of the training pipeline and of in-memory batches, and their ratio.
 
     ``consume(inputs, targets)`` is called on every batch (e.g. a train step); by default the batch
-    is only pulled, which measures the raw producer speed. A first pass fills the in-memory cache
-    and is reported separately as ``cold_seconds``.
+    is only pulled, which measures the raw producer speed. ``landmarks`` adds the landmark stream to
+    the batches (for a model that reads it). A first pass fills the in-memory cache and is reported
+    separately as ``cold_seconds``.
     """
     if steps < 1 or repeats < 1:
         raise ValueError(f"steps and repeats must be at least 1, got {steps} and {repeats}")
     consume = consume or (lambda inputs, targets: None)
-    dataset = build_dataset(cache_dir, ids, data_cfg, training=True, seed=seed, repeat=True)
+    dataset = build_dataset(cache_dir, ids, data_cfg, training=True, seed=seed, repeat=True, landmarks=landmarks)
     pipeline = iter(dataset)
     started = time.perf_counter()
     for _ in range(steps_per_epoch(len(ids), data_cfg.batch_size) + 1):

@@ -1,5 +1,5 @@
-"""Prepare figures: frames/s of decode-only vs a full prepare (1 and 2 processes, 1080p with and without the
-face mesh), and alignment jitter.
+"""Prepare figures: frames/s of decode-only vs a full prepare (1 and 2 processes; with and without the
+landmark stream; 1080p with and without the face-mesh eyes), and alignment jitter.
 
 The dataset's videos are those its own prepare accepted; a video that prepare rejects elsewhere is still
 work done (decoded and searched for a face), so its frames count and the figures say how many there were.
@@ -42,6 +42,9 @@ def bench_prepare(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> dict
     """Prepare figures on the dataset's videos and on 1080p face videos, and the still-head jitter."""
     paths = [row.path for row in prepared_rows(cfg, sizes.videos)]
     out = prepare_figures(paths, cfg.align, sizes, workers=False)
+    if cfg.align.landmarks:
+        pixels = dataclasses.replace(cfg.align, landmarks=False)
+        out["pixels_only"] = prepare_figures(paths, pixels, sizes, workers=False, sparse=False)
     out.update(parallel_figures(enough_videos(paths, parallel_videos(sizes), workdir / "parallel"), cfg.align, sizes))
     hd = [write_face_video(workdir / f"hd{i}.mp4", frames=40, size=(1920, 1080), seed=i)
           for i in range(max(2, sizes.videos // 12))]
@@ -95,6 +98,7 @@ def prepare_figures(
     out = {
         "videos": len(paths),
         "use_face_mesh": align.use_face_mesh,
+        "landmarks": align.landmarks,
         "unreadable": decoded["unreadable"],
         "rejected": prepared["rejected"],
         "rejected_videos": prepared["rejected_videos"],
@@ -176,6 +180,7 @@ def alignment_jitter(path: Path, align: AlignConfig) -> dict[str, float]:
         "crop_size": align.crop_size,
         "smoothing_window": align.smoothing_window,
         "use_face_mesh": align.use_face_mesh,
+        "landmarks": align.landmarks,
         "frames": len(frames),
         "crop_jitter_px": round(_rms_spread(fixed), 3),
         "detected_jitter_px": round(_rms_spread(clip.eye_positions), 3),

@@ -15,7 +15,10 @@ def format_bench(results: dict[str, Any]) -> str:
         "",
         "| what | figure | ratio to its reference |",
         "|---|---|---|",
-        *_prepare_rows(prep, "", f"{prep['videos']} videos of the dataset"),
+        *_prepare_rows(prep, "with the landmark stream: " if prep.get("landmarks") else "",
+                       f"{prep['videos']} videos of the dataset"),
+        *(_prepare_rows(prep["pixels_only"], "align.landmarks off: ", f"{prep['videos']} videos")
+          if "pixels_only" in prep else []),
         *_prepare_rows(prep["1080p"], "1080p: ", f"{prep['1080p']['videos']} videos"),
         *(_prepare_rows(prep["1080p_face_mesh"], "1080p, align.use_face_mesh: ", f"{prep['1080p']['videos']} videos")
           if "1080p_face_mesh" in prep else []),

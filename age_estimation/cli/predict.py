@@ -2,7 +2,8 @@
 
 The model is ``--model`` (``.keras``, a SavedModel folder or a ``.tflite`` variant), ``--server URL``
 (TF Serving, REST ``http://`` or gRPC ``grpc://``), or the run's own float32 TFLite export when it has one
-(no TensorFlow import), else its ``model.keras``; the line names the runtime that answered. Each age comes
+(no TensorFlow import), else its ``model.keras``; the line names the runtime that answered. A model that
+reads the landmark stream gets it from the alignment (the face mesh runs only for such a model). Each age comes
 with the model's calibrated interval; the model card (and, for a model trained on synthetic faces, a
 warning) is printed once on stderr. A video with too little face gets no age. Exit 0 when every video
 gave an age, 1 when some gave none (each named with its reason on stderr), 2 on a setup error.
@@ -49,28 +50,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    timings: dict[str, float] = {}
     try:
         predictor = _open(args)
         spec = predictor.spec.require("align")
         window = int(predictor.clip_length or spec.require("window").window)
         videos = collect_videos(args.videos)
+        results = predict_videos(
+            videos,
+            predictor,
+            spec.align,
+            window,
+            args.stride,
+            keep_frames=bool(args.explain),
+            progress=len(videos) > 1 or sys.stderr.isatty(),
+            timings=timings,
+        )
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for notice in model_notices(predictor.spec):
         print(notice, file=sys.stderr)
     failed = 0
-    timings: dict[str, float] = {}
-    results = predict_videos(
-        videos,
-        predictor,
-        spec.align,
-        window,
-        args.stride,
-        keep_frames=bool(args.explain),
-        progress=len(videos) > 1 or sys.stderr.isatty(),
-        timings=timings,
-    )
     for result in results:
         if isinstance(result, PredictionError):
             failed += 1

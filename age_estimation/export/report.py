@@ -1,7 +1,8 @@
 """How faithful and how fast the exports are: parity vs Keras, file sizes, op lists, LiteRT latency.
 
 Every figure runs one forward pass per clip on both sides (no test-time flip), so it measures the
-conversion alone. ``format_table`` prints the report; ``write_report`` saves it beside the variants.
+conversion alone; every side is a ``Predictor`` fed the clips' inputs (frames, mask and, for a model that
+reads it, the landmark stream). ``format_table`` prints the report; ``write_report`` saves it beside the variants.
 """
 
 from __future__ import annotations
@@ -16,24 +17,26 @@ import numpy as np
 from age_estimation.atomic_files import write_json_atomic
 from age_estimation.export.clips import Clip
 from age_estimation.export.tflite import TFLiteArtifact
-from age_estimation.inference.runtimes import SavedModelPredictor, TFLitePredictor
+from age_estimation.inference.runtimes import KerasPredictor, Predictor, SavedModelPredictor, TFLitePredictor
 
 REPORT_NAME = "report.json"
 
 
+def clip_ages(predictor: Predictor, clips: list[Clip]) -> np.ndarray:
+    """``predictor``'s age for each batch-1 clip, one forward pass each (no test-time flip)."""
+    return np.concatenate([predictor.predict(test_time_flip=False, **clip)["age"] for clip in clips])
+
+
 def keras_ages(model: Any, clips: list[Clip]) -> np.ndarray:
     """The Keras model's age for each batch-1 clip."""
-    return np.array([float(np.asarray(model(clip, training=False)["age"]).ravel()[0]) for clip in clips])
+    return clip_ages(KerasPredictor(model), clips)
 
 
 def savedmodel_parity(model: Any, saved: Path, clips: list[Clip]) -> float:
-    """Max |age diff| between the loaded SavedModel's ``padded`` signature and Keras on ``clips``."""
-    predictor = SavedModelPredictor(saved)
-    frames = np.concatenate([c["frames"] for c in clips])
-    mask = np.concatenate([c["mask"] for c in clips])
-    got = predictor.predict(frames, mask, test_time_flip=False)["age"]
-    expected = np.asarray(model({"frames": frames, "mask": mask}, training=False)["age"])[:, 0]
-    return float(np.max(np.abs(got - expected)))
+    """Max |age diff| between the loaded SavedModel's ``padded`` signature and Keras on ``clips`` as one batch."""
+    batch = [{name: np.concatenate([c[name] for c in clips]) for name in clips[0]}]
+    got = clip_ages(SavedModelPredictor(saved), batch)
+    return float(np.max(np.abs(got - keras_ages(model, batch))))
 
 
 def export_report(
@@ -58,7 +61,7 @@ def export_report(
         report["keras_heldout_mae"] = float(np.mean(np.abs(reference[:heldout] - truth)))
     for artifact in artifacts:
         predictor = TFLitePredictor(artifact.path, num_threads=max(threads))
-        got = np.array([predictor.predict(c["frames"], c["mask"], test_time_flip=False)["age"][0] for c in clips])
+        got = clip_ages(predictor, clips)
         entry: dict[str, Any] = {
             "path": str(artifact.path),
             "size_bytes": artifact.size_bytes,
@@ -80,11 +83,11 @@ def measure_latency(path: str | Path, clip: Clip, num_threads: int, runs: int = 
     """Median milliseconds of one LiteRT call on ``clip`` with ``num_threads`` threads (after warm-up)."""
     predictor = TFLitePredictor(path, num_threads=num_threads)
     for _ in range(3):
-        predictor.predict(clip["frames"], clip["mask"], test_time_flip=False)
+        predictor.predict(test_time_flip=False, **clip)
     times = []
     for _ in range(max(1, runs)):
         start = time.perf_counter()
-        predictor.predict(clip["frames"], clip["mask"], test_time_flip=False)
+        predictor.predict(test_time_flip=False, **clip)
         times.append((time.perf_counter() - start) * 1000)
     return float(np.median(times))
 

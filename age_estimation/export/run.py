@@ -13,7 +13,7 @@ from typing import Any
 from age_estimation.config import ExportConfig, load_config
 from age_estimation.export.clips import cache_clips, parity_clips
 from age_estimation.export.report import export_report, savedmodel_parity, write_report
-from age_estimation.export.savedmodel import export_savedmodel
+from age_estimation.export.savedmodel import check_exportable, export_savedmodel
 from age_estimation.export.tflite import export_tflite
 from age_estimation.inference.spec import DeploymentSpec, run_link
 from age_estimation.models.siam.model import load_siam
@@ -31,7 +31,8 @@ def export_run(
     """Export a finished run: SavedModel (next version), TFLite variants and their parity/latency report.
 
     The run's config.yaml gives the window, alignment and export settings, the model its crop size,
-    architecture and age prior; ``export_cfg`` replaces the config's export section.
+    architecture, landmark stream and age prior; ``export_cfg`` replaces the config's export section.
+    Parity and calibration clips carry the landmark stream when the model reads it.
     """
     run_dir = Path(run_dir)
     if not (run_dir / MODEL_NAME).is_file():
@@ -41,10 +42,11 @@ def export_run(
         cfg.export = export_cfg
     variants = list(cfg.export.tflite_variants) if variants is None else variants
     model = load_siam(run_dir / MODEL_NAME)
-    spec = DeploymentSpec.from_config(cfg).with_run_files(run_dir)
+    check_exportable(model)
+    spec = DeploymentSpec.from_config(cfg, model).with_run_files(run_dir)
     spec = dataclasses.replace(spec, run=run_link(run_dir, MODEL_NAME))
 
-    clips, ages, heldout, source = parity_clips(cfg, model.crop_size)
+    clips, ages, heldout, source = parity_clips(cfg, model.crop_size, spec.landmark_points)
     saved = export_savedmodel(model, cfg, spec=spec)
     result: dict[str, Any] = {
         "run": str(run_dir),
@@ -60,7 +62,8 @@ def export_run(
         return result
     representative = None
     if "int8" in variants:
-        representative = cache_clips(cfg, cfg.export.representative_clips, "int8 calibration")[0]
+        representative = cache_clips(cfg, cfg.export.representative_clips, "int8 calibration",
+                                     landmarks=model.reads_landmarks)[0]
     artifacts = export_tflite(model, cfg, variants=variants, representative=representative, spec=spec)
     out_dir = artifacts[0].path.parent
     result["tflite"] = {"path": str(out_dir), "variants": {a.variant: str(a.path) for a in artifacts}}

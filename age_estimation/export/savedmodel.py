@@ -8,6 +8,11 @@ gets its own signature instead of an optional argument):
 - ``jpeg`` (when ``export.jpeg_signature``): ``jpeg_frames`` string (B, T) of JPEG-encoded S x S aligned
   crops decoded in the graph; an empty string marks a padding frame. Keeps REST payloads small.
 
+A model that reads the landmark stream (``model.dynamics``) takes, in each signature beside its frames,
+``landmarks`` float32 (B, T, K, 2) and ``landmark_mask`` float32 (B, T) (1 = the face mesh found the face;
+a padding frame counts as not found whatever is sent). Pixel-only models take frames alone. The
+``dynamics_only`` ablation (no frames input) is not exported: ``check_exportable`` refuses it.
+
 Each returns ``age`` float32 (B,), ``temporal_attention`` float32 (B, T) and, unless the model variant
 has no spatial attention, ``spatial_attention`` float32 (B, T, h, w). Wrong dtypes are rejected by the
 signatures' TensorSpecs; bad lengths or JPEG sizes fail with a message naming the problem.
@@ -51,6 +56,7 @@ def export_savedmodel(
     The version is written to a hidden temporary folder first and renamed into place, so TF Serving never
     sees a half-written version and an existing version is never overwritten.
     """
+    check_exportable(model)
     base = Path(directory or cfg.export.directory) / cfg.export.model_name
     base.mkdir(parents=True, exist_ok=True)
     archive = ExportArchive()
@@ -69,22 +75,53 @@ def export_savedmodel(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_exportable(model: Any) -> None:
+    """A ``ValueError`` before any work for a model the deployment formats cannot carry: one without frames."""
+    if "frames" not in model.input:
+        raise ValueError(f"variant {getattr(model, 'variant', model.name)} is an ablation model; "
+                         "export a model with frames")
+
+
 def serving_functions(model: Any, crop_size: int, jpeg: bool = True) -> dict[str, tuple[Any, list[Any]]]:
-    """Signature name -> (function, input signature) for the serving endpoints of ``model``."""
+    """Signature name -> (function, input signature) for the serving endpoints of ``model``.
+
+    Each function takes the landmark stream as trailing arguments; their specs join every signature only
+    for a model that reads it, so a pixel-only model's signatures take frames alone.
+    """
     frames_spec = tf.TensorSpec((None, None, crop_size, crop_size, 3), tf.uint8, name="frames")
     has_spatial = "spatial_attention" in model.output_names
+    stream = landmark_specs(model)
 
-    def run(frames: tf.Tensor, mask: tf.Tensor) -> dict[str, tf.Tensor]:
-        out = model({"frames": frames, "mask": mask}, training=False)
+    def run(
+        frames: tf.Tensor, mask: tf.Tensor, landmarks: tf.Tensor | None, landmark_mask: tf.Tensor | None
+    ) -> dict[str, tf.Tensor]:
+        inputs = {"frames": frames, "mask": mask}
+        if landmarks is not None:
+            checks = [
+                tf.debugging.assert_equal(tf.shape(landmarks)[:2], tf.shape(mask),
+                                          message="landmarks must be (B, T, K, 2) with the B and T of the frames"),
+                tf.debugging.assert_equal(tf.shape(landmark_mask), tf.shape(mask),
+                                          message="landmark_mask must be (B, T) with the B and T of the frames"),
+            ]
+            with tf.control_dependencies(checks):
+                inputs.update(landmarks=tf.identity(landmarks), landmark_mask=landmark_mask * mask)
+        out = model(inputs, training=False)
         result = {"age": out["age"][:, 0], "temporal_attention": out["temporal_attention"]}
         if has_spatial:
             result["spatial_attention"] = out["spatial_attention"]
         return result
 
-    def default(frames: tf.Tensor) -> dict[str, tf.Tensor]:
-        return run(frames, tf.ones(tf.shape(frames)[:2], tf.float32))
+    def default(
+        frames: tf.Tensor, landmarks: tf.Tensor | None = None, landmark_mask: tf.Tensor | None = None
+    ) -> dict[str, tf.Tensor]:
+        return run(frames, tf.ones(tf.shape(frames)[:2], tf.float32), landmarks, landmark_mask)
 
-    def padded(frames: tf.Tensor, lengths: tf.Tensor) -> dict[str, tf.Tensor]:
+    def padded(
+        frames: tf.Tensor,
+        lengths: tf.Tensor,
+        landmarks: tf.Tensor | None = None,
+        landmark_mask: tf.Tensor | None = None,
+    ) -> dict[str, tf.Tensor]:
         steps = tf.shape(frames)[1]
         checks = [
             tf.debugging.assert_equal(
@@ -97,24 +134,36 @@ def serving_functions(model: Any, crop_size: int, jpeg: bool = True) -> dict[str
         ]
         with tf.control_dependencies(checks):
             mask = tf.sequence_mask(lengths, steps, dtype=tf.float32)
-        return run(frames, mask)
+        return run(frames, mask, landmarks, landmark_mask)
 
-    def from_jpeg(jpeg_frames: tf.Tensor) -> dict[str, tf.Tensor]:
+    def from_jpeg(
+        jpeg_frames: tf.Tensor, landmarks: tf.Tensor | None = None, landmark_mask: tf.Tensor | None = None
+    ) -> dict[str, tf.Tensor]:
         frames = decode_jpeg_frames(jpeg_frames, crop_size)
         mask = tf.cast(tf.strings.length(jpeg_frames) > 0, tf.float32)
         check = tf.debugging.assert_positive(
             tf.reduce_sum(mask, axis=1), message="every clip needs at least one non-empty JPEG frame"
         )
         with tf.control_dependencies([check]):
-            return run(tf.identity(frames), mask)
+            return run(tf.identity(frames), mask, landmarks, landmark_mask)
 
     functions = {
-        "serving_default": (default, [frames_spec]),
-        "padded": (padded, [frames_spec, tf.TensorSpec((None,), tf.int32, name="lengths")]),
+        "serving_default": (default, [frames_spec, *stream]),
+        "padded": (padded, [frames_spec, tf.TensorSpec((None,), tf.int32, name="lengths"), *stream]),
     }
     if jpeg:
-        functions["jpeg"] = (from_jpeg, [tf.TensorSpec((None, None), tf.string, name="jpeg_frames")])
+        functions["jpeg"] = (from_jpeg, [tf.TensorSpec((None, None), tf.string, name="jpeg_frames"), *stream])
     return functions
+
+
+def landmark_specs(model: Any) -> list[Any]:
+    """The ``landmarks`` and ``landmark_mask`` TensorSpecs of a model that reads the stream; [] for one that does not."""
+    if not getattr(model, "reads_landmarks", False):
+        return []
+    return [
+        tf.TensorSpec((None, None, model.landmark_points, 2), tf.float32, name="landmarks"),
+        tf.TensorSpec((None, None), tf.float32, name="landmark_mask"),
+    ]
 
 
 def decode_jpeg_frames(jpeg_frames: Any, crop_size: int) -> Any:

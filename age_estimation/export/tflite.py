@@ -6,6 +6,10 @@ quantisation needs); the twin is written as a SavedModel and converted from it. 
 JSON sidecar (``<variant>.json``): the twin's ``DeploymentSpec`` with the ``tflite_*`` keys (and the run's
 interval and model card, so a deployer of the file alone sees them).
 
+Inputs are the twin's: ``frames`` uint8 (1, T, S, S, 3), ``mask`` float32 (1, T) and, for a model that reads
+the landmark stream, ``landmarks`` float32 (1, T, K, 2) and ``landmark_mask`` float32 (1, T). Every variant,
+int8 included, keeps these input types (int8 quantises inside the graph).
+
 Layout: ``<export.directory>/tflite/<model_name>/<version>/{<variant>.tflite, <variant>.json, report.json}``.
 """
 
@@ -24,7 +28,7 @@ from ai_edge_litert import schema_py_generated as schema
 from age_estimation.atomic_files import write_bytes_atomic, write_json_atomic
 from age_estimation.config import PipelineConfig
 from age_estimation.export.clips import Clip, cache_clips
-from age_estimation.export.savedmodel import next_version
+from age_estimation.export.savedmodel import check_exportable, next_version
 from age_estimation.inference.spec import DeploymentSpec, sidecar_path
 from age_estimation.logs import native_logs_hidden
 from age_estimation.models.siam.model import Siam
@@ -34,7 +38,8 @@ DESCRIPTIONS = {
     "float32": "float32 weights and activations",
     "float16": "float16 weights, float32 compute",
     "dynamic_range": "int8 weights (tensors of 1024+ values), float activations",
-    "int8": "int8 weights and activations (calibrated on cache clips), float32 inputs and outputs",
+    "int8": "int8 weights and activations (calibrated on cache clips); uint8 frames, float32 other inputs "
+            "and outputs",
 }
 BUILTIN_NAMES = {
     code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")
@@ -97,17 +102,20 @@ def export_tflite(
 ) -> list[TFLiteArtifact]:
     """Write each variant (default ``export.tflite_variants``) with its sidecar into a new version folder.
 
-    The twin's T is ``data.clip_length``, the prediction window. ``representative`` clips calibrate int8;
+    The twin's T is ``data.clip_length``, the prediction window. ``representative`` clips (with the
+    model's inputs) calibrate int8;
     when None they are read from the prepared cache (``export.representative_clips`` clips), and a
     missing cache is a clear error before any conversion. ``spec`` (default: ``cfg``'s) is the sidecars'
     deployment spec, with the twin's facts added.
     """
+    check_exportable(model)
     variants = list(variants or cfg.export.tflite_variants)
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"export.tflite_variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
     if "int8" in variants and representative is None:
-        representative = cache_clips(cfg, cfg.export.representative_clips, purpose="int8 calibration")[0]
+        representative = cache_clips(cfg, cfg.export.representative_clips, purpose="int8 calibration",
+                                     landmarks=model.reads_landmarks)[0]
     base = tflite_dir(cfg, directory)
     base.mkdir(parents=True, exist_ok=True)
     version = version or next_version(base)
@@ -161,6 +169,6 @@ def list_ops(path: str | Path) -> list[str]:
 def _generator(clips: list[Clip] | None) -> Callable[[], Iterator[Clip]]:
     def generate() -> Iterator[Clip]:
         for clip in clips or []:
-            yield {"frames": clip["frames"].astype(np.uint8), "mask": clip["mask"].astype(np.float32)}
+            yield {name: value.astype(np.uint8 if name == "frames" else np.float32) for name, value in clip.items()}
 
     return generate

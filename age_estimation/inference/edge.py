@@ -1,7 +1,9 @@
 """The edge path, as a mobile app runs it: video -> MediaPipe alignment -> LiteRT model, with no TensorFlow.
 
-Everything the model needs (crop size, T, alignment template) comes from the ``.tflite`` file's JSON
-sidecar, so a phone or a Raspberry Pi needs only the two files, OpenCV, MediaPipe and LiteRT.
+Everything the model needs (crop size, T, alignment template, the landmark stream's K) comes from the
+``.tflite`` file's JSON sidecar, so a phone or a Raspberry Pi needs only the two files, OpenCV, MediaPipe
+and LiteRT. For a model that reads the landmark stream the aligner also runs the face mesh (with LiteRT)
+on every frame and the windows carry its landmarks into the model's ``landmarks`` inputs.
 
 Example:
     python -m age_estimation.inference.edge exported/tflite/siam/1/float32.tflite clip.mp4

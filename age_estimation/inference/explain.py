@@ -1,7 +1,10 @@
 """``predict --explain`` pictures: the aligned frames with spatial attention, and the temporal curve.
 
 Titles carry the age, its interval and the model card's short form. The curve has points only at frames
-some prediction window sampled, so a frame no window saw is not drawn as zero attention.
+some prediction window sampled, so a frame no window saw is not drawn as zero attention. For a model that
+reads the landmark stream, a second panel under the curve draws the mouth's tracks (the smile's corner
+lift and the mouth width, in eye distances) over the same frames and seconds, so the attention can be
+read against the expression.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from age_estimation.inference.predict import VideoPrediction
+from age_estimation.video.landmarks import mouth_width, smile_lift
+
 
 
 def write_explanation(result: VideoPrediction, out_dir: str | Path, max_frames: int = 8) -> list[Path]:
@@ -63,10 +68,15 @@ def frames_figure(result: VideoPrediction, max_frames: int = 8) -> Any:
 
 
 def temporal_figure(result: VideoPrediction) -> Any:
-    """Temporal attention at the frames some window sampled, over source frames and (known fps) seconds."""
+    """Temporal attention at the frames some window sampled, over source frames and (known fps) seconds;
+    with the landmark stream, the mouth's tracks in a panel below on the same axis."""
     plt = _pyplot()
     stem = Path(result.path).stem
-    fig, ax = plt.subplots(figsize=(7, 3))
+    if result.landmarks is None:
+        fig, ax = plt.subplots(figsize=(7, 3))
+    else:
+        fig, (ax, tracks) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, height_ratios=(3, 2))
+        landmark_tracks(tracks, result)
     seen = result.seen if result.seen is not None else np.ones(len(result.source_frames), bool)
     ax.plot(result.source_frames[seen], result.temporal_attention[seen], marker="o", markersize=3)
     ax.set_xlabel("source frame (only frames a window sampled)")
@@ -83,6 +93,24 @@ def temporal_figure(result: VideoPrediction) -> Any:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def landmark_tracks(ax: Any, result: VideoPrediction) -> None:
+    """Smile lift (left axis) and mouth width (right axis) of every face frame used; gaps where the mesh
+    found no face."""
+    points = np.asarray(result.landmarks, float)
+    found = np.ones(len(points), bool) if result.landmark_found is None else np.asarray(result.landmark_found)
+    frames = result.source_frames
+    lift = np.where(found, smile_lift(points), np.nan)
+    width = np.where(found, mouth_width(points), np.nan)
+    ax.plot(frames, lift, color="tab:red", label="smile lift")
+    ax.set_ylabel("smile lift (eye dist.)", color="tab:red")
+    ax.set_xlabel("source frame (face frames; gaps: the face mesh found no face)")
+    right = ax.twinx()
+    right.plot(frames, width, color="tab:green", label="mouth width")
+    right.set_ylabel("mouth width (eye dist.)", color="tab:green")
+    ax.set_title(f"landmark stream: {int(found.sum())} of {len(found)} face frames with a face mesh", fontsize=9)
+    ax.grid(alpha=0.3)
 
 
 def _card_text(result: VideoPrediction) -> str:

@@ -6,15 +6,19 @@ of its decoded frames, gets no age. Windows of ``window`` frames start every ``s
 always ends at the last frame); their ages are averaged, and their spread is reported. The video's age
 gets the model's calibrated interval here, so every runtime gives the same one. Per-frame
 temporal attention (and spatial maps) are averaged over the windows that cover each frame, which
-``inference.explain`` draws. No TensorFlow import here: with a TFLite predictor this is the edge path.
+``inference.explain`` draws. For a model that reads the landmark stream, each window also carries its
+frames' face-mesh landmarks; the aligner tracks them only then (``prediction_align_config``), so a
+pixel-only model never pays for the mesh. No TensorFlow import here: with a TFLite predictor this is
+the edge path.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from age_estimation.inference.runtimes import Predictor
 from age_estimation.inference.spec import DeploymentSpec
 from age_estimation.video.align import AlignmentError, FaceAligner
 from age_estimation.video.decode import VideoError, VideoStream
+from age_estimation.video.landmark_set import LANDMARK_COUNT
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 NO_INTERVAL = "no interval: this model was exported before intervals; retrain/re-export"
@@ -56,6 +61,8 @@ class VideoPrediction:
     spatial_attention: np.ndarray | None = field(default=None, repr=False)
     aligned_frames: np.ndarray | None = field(default=None, repr=False)
     seen: np.ndarray | None = field(default=None, repr=False)
+    landmarks: np.ndarray | None = field(default=None, repr=False)  # (N, K, 2) of the frames used, when read
+    landmark_found: np.ndarray | None = field(default=None, repr=False)  # (N,) bool: the mesh found the face
     fps: float = 0.0  # the container's frame rate (0 when unknown)
     interval: tuple[float, float] | None = None
     coverage: float | None = None
@@ -159,8 +166,10 @@ class WindowStream:
     """Window predictions over aligned face frames that arrive one at a time (``push``, then ``finish``).
 
     Gives the windows, ages and attention of ``predict_frames`` on the whole array while holding only the
-    last ``span`` frames and the clips of one batch of windows (plus every crop with ``keep_frames``, which
-    ``--explain`` draws); the per-frame attention sums are the only state that grows with the video.
+    last ``span`` frames and the clips of one batch of windows (plus every crop and its landmarks with
+    ``keep_frames``, which ``--explain`` draws); the per-frame attention sums are the only state that
+    grows with the video. For a predictor that reads the landmark stream (``landmark_points`` K > 0)
+    every frame comes with its (K, 2) landmarks and whether the mesh found the face.
     """
 
     def __init__(
@@ -176,23 +185,32 @@ class WindowStream:
             raise ValueError(f"window and stride must be at least 1, got {window} and {stride}")
         self.predictor, self.window, self.stride, self.batch_size = predictor, window, stride, batch_size
         self.span = max(span or window, window)
+        self.points = predictor.landmark_points  # K of the landmark stream the predictor reads; 0 = none
         self.count = 0  # frames pushed so far
-        self.kept: list[np.ndarray] | None = [] if keep_frames else None
-        self._recent: deque[np.ndarray] = deque(maxlen=self.span)
+        self.kept: list[_Frame] | None = [] if keep_frames else None
+        self._recent: deque[_Frame] = deque(maxlen=self.span)
         self._next_start = 0
         self._pending: list[np.ndarray] = []  # frame indices of the windows waiting for a batch
-        self._clips: list[np.ndarray] = []  # and their (window, S, S, 3) frames
+        self._clips: list[list[_Frame]] = []  # and their frames
         self._ages: list[float] = []
         self._starts: list[int] = []
         self._temporal: list[float] = []
         self._coverage: list[int] = []
         self._spatial: list[np.ndarray | None] = []
 
-    def push(self, frame: np.ndarray) -> None:
-        """Add the next aligned (S, S, 3) face frame; predicts each batch of windows once it is full."""
-        self._recent.append(frame)
+    def push(self, frame: np.ndarray, landmarks: np.ndarray | None = None, landmark_found: bool = False) -> None:
+        """Add the next aligned (S, S, 3) face frame (with its landmarks when the predictor reads them);
+        predicts each batch of windows once it is full."""
+        if self.points:
+            shape = None if landmarks is None else np.shape(landmarks)
+            if shape != (self.points, 2):
+                raise ValueError(f"the model reads {self.points} landmarks a frame (landmark_points of its "
+                                 f"spec); frame {self.count} came with {'none' if shape is None else shape} "
+                                 "(align with prediction_align_config, which tracks them)")
+        item = _Frame(frame, np.asarray(landmarks, np.float32) if self.points else None, bool(landmark_found))
+        self._recent.append(item)
         if self.kept is not None:
-            self.kept.append(frame)
+            self.kept.append(item)
         self.count += 1
         self._temporal.append(0.0)
         self._coverage.append(0)
@@ -219,13 +237,16 @@ class WindowStream:
         if grids:
             empty = np.zeros_like(grids[0])
             spatial = np.stack([empty if g is None else g for g in self._spatial]) / coverage[:, None, None]
+        kept = {} if self.kept is None else _stacked(self.kept)
         return {
             "seen": seen,
             "window_ages": self._ages,
             "window_starts": self._starts,
             "temporal_attention": temporal / max(temporal.sum(), 1e-12),
             "spatial_attention": spatial,
-            "frames": None if self.kept is None else np.stack(self.kept),
+            "frames": kept.get("frames"),
+            "landmarks": kept.get("landmarks"),
+            "landmark_found": kept["landmark_mask"] > 0 if "landmark_mask" in kept else None,
         }
 
     def _offsets(self, covered: int) -> np.ndarray:
@@ -238,15 +259,17 @@ class WindowStream:
     def _queue(self, indices: np.ndarray) -> None:
         first = self.count - len(self._recent)  # frame index of the oldest frame held
         self._pending.append(indices)
-        self._clips.append(np.stack([self._recent[i - first] for i in indices]))
+        self._clips.append([self._recent[i - first] for i in indices])
         if len(self._pending) == self.batch_size:
             self._flush()
 
     def _flush(self) -> None:
         if not self._pending:
             return
-        clips = np.stack(self._clips)
-        out = self.predictor.predict(clips, np.ones(clips.shape[:2], np.float32))
+        windows = [_stacked(clip) for clip in self._clips]
+        batch = {name: np.stack([w[name] for w in windows]) for name in windows[0]}
+        frames = batch.pop("frames")
+        out = self.predictor.predict(frames, np.ones(frames.shape[:2], np.float32), **batch)
         self._ages.extend(float(a) for a in out["age"])
         for row, indices in enumerate(self._pending):
             self._starts.append(int(indices[0]))
@@ -260,6 +283,24 @@ class WindowStream:
         self._pending, self._clips = [], []
 
 
+@dataclass
+class _Frame:
+    """One pushed face frame: its crop and, for a model that reads them, its landmarks and whether found."""
+
+    crop: np.ndarray
+    landmarks: np.ndarray | None
+    found: bool
+
+
+def _stacked(frames: list[_Frame]) -> dict[str, np.ndarray]:
+    """Frames as the arrays a predictor takes: ``frames`` and, when they carry landmarks, the landmark stream."""
+    out = {"frames": np.stack([f.crop for f in frames])}
+    if frames[0].landmarks is not None:
+        out["landmarks"] = np.stack([f.landmarks for f in frames])
+        out["landmark_mask"] = np.array([f.found for f in frames], np.float32)
+    return out
+
+
 def predict_frames(
     predictor: Predictor,
     frames: Iterable[np.ndarray],
@@ -269,20 +310,38 @@ def predict_frames(
     progress: bool = False,
     span: int | None = None,
     keep_frames: bool = False,
+    landmarks: Iterable[np.ndarray] | None = None,
+    landmark_found: Iterable[bool] | None = None,
 ) -> dict[str, Any]:
     """Window ages and per-frame averaged attention for aligned ``frames`` ((N, S, S, 3) or one at a time).
 
     Each window covers ``span`` frames (default ``window``) sampled down to ``window`` frames.
+    ``landmarks`` ((N, K, 2)) and ``landmark_found`` ((N,), default all found) are the frames' landmark
+    stream, for a predictor that reads it.
     """
     windows = WindowStream(predictor, window, stride, span, batch_size, keep_frames)
-    for frame in tqdm(frames, desc="frames", unit="frame", leave=False, disable=not progress):
-        windows.push(frame)
+    points = itertools.repeat(None) if landmarks is None else landmarks
+    found = itertools.repeat(landmarks is not None) if landmark_found is None else landmark_found
+    for frame, frame_points, frame_found in zip(
+        tqdm(frames, desc="frames", unit="frame", leave=False, disable=not progress), points, found
+    ):
+        windows.push(frame, frame_points, frame_found)
     return windows.finish()
 
 
-def prediction_align_config(align: AlignConfig) -> AlignConfig:
-    """The training alignment, but accepting any share of face frames: predict keeps only face frames."""
-    return dataclasses.replace(align, min_face_fraction=0.0)
+def prediction_align_config(align: AlignConfig, landmark_points: int = 0) -> AlignConfig:
+    """The training alignment for ``predict``: any share of face frames accepted (predict keeps only face
+    frames), and the landmark stream tracked exactly when the model reads it (``landmark_points`` K > 0).
+
+    The face mesh costs a few ms a frame, so a pixel-only model's alignment skips it. A K other than the
+    aligner's is a ``ValueError``: the model was trained on another landmark set.
+    """
+    if landmark_points and landmark_points != LANDMARK_COUNT:
+        raise ValueError(
+            f"the model reads {landmark_points} landmarks a frame (landmark_points of its deployment spec), but "
+            f"this version's aligner tracks {LANDMARK_COUNT} (video/landmark_set.py); retrain the model with it"
+        )
+    return dataclasses.replace(align, min_face_fraction=0.0, landmarks=bool(landmark_points))
 
 
 def predict_video(
@@ -298,7 +357,9 @@ def predict_video(
 ) -> VideoPrediction:
     """Read, align and estimate one video; ``PredictionError`` (naming the file) when it has too little face.
 
-    ``timings`` (when given) gets the Unix time decoding started (``DECODE_STARTED``), once per process.
+    ``aligner`` must track the landmark stream when the predictor reads it (build it from
+    ``prediction_align_config``). ``timings`` (when given) gets the Unix time decoding started
+    (``DECODE_STARTED``), once per process.
     """
     path = Path(path)
     started = time.perf_counter()
@@ -316,7 +377,7 @@ def predict_video(
             for item in aligner.align_stream(video, fps=video.fps):
                 found.append(bool(item.face_found))
                 if item.face_found:
-                    windows.push(item.crop)
+                    windows.push(item.crop, item.landmarks, item.landmark_found)
             fps = float(video.fps)
             sources = np.asarray(video.source_index(np.arange(len(found))))
     except (VideoError, AlignmentError) as err:
@@ -341,6 +402,8 @@ def predict_video(
         spatial_attention=out["spatial_attention"],
         aligned_frames=out["frames"],
         seen=out["seen"],
+        landmarks=out["landmarks"],
+        landmark_found=out["landmark_found"],
         fps=fps,
         interval=None if spec.interval is None else spec.interval.bounds(age),
         coverage=None if spec.interval is None else spec.interval.coverage,
@@ -357,14 +420,23 @@ def predict_videos(
     keep_frames: bool = False,
     progress: bool | None = None,
     timings: dict[str, float] | None = None,
-) -> Iterable[VideoPrediction | PredictionError]:
-    """Predict each video in turn, yielding a result or the error that stopped it (the loop goes on)."""
+) -> Iterator[VideoPrediction | PredictionError]:
+    """Predict each video in turn, yielding a result or the error that stopped it (the loop goes on).
+
+    The alignment (``prediction_align_config``) is checked against the predictor at the call, so a
+    model the aligner cannot feed is a ``ValueError`` before any video is read.
+    """
+    aligned = prediction_align_config(align, predictor.landmark_points)
     progress = len(paths) > 1 if progress is None else progress
-    with FaceAligner(prediction_align_config(align)) as aligner:
-        for path in tqdm(paths, desc="videos", unit="video", disable=not progress or len(paths) < 2):
-            try:
-                yield predict_video(
-                    path, predictor, aligner, align, window, stride, progress, keep_frames, timings
-                )
-            except PredictionError as err:
-                yield err
+
+    def each() -> Iterator[VideoPrediction | PredictionError]:
+        with FaceAligner(aligned) as aligner:
+            for path in tqdm(paths, desc="videos", unit="video", disable=not progress or len(paths) < 2):
+                try:
+                    yield predict_video(
+                        path, predictor, aligner, aligned, window, stride, progress, keep_frames, timings
+                    )
+                except PredictionError as err:
+                    yield err
+
+    return each()

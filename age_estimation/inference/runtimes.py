@@ -1,7 +1,9 @@
 """One ``Predictor`` interface over every runtime: Keras model, SavedModel, TFLite (LiteRT), TF Serving.
 
 Every predictor takes ``frames`` uint8 (B, T, S, S, 3) aligned RGB crops and ``mask`` float32 (B, T)
-(1 = real frame, 0 = padding at the end of a clip) and returns ``age`` (B,), ``temporal_attention``
+(1 = real frame, 0 = padding at the end of a clip), and for a model that reads the landmark stream
+(``spec.landmark_points`` K > 0) ``landmarks`` float32 (B, T, K, 2) and ``landmark_mask`` float32 (B, T)
+(1 = the face mesh found the face); it returns ``age`` (B,), ``temporal_attention``
 (B, T) and, when the model has it, ``spatial_attention`` (B, T, h, w). Inputs are validated first,
 so a wrong dtype or shape is a ``ValueError`` naming the problem. ``spec`` is the model's
 ``DeploymentSpec`` (crop size, T, alignment template): from the model and its run config (Keras), the
@@ -33,6 +35,7 @@ from age_estimation.runs import CONFIG_NAME, MODEL_NAME, latest_run
 
 SpecLike = DeploymentSpec | Mapping[str, Any] | None
 OUTPUTS = ("age", "temporal_attention", "spatial_attention")
+LANDMARK_INPUTS = ("landmarks", "landmark_mask")  # the landmark stream's inputs, beside frames and mask
 DEFAULT_TFLITE = "float32.tflite"  # the variant whose answers match Keras (about 2e-5 years)
 # The sidecar key export writes to say which run a TFLite file came from:
 # {"path": the run directory, "model_sha256": the sha256 of its model.keras at export}.
@@ -57,26 +60,43 @@ class Predictor:
         """The fixed T of the model (TFLite), or None when any T works."""
         return self.spec.clip_length
 
+    @property
+    def landmark_points(self) -> int:
+        """K of the landmark stream the model reads; 0 when it reads none."""
+        return int(self.spec.landmark_points or 0)
+
     def predict(
-        self, frames: np.ndarray, mask: np.ndarray | None = None, test_time_flip: bool | None = None
+        self,
+        frames: np.ndarray,
+        mask: np.ndarray | None = None,
+        test_time_flip: bool | None = None,
+        landmarks: np.ndarray | None = None,
+        landmark_mask: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Ages and attention for a batch of aligned clips (see the module docstring for shapes).
 
         With ``test_time_flip`` (default: the spec's), the age is the mean over each clip and its
         mirror image; the attention maps are those of the clip as given. False = one forward pass.
+        The mirror image keeps the landmarks: the model reads them through flip-invariant features.
+        A padding frame has no landmarks: ``landmark_mask`` is 0 wherever ``mask`` is.
         """
         frames, mask = validate_clips(frames, mask, self.crop_size, self.clip_length)
-        out = self._run(frames, mask)
+        clips = {"frames": frames, "mask": mask}
+        if self.landmark_points:
+            clips.update(validate_landmarks(landmarks, landmark_mask, frames.shape[:2], self.landmark_points))
+            clips["landmark_mask"] = clips["landmark_mask"] * mask
+        out = self._run(clips)
         result = {"age": np.asarray(out["age"], np.float32).reshape(len(frames))}
         if bool(self.spec.test_time_flip) if test_time_flip is None else test_time_flip:
-            mirrored = self._run(np.ascontiguousarray(frames[:, :, :, ::-1]), mask)
+            mirrored = self._run({**clips, "frames": np.ascontiguousarray(frames[:, :, :, ::-1])})
             result["age"] = (result["age"] + np.asarray(mirrored["age"], np.float32).reshape(len(frames))) / 2
         for name in OUTPUTS[1:]:
             if name in out:
                 result[name] = np.asarray(out[name], np.float32)[:, : frames.shape[1]]
         return result
 
-    def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    def _run(self, clips: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The model's outputs for validated ``clips`` (``frames``, ``mask`` and, when read, the landmarks)."""
         raise NotImplementedError
 
 
@@ -114,6 +134,26 @@ def validate_clips(
     return frames, mask
 
 
+def validate_landmarks(
+    landmarks: Any, landmark_mask: Any, batch_steps: tuple[int, int], points: int
+) -> dict[str, np.ndarray]:
+    """Check the landmark stream is float (B, T, K, 2) with a (B, T) 0/1 mask (default: every frame found)."""
+    if landmarks is None:
+        raise ValueError(f"this model reads the landmark stream: pass landmarks (B, T, {points}, 2) "
+                         "and landmark_mask (B, T) with the frames")
+    landmarks = np.asarray(landmarks, np.float32)
+    if landmarks.ndim == 3:
+        landmarks = landmarks[None]
+    if landmarks.shape != (*batch_steps, points, 2):
+        raise ValueError(f"landmarks must be (B, T, K, 2) = {(*batch_steps, points, 2)}, got {landmarks.shape}")
+    found = np.ones(batch_steps, np.float32) if landmark_mask is None else np.asarray(landmark_mask, np.float32)
+    if found.ndim == 1:
+        found = found[None]
+    if found.shape != batch_steps or not np.isin(found, (0.0, 1.0)).all():
+        raise ValueError(f"landmark_mask must be 0/1 of shape (B, T) = {batch_steps}, got {found.shape}")
+    return {"landmarks": landmarks, "landmark_mask": found}
+
+
 def lengths_from_mask(mask: np.ndarray) -> np.ndarray:
     """Clip lengths (B,) int32 from a mask whose padding is at the end; an error for holes."""
     lengths = mask.sum(axis=1).astype(np.int32)
@@ -121,6 +161,12 @@ def lengths_from_mask(mask: np.ndarray) -> np.ndarray:
     if not np.array_equal(prefix, mask > 0):
         raise ValueError("SavedModel and TF Serving take lengths: padding must come after the real frames")
     return lengths
+
+
+def padded_request(clips: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The inputs of the exported ``padded`` signature for validated ``clips``: frames, lengths, the landmark stream."""
+    stream = {name: clips[name] for name in LANDMARK_INPUTS if name in clips}
+    return {"frames": clips["frames"], "lengths": lengths_from_mask(clips["mask"]), **stream}
 
 
 class KerasPredictor(Predictor):
@@ -145,8 +191,8 @@ class KerasPredictor(Predictor):
         super().__init__(as_spec(spec, base))
         self.model = model
 
-    def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-        out = self.model.predict_on_batch({"frames": frames, "mask": mask})
+    def _run(self, clips: dict[str, np.ndarray]) -> dict[str, Any]:
+        out = self.model.predict_on_batch({name: clips[name] for name in self.model.input})
         return {name: np.asarray(value) for name, value in out.items()}
 
 
@@ -164,8 +210,8 @@ class SavedModelPredictor(Predictor):
         self.path = path
         self._fn = tf.saved_model.load(str(path)).signatures["padded"]
 
-    def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-        out = self._fn(frames=frames, lengths=lengths_from_mask(mask))
+    def _run(self, clips: dict[str, np.ndarray]) -> dict[str, Any]:
+        out = self._fn(**padded_request(clips))
         return {name: value.numpy() for name, value in out.items()}
 
 
@@ -200,27 +246,28 @@ class TFLitePredictor(Predictor):
             )
             return interpreter.get_signature_runner("serving_default")
 
-    def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-        steps = self.clip_length
+    def _run(self, clips: dict[str, np.ndarray]) -> dict[str, Any]:
+        steps, names = self.clip_length, list(self._runner.get_input_details())
         results = []
-        for clip, valid in zip(frames, mask):
-            padded = np.zeros((1, steps, *clip.shape[1:]), np.uint8)
-            padded[0, : len(clip)] = clip
-            padded_mask = np.zeros((1, steps), np.float32)
-            padded_mask[0, : len(valid)] = valid
-            results.append(self._invoke(padded, padded_mask))
+        for index in range(len(clips["frames"])):
+            padded = {}
+            for name in names:
+                value = clips[name][index]
+                padded[name] = np.zeros((1, steps, *value.shape[1:]), value.dtype)
+                padded[name][0, : len(value)] = value
+            results.append(self._invoke(padded))
         return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
 
-    def _invoke(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    def _invoke(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            return self._runner(frames=frames, mask=mask)
+            return self._runner(**inputs)
         except RuntimeError as err:
             # XNNPACK cannot prepare some fully-int8 graphs; LiteRT's builtin kernels run them.
             if self.delegate != "xnnpack" or "delegate" not in str(err).lower():
                 raise
             self.delegate = "none"
             self._runner = self._open(default_delegates=False)
-            return self._runner(frames=frames, mask=mask)
+            return self._runner(**inputs)
 
 
 class ServingPredictor(Predictor):
@@ -233,10 +280,12 @@ class ServingPredictor(Predictor):
         from age_estimation.inference.serving_client import ServingClient
 
         super().__init__(spec)
-        self.client = ServingClient(url, model_name=model_name, crop_size=self.crop_size)
+        self.client = ServingClient(
+            url, model_name=model_name, crop_size=self.crop_size, landmark_points=self.landmark_points
+        )
 
-    def _run(self, frames: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-        return self.client.predict({"frames": frames, "lengths": lengths_from_mask(mask)}, signature="padded")
+    def _run(self, clips: dict[str, np.ndarray]) -> dict[str, Any]:
+        return self.client.predict(padded_request(clips), signature="padded")
 
 
 def resolve_savedmodel(path: str | Path) -> Path:

@@ -5,6 +5,8 @@ with ``{"signature_name", "instances": [...]}`` (row) or ``{"signature_name", "i
 (columnar); binary strings travel as ``{"b64": ...}``. gRPC sends a ``tensorflow.serving.PredictRequest``
 to ``PredictionService/Predict`` (stubs from ``tensorflow-serving-api``). Inputs are checked against
 the signature before anything is sent, so a wrong dtype or shape fails here with a clear message.
+A model that reads the landmark stream (``landmark_points`` K > 0) takes ``landmarks`` float32
+(B, T, K, 2) and ``landmark_mask`` float32 (B, T) in every signature, beside its frames.
 
 URL forms: ``http://host:8501`` or ``https://...`` (REST), ``grpc://host:8500`` (gRPC); a REST URL may
 carry ``/v1/models/<name>[/versions/<v>]``, which sets the model name and version.
@@ -32,6 +34,8 @@ SIGNATURES: dict[str, dict[str, tuple[str, int]]] = {
     "padded": {"frames": ("uint8", 5), "lengths": ("int32", 1)},
     "jpeg": {"jpeg_frames": ("bytes", 2)},
 }
+# The inputs every signature adds for a model that reads the landmark stream.
+LANDMARK_SIGNATURE_INPUTS: dict[str, tuple[str, int]] = {"landmarks": ("float32", 4), "landmark_mask": ("float32", 2)}
 REST_FORMATS = ("columnar", "row")
 
 
@@ -43,13 +47,19 @@ class ServingError(RuntimeError):
     """The server answered with an error or could not be reached; the message names the URL."""
 
 
-def check_inputs(
-    inputs: dict[str, Any], signature: str, crop_size: int | None = None
-) -> dict[str, np.ndarray]:
-    """Validate ``inputs`` against ``signature`` and return them as arrays of the exact dtype."""
+def signature_inputs(signature: str, landmark_points: int = 0) -> dict[str, tuple[str, int]]:
+    """The inputs of ``signature`` (name -> (dtype kind, rank)) for a model reading ``landmark_points`` K."""
     if signature not in SIGNATURES:
         raise ServingInputError(f"unknown signature {signature!r}; the export has {', '.join(SIGNATURES)}")
-    expected = SIGNATURES[signature]
+    return {**SIGNATURES[signature], **(LANDMARK_SIGNATURE_INPUTS if landmark_points else {})}
+
+
+def check_inputs(
+    inputs: dict[str, Any], signature: str, crop_size: int | None = None, landmark_points: int = 0
+) -> dict[str, np.ndarray]:
+    """Validate ``inputs`` against ``signature`` (with the landmark stream of K = ``landmark_points``
+    points when K > 0) and return them as arrays of the exact dtype."""
+    expected = signature_inputs(signature, landmark_points)
     if set(inputs) != set(expected):
         raise ServingInputError(
             f"signature {signature!r} takes inputs {sorted(expected)}, got {sorted(inputs)}"
@@ -66,19 +76,30 @@ def check_inputs(
         elif value.dtype != np.dtype(kind):
             if kind == "int32" and value.dtype.kind in "iu" and value.size and value.min() >= 0:
                 value = value.astype(np.int32)
+            elif kind == "float32" and value.dtype.kind in "fiu":
+                value = value.astype(np.float32)
             else:
                 raise ServingInputError(f"{signature}.{name} must be {kind}, got {value.dtype}")
         if value.ndim != rank:
             raise ServingInputError(f"{signature}.{name} must have rank {rank}, got shape {value.shape}")
         arrays[name] = value
-    _check_shapes(arrays, signature, crop_size)
+    _check_shapes(arrays, signature, crop_size, landmark_points)
     return arrays
 
 
-def _check_shapes(arrays: dict[str, np.ndarray], signature: str, crop_size: int | None) -> None:
+def _check_shapes(arrays: dict[str, np.ndarray], signature: str, crop_size: int | None, landmark_points: int) -> None:
     batch = {name: a.shape[0] for name, a in arrays.items()}
     if len(set(batch.values())) > 1:
         raise ServingInputError(f"{signature}: inputs disagree on the batch size: {batch}")
+    if landmark_points:
+        clips = arrays.get("frames", arrays.get("jpeg_frames"))
+        steps = clips.shape[:2]
+        if arrays["landmarks"].shape != (*steps, landmark_points, 2):
+            raise ServingInputError(f"{signature}.landmarks must be (B, T, K, 2) = {(*steps, landmark_points, 2)}, "
+                                    f"got {arrays['landmarks'].shape}")
+        if arrays["landmark_mask"].shape != steps:
+            raise ServingInputError(f"{signature}.landmark_mask must be (B, T) = {steps}, "
+                                    f"got {arrays['landmark_mask'].shape}")
     frames = arrays.get("frames")
     if frames is not None:
         if frames.shape[-1] != 3 or frames.shape[2] != frames.shape[3]:
@@ -166,6 +187,7 @@ class ServingClient:
     timeout: float = 60.0
     rest_format: str = "columnar"
     crop_size: int | None = None
+    landmark_points: int = 0  # K of the landmark stream the served model reads; 0 = pixels only
 
     def __post_init__(self) -> None:
         parsed = urlparse(self.url if "://" in self.url else f"http://{self.url}")
@@ -189,7 +211,7 @@ class ServingClient:
 
     def predict(self, inputs: dict[str, Any], signature: str = "serving_default") -> dict[str, np.ndarray]:
         """Validate ``inputs`` for ``signature``, send them, and return the named outputs as arrays."""
-        arrays = check_inputs(inputs, signature, self.crop_size)
+        arrays = check_inputs(inputs, signature, self.crop_size, self.landmark_points)
         if self.protocol == "grpc":
             return self._predict_grpc(arrays, signature)
         build = rest_columnar_request if self.rest_format == "columnar" else rest_row_request

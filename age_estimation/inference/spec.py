@@ -23,6 +23,7 @@ from age_estimation.config import AlignConfig, PipelineConfig, from_dict
 from age_estimation.inference.interval import IntervalCalibration
 from age_estimation.inference.model_card import ModelCard
 from age_estimation.video.align import template_eyes
+from age_estimation.video.landmark_set import LANDMARK_COUNT
 
 SPEC_NAME = "input_spec.json"
 SPEC_DIR = "assets.extra"
@@ -48,6 +49,7 @@ class DeploymentSpec:
     variant: str | None = None
     crop_size: int | None = None
     clip_length: int | None = None  # the model's fixed T (TFLite), None = any T
+    landmark_points: int | None = None  # K of the landmark stream the model reads (0/None: pixels only)
     window: int | None = None  # frames per prediction window (data.clip_length)
     window_span: int | None = None  # source frames one window covers
     test_time_flip: bool | None = None
@@ -69,13 +71,14 @@ class DeploymentSpec:
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig, model: Any = None) -> Self:
-        """The spec of ``model`` (a ``Siam``: crop size, T, batch, variant, normalisation, attention grid)
-        deployed with ``cfg`` (model name, window, test-time flip, alignment). Without a model the
-        crop size and variant come from ``cfg``."""
+        """The spec of ``model`` (a ``Siam``: crop size, T, batch, variant, landmark stream, normalisation,
+        attention grid) deployed with ``cfg`` (model name, window, test-time flip, alignment). Without a
+        model the crop size, variant and landmark stream come from ``cfg``."""
         spec = cls(
             model_name=cfg.export.model_name,
             variant=cfg.model.variant,
             crop_size=cfg.align.crop_size,
+            landmark_points=LANDMARK_COUNT if cfg.model.reads_landmarks else 0,
             window=cfg.data.clip_length,
             window_span=cfg.inference.window_span,
             test_time_flip=cfg.inference.test_time_flip,
@@ -94,14 +97,16 @@ class DeploymentSpec:
         if getattr(model, "crop_size", None) is None:
             return self
         crop, steps, batch = model.crop_size, model.clip_length, model.batch_size
+        points = model.landmark_points if model.reads_landmarks else 0
         return dataclasses.replace(
             self,
             variant=model.variant,
+            landmark_points=points,
             crop_size=crop,
             clip_length=steps,
             batch_size=batch,
             normalization=NORMALIZATION[model.normalization],
-            inputs=describe_inputs(crop, steps, batch),
+            inputs=describe_inputs(crop, steps, batch, points),
             outputs=describe_outputs(steps, batch, model.spatial_grid),
         )
 
@@ -186,9 +191,13 @@ def sidecar_path(tflite_path: str | Path) -> Path:
     return Path(tflite_path).with_suffix(".json")
 
 
-def describe_inputs(crop: int, clip_length: int | None, batch_size: int | None) -> dict[str, Any]:
-    """The ``inputs`` entry: frames and mask dtypes, shapes and meaning."""
-    return {
+
+
+def describe_inputs(
+    crop: int, clip_length: int | None, batch_size: int | None, landmark_points: int = 0
+) -> dict[str, Any]:
+    """The ``inputs`` entry: frames and mask (and the landmark stream when read) dtypes, shapes and meaning."""
+    inputs: dict[str, Any] = {
         "frames": {
             "dtype": "uint8",
             "shape": [batch_size, clip_length, crop, crop, 3],
@@ -200,6 +209,19 @@ def describe_inputs(crop: int, clip_length: int | None, batch_size: int | None) 
             "meaning": "1 = real frame, 0 = padding (TFLite and Keras); SavedModel uses lengths",
         },
     }
+    if landmark_points:
+        inputs["landmarks"] = {
+            "dtype": "float32",
+            "shape": [batch_size, clip_length, landmark_points, 2],
+            "layout": "face-mesh points of each frame (video/landmark_set.py order) in the aligned template, "
+                      "centred on the eye midpoint, in eye distances",
+        }
+        inputs["landmark_mask"] = {
+            "dtype": "float32",
+            "shape": [batch_size, clip_length],
+            "meaning": "1 = the face mesh found the face in that frame, 0 = not found or padding",
+        }
+    return inputs
 
 
 def describe_outputs(

@@ -14,6 +14,8 @@ attention_block_d<depth>     0 .. depth - 1 (a block index valid for the chosen 
 attention_normalization      softmax | sigmoid
 attention_mode               residual | plain
 rnn / rnn_units              lstm | gru / rnn_units x (0.5, 1, 2)
+dynamics                     false | true: read the landmark motion stream (``model.dynamics``); only
+                             false when the cache is prepared without it (``align.landmarks`` off)
 dropout                      0.0 .. 0.5, step 0.1
 learning_rate                learning_rate / 10 .. x 3, log scale
 batch_size                   batch_size x (0.5, 1, 2) (applied in ``SiamHyperModel.fit``)
@@ -47,6 +49,7 @@ class SearchSpace:
     normalizations: list[str] = field(default_factory=lambda: ["softmax", "sigmoid"])
     attention_modes: list[str] = field(default_factory=lambda: ["residual", "plain"])
     rnns: list[str] = field(default_factory=lambda: ["lstm", "gru"])
+    dynamics: list[bool] = field(default_factory=lambda: [False, True])
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,6 +63,8 @@ def search_space(cfg: PipelineConfig, crop_size: int) -> SearchSpace:
         rnn_units=_scaled(model.rnn_units, minimum=4),
         batch_sizes=_scaled(cfg.data.batch_size, minimum=1),
         learning_rate=(cfg.train.learning_rate / 10, cfg.train.learning_rate * 3),
+        # A trial reads the landmark stream only from a cache that holds it.
+        dynamics=[False, True] if cfg.align.landmarks else [False],
     )
     low, high, step = space.dropout
     # The first point of the space (Keras Tuner's defaults) is the base config itself, where it lies inside.
@@ -71,6 +76,7 @@ def search_space(cfg: PipelineConfig, crop_size: int) -> SearchSpace:
         "attention_mode": model.attention_mode,
         "rnn": model.rnn,
         "rnn_units": model.rnn_units if model.rnn_units in space.rnn_units else space.rnn_units[0],
+        "dynamics": model.dynamics if model.dynamics in space.dynamics else space.dynamics[0],
         "dropout": min(high, max(low, round(model.dropout / step) * step)),
         "learning_rate": cfg.train.learning_rate,
         "batch_size": cfg.data.batch_size if cfg.data.batch_size in space.batch_sizes else space.batch_sizes[0],
@@ -94,6 +100,11 @@ def declare(hp: kt.HyperParameters, space: SearchSpace) -> dict[str, Any]:
                           ("attention_mode", space.attention_modes), ("rnn", space.rnns),
                           ("rnn_units", space.rnn_units), ("batch_size", space.batch_sizes)):
         values[name] = hp.Choice(name, choices, default=base.get(name))
+    # Keras Tuner's Choice stores booleans as 0/1: Boolean keeps them booleans, Fixed pins a single option.
+    if len(space.dynamics) > 1:
+        values["dynamics"] = hp.Boolean("dynamics", default=bool(base.get("dynamics", False)))
+    else:
+        values["dynamics"] = hp.Fixed("dynamics", space.dynamics[0])
     low, high, step = space.dropout
     values["dropout"] = hp.Float("dropout", low, high, step=step, default=base.get("dropout"))
     low, high = space.learning_rate
@@ -112,6 +123,7 @@ def apply_values(cfg: PipelineConfig, values: dict[str, Any]) -> PipelineConfig:
         attention_mode=values["attention_mode"],
         rnn=values["rnn"],
         rnn_units=int(values["rnn_units"]),
+        dynamics=bool(values["dynamics"]),
         dropout=round(float(values["dropout"]), 4),
     )
     data = dataclasses.replace(cfg.data, batch_size=int(values["batch_size"]))

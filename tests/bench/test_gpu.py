@@ -9,6 +9,7 @@ import pytest
 from age_estimation.bench.gpu import (
     load_clips,
     missing_wheels,
+    model_inputs,
     parity_figures,
     parse_sizes,
     rate_figures,
@@ -46,6 +47,25 @@ def test_clips_are_checked_and_tiled_up_to_the_batch(tmp_path):
     np.savez(tmp_path / "bad.npz", frames=frames, mask=np.ones((3, 5)), ages=np.zeros(3))
     with pytest.raises(ValueError, match="mask"):
         load_clips(tmp_path / "bad.npz")
+
+
+def test_clips_with_the_landmark_stream_are_checked_and_tiled(tmp_path):
+    frames = np.zeros((2, 3, 4, 4, 3), np.uint8)
+    stream = {"landmarks": np.arange(2 * 3 * 5 * 2, dtype=np.float64).reshape(2, 3, 5, 2),
+              "landmark_mask": np.ones((2, 3))}
+    np.savez(tmp_path / "clips.npz", frames=frames, mask=np.ones((2, 3)), ages=np.array([10.0, 20.0]), **stream)
+    inputs, _ = tiled_batch(load_clips(tmp_path / "clips.npz"), 3)
+    assert set(inputs) == {"frames", "mask", "landmarks", "landmark_mask"}
+    assert inputs["landmarks"].dtype == np.float32 and inputs["landmarks"].shape == (3, 3, 5, 2)
+    np.testing.assert_array_equal(inputs["landmarks"][2], stream["landmarks"][0])
+    np.savez(tmp_path / "bad.npz", frames=frames, mask=np.ones((2, 3)), ages=np.zeros(2), landmarks=stream["landmarks"])
+    with pytest.raises(ValueError, match="landmark_mask"):
+        load_clips(tmp_path / "bad.npz")
+    reader = type("Model", (), {"input": {"frames": None, "mask": None, "landmarks": None}})
+    assert set(model_inputs(reader, inputs)) == {"frames", "mask", "landmarks"}
+    inputs.pop("landmarks")
+    with pytest.raises(ValueError, match=r"takes \['landmarks'\] .* write the bundle again"):
+        model_inputs(reader, inputs)
 
 
 def test_time_calls_syncs_the_last_result_and_rates_follow():

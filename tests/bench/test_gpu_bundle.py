@@ -5,10 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from age_estimation.bench.gpu import load_clips, parity_figures
+from age_estimation.bench.gpu import load_clips, model_inputs, parity_figures, tiled_batch
 from age_estimation.bench.gpu_bundle import BUNDLE_LIMIT_MIB, MIB, clip_count, write_bundle
 from age_estimation.config import load_config
 from age_estimation.models.siam.model import load_siam
+from age_estimation.video.landmark_set import LANDMARK_COUNT
+from tests.inference.dynamics_run import make_dynamics_run, make_landmark_cache
 from tests.tiny_run import CLIP, CROP, make_tiny_cache, make_tiny_run
 
 
@@ -34,7 +36,20 @@ def test_bundle_holds_clips_model_config_and_expected_ages(bundle):
     assert parity_figures(again, expected, tolerance=1e-4)["equal"]
     assert load_config(out / "config.yaml").model == load_config(run / "config.yaml").model
     assert json.loads((out / "bundle.json").read_text()) == manifest
-    assert manifest["clips"] == 4 and manifest["age_prior"] == [33.0, 12.0]
+    assert manifest["clips"] == 4 and manifest["age_prior"] == [33.0, 12.0] and manifest["landmarks_shape"] is None
+    assert "landmarks" not in clips  # a pixel-only model's clips carry no landmark stream
+
+
+def test_bundle_of_a_dynamics_model_carries_the_landmark_stream(tmp_path):
+    make_landmark_cache(tmp_path / "cache", subjects=3)
+    run = make_dynamics_run(tmp_path)
+    manifest = write_bundle(tmp_path / "cache", run, tmp_path / "bundle", clips=3, with_wheels=False)
+    clips = load_clips(tmp_path / "bundle" / "clips.npz")
+    assert clips["landmarks"].shape == (3, CLIP, LANDMARK_COUNT, 2) and clips["landmark_mask"].shape == (3, CLIP)
+    assert manifest["landmarks_shape"] == [3, CLIP, LANDMARK_COUNT, 2]
+    model = load_siam(tmp_path / "bundle" / "model.keras")
+    again = model.predict(model_inputs(model, tiled_batch(clips, 3)[0]), verbose=0)["age"][:, 0]
+    assert parity_figures(again, np.load(tmp_path / "bundle" / "expected_ages.npy"), tolerance=1e-4)["equal"]
 
 
 def test_bundle_stays_under_the_device_limit(bundle):

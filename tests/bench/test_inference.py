@@ -1,11 +1,11 @@
-"""The bench's predict-process figures: start-up, whole process and decode + detect of the same video."""
+"""The bench's predict figures: start-up, whole process and decode + detect of the same video; predict time."""
 
 import dataclasses
 from pathlib import Path
 
 import pytest
 
-from age_estimation.bench.inference import bench_predict_process
+from age_estimation.bench.inference import bench_predict, bench_predict_process
 from age_estimation.bench.measure import QUICK
 from age_estimation.export.run import export_run
 from tests.tiny_run import load_tiny_run, make_tiny_run
@@ -27,3 +27,7 @@ def test_predict_process_figures_are_produced(tmp_path):
         assert figures["runtime"] == "tflite"
         assert 0 < figures["startup_to_decode_s"]["median"] < figures["whole_s"]["median"]
         assert figures["ratio_to_decode_detect"] > 0
+    timed = bench_predict(cfg, sizes, tmp_path, run, [artifact])
+    # A pixel-only model is also timed with the landmark stream tracked anyway: what following the model saves.
+    assert set(timed) == {"video_seconds", "fps", "keras", "tflite_float32", "keras, align.landmarks on (unused)"}
+    assert all(timed[name]["median"] > 0 for name in ("keras", "keras, align.landmarks on (unused)"))

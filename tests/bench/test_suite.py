@@ -7,6 +7,7 @@ import pytest
 from age_estimation.bench.measure import QUICK
 from age_estimation.bench.report import format_bench
 from age_estimation.bench.suite import bench
+from age_estimation.config import VARIANTS
 
 
 @pytest.mark.slow
@@ -18,7 +19,7 @@ def test_quick_bench_measures_every_section(tiny_config, tmp_path):
     assert saved["prepare"]["rejected"] == 0, "the dataset's videos the bench picks are those that prepared"
     assert saved["prepare"]["jitter"]["crop_jitter_px"] >= 0 and saved["prepare"]["jitter_face_mesh"]["frames"] > 0
     assert 0 < saved["input"]["ratio"] and saved["training"]["clips_per_second"] > 0
-    assert len(saved["training"]["variants"]) == 4
+    assert [row["variant"] for row in saved["training"]["variants"]] == list(VARIANTS)
     runtimes = saved["inference"]["runtimes"]
     assert {"keras", "savedmodel", "tflite_float32@1", "tflite_float32@2"} <= set(runtimes)
     assert all(entry["size_bytes"] > 0 for entry in runtimes.values())

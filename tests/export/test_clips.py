@@ -1,10 +1,13 @@
-"""Export clips: cache clips for calibration and parity (held-out first), random ones without a cache."""
+"""Export clips: cache clips for calibration and parity (held-out first), random ones without a cache;
+the landmark stream where the model reads it."""
 
 import numpy as np
 import pytest
 
 from age_estimation.config import load_config
 from age_estimation.export.clips import cache_clips, parity_clips
+from age_estimation.video.landmark_set import LANDMARK_COUNT
+from tests.inference.dynamics_run import make_landmark_cache
 from tests.tiny_run import CLIP, CROP, TINY_OVERRIDES, make_tiny_cache
 
 
@@ -30,3 +33,18 @@ def test_parity_takes_heldout_first_and_falls_back_to_random(cfg, tmp_path):
     assert ages is None and heldout == 0 and len(clips) == 4 and source.startswith("random clips (parity needs")
     with pytest.raises(FileNotFoundError, match="int8 calibration needs clips"):
         cache_clips(cfg, 2, "int8 calibration")
+
+
+def test_clips_carry_the_landmark_stream_for_a_model_that_reads_it(tmp_path):
+    make_landmark_cache(tmp_path / "cache", subjects=4)
+    cfg = load_config(None, TINY_OVERRIDES + [f"data.cache_dir={tmp_path / 'cache'}", "export.parity_clips=3"])
+    clips, _, _, source = parity_clips(cfg, CROP, LANDMARK_COUNT)
+    assert source.startswith("cache") and len(clips) == 3
+    assert set(clips[0]) == {"frames", "mask", "landmarks", "landmark_mask"}
+    assert clips[0]["landmarks"].shape == (1, CLIP, LANDMARK_COUNT, 2) and clips[0]["landmarks"].dtype == np.float32
+    assert clips[0]["landmark_mask"].shape == (1, CLIP) and set(np.unique(clips[0]["landmark_mask"])) <= {0.0, 1.0}
+    assert set(cache_clips(cfg, 1, "calibration")[0][0]) == {"frames", "mask"}  # pixels only unless asked
+    cfg.data.cache_dir = str(tmp_path / "missing")
+    clips, ages, _, source = parity_clips(cfg, CROP, LANDMARK_COUNT)
+    assert ages is None and source.startswith("random clips")
+    assert clips[0]["landmarks"].shape == (1, CLIP, LANDMARK_COUNT, 2) and clips[0]["landmark_mask"].all()

@@ -9,9 +9,11 @@ import pytest
 
 from age_estimation.export.run import export_run
 from age_estimation.inference.spec import DeploymentSpec, read_spec, run_link
+from age_estimation.video.landmark_set import LANDMARK_COUNT
+from tests.inference.dynamics_run import dynamics_export, make_dynamics_run
 from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_cache, make_tiny_run, write_run_facts
 
-pytestmark = pytest.mark.slow  # one TFLite conversion and a SavedModel export
+pytestmark = pytest.mark.slow  # TFLite conversions and SavedModel exports
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +61,28 @@ def test_missing_model_and_plain_functional_model_are_clear_errors(run, tmp_path
     keras.Model(model.input, model.output).save(old / "model.keras")
     with pytest.raises(ValueError, match=r"old/model\.keras: holds a plain Functional model.*retrain"):
         export_run(old, tflite=False)
+
+
+def test_export_run_carries_the_landmark_stream_with_parity(tmp_path_factory):
+    shared = dynamics_export(tmp_path_factory)
+    result = shared.result
+    saved, report = result["savedmodel"], result["tflite"]["report"]
+    print("dynamics parity", saved["max_abs_diff_years"],
+          {name: v["max_abs_diff_years"] for name, v in report["variants"].items()})
+    assert read_spec(saved["path"]).landmark_points == LANDMARK_COUNT and saved["max_abs_diff_years"] <= 1e-4
+    assert report["parity_source"].startswith("cache") and report["parity_clips"] == 6
+    variants = report["variants"]
+    assert variants["float32"]["max_abs_diff_years"] <= 0.01 and variants["float16"]["max_abs_diff_years"] <= 0.1
+    for name in ("dynamic_range", "int8"):
+        assert abs(variants[name]["mae_change_years"]) <= 1.0, name
+    sidecar = json.loads(shared.tflite("int8").with_suffix(".json").read_text())
+    assert sidecar["landmark_points"] == LANDMARK_COUNT
+    assert sidecar["inputs"]["landmarks"]["shape"] == [1, CLIP, LANDMARK_COUNT, 2]
+    assert sidecar["inputs"]["landmark_mask"]["shape"] == [1, CLIP]
+
+
+def test_dynamics_only_is_refused_before_any_export(tmp_path):
+    run = make_dynamics_run(tmp_path, ["model.variant=dynamics_only"])
+    with pytest.raises(ValueError, match="variant dynamics_only is an ablation model; export a model with frames"):
+        export_run(run)
+    assert not (tmp_path / "exported").exists()

@@ -8,10 +8,12 @@ from ai_edge_litert.interpreter import Interpreter
 
 from age_estimation.export import report, tflite
 from age_estimation.export.clips import cache_clips
-from age_estimation.inference.runtimes import TFLitePredictor
+from age_estimation.inference.runtimes import KerasPredictor, TFLitePredictor
+from age_estimation.video.landmark_set import LANDMARK_COUNT
+from tests.inference.dynamics_run import dynamics_export, random_landmarks
 from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_cache, make_tiny_run, random_clips
 
-pytestmark = pytest.mark.slow  # four TFLite conversions: about 30 s on an idle 2-core machine
+pytestmark = pytest.mark.slow  # four TFLite conversions per model: about 30 s on an idle 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +99,32 @@ def test_int8_without_cache_fails_clearly_before_writing(setup, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"int8 calibration.*prepare"):
         tflite.export_tflite(model, cfg, variants=["float32", "int8"])
     assert sorted(p.name for p in tflite.tflite_dir(cfg).iterdir()) == ["1"]
+
+
+def test_dynamics_variants_take_the_landmark_stream_with_parity(tmp_path_factory):
+    shared = dynamics_export(tmp_path_factory)
+    keras = KerasPredictor(shared.model)
+    frames = random_clips(3, seed=9)
+    landmarks, found = random_landmarks(3, seed=10)
+
+    def ages(predictor, steps=CLIP):
+        return predictor.predict(frames[:, :steps], test_time_flip=False, landmarks=landmarks[:, :steps],
+                                 landmark_mask=found[:, :steps])["age"]
+
+    expected = ages(keras)
+    diffs = {}
+    for name in tflite.VARIANTS:
+        details = Interpreter(model_path=str(shared.tflite(name))).get_signature_runner().get_input_details()
+        assert {key: (list(d["shape"]), d["dtype"]) for key, d in details.items()} == {
+            "frames": ([1, CLIP, CROP, CROP, 3], np.uint8), "mask": ([1, CLIP], np.float32),
+            "landmarks": ([1, CLIP, LANDMARK_COUNT, 2], np.float32), "landmark_mask": ([1, CLIP], np.float32)}
+        predictor = TFLitePredictor(shared.tflite(name), num_threads=1)
+        assert predictor.landmark_points == LANDMARK_COUNT
+        diffs[name] = float(np.max(np.abs(ages(predictor) - expected)))
+    print("dynamics TFLite parity", diffs)
+    assert diffs["float32"] <= 0.01 and diffs["float16"] <= 0.1 and diffs["dynamic_range"] <= 0.1
+    assert diffs["int8"] <= 1.0
+    float32 = TFLitePredictor(shared.tflite("float32"), num_threads=1)
+    np.testing.assert_allclose(ages(float32, steps=5), ages(keras, steps=5), atol=0.01)  # padded to T inside
+    with pytest.raises(ValueError, match="reads the landmark stream"):
+        float32.predict(frames)

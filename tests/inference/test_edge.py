@@ -11,7 +11,9 @@ from age_estimation.export.tflite import export_tflite
 from age_estimation.inference.edge import EdgeEstimator
 from age_estimation.inference.predict import predict_videos
 from age_estimation.inference.runtimes import KerasPredictor
+from age_estimation.video.landmark_set import LANDMARK_COUNT
 from tests.inference import write_video
+from tests.inference.dynamics_run import dynamics_export
 from tests.tiny_run import CLIP, load_tiny_run, make_tiny_run
 
 
@@ -27,8 +29,12 @@ def setup(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_edge_path_runs_without_tensorflow(setup, tmp_path):
+@pytest.mark.parametrize("kind", ["pixels", "landmarks"])
+def test_edge_path_runs_without_tensorflow(setup, tmp_path_factory, kind, tmp_path):
     run, cfg, tflite, face, blank = setup
+    if kind == "landmarks":  # the face mesh runs with LiteRT in the aligner and feeds the model's stream
+        shared = dynamics_export(tmp_path_factory)
+        run, cfg, tflite = shared.run, shared.cfg, shared.tflite("float32")
     script = textwrap.dedent(f"""
         import json, sys
         sys.modules["tensorflow"] = None  # any `import tensorflow` now raises ImportError
@@ -53,8 +59,11 @@ def test_edge_path_runs_without_tensorflow(setup, tmp_path):
     assert status == {"code": 1, "heavy": []}
     assert f"{blank}: no face found" in done.stderr
     assert result["path"] == str(face) and result["runtime"] == "tflite" and result["frames_used"] == 12
-    reference = next(iter(predict_videos([face], KerasPredictor(run / "model.keras"), cfg.align, CLIP)))
+    keras = KerasPredictor(run / "model.keras")
+    assert keras.landmark_points == (LANDMARK_COUNT if kind == "landmarks" else 0)
+    reference = next(iter(predict_videos([face], keras, cfg.align, CLIP)))
     assert reference.window_starts == result["window_starts"]
+    print(kind, "edge parity", abs(result["age"] - reference.age))
     assert abs(result["age"] - reference.age) <= 0.01
 
 

@@ -1,17 +1,22 @@
 """`age-estimation predict`: windows, combination, face handling, every runtime, explain pictures."""
 
+import dataclasses
 import json
 import re
 import shutil
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pytest
 
 from age_estimation.cli.main import main
+from age_estimation.config import AlignConfig
 from age_estimation.export.savedmodel import export_savedmodel
 from age_estimation.export.tflite import export_tflite
+from age_estimation.inference import predict as predict_module
 from age_estimation.inference.explain import temporal_figure
+from age_estimation.video.landmarks import mouth_width
 from age_estimation.inference.model_card import SYNTHETIC_NOTICE
 from age_estimation.inference.predict import (
     NO_INTERVAL,
@@ -20,12 +25,16 @@ from age_estimation.inference.predict import (
     WindowStream,
     collect_videos,
     predict_frames,
+    predict_videos,
+    prediction_align_config,
     window_indices,
     window_starts,
 )
 from age_estimation.inference.runtimes import Predictor
 from age_estimation.inference.spec import DeploymentSpec
+from age_estimation.video.landmark_set import LANDMARK_COUNT, LANDMARK_INDICES
 from tests.inference import write_video
+from tests.inference.dynamics_run import dynamics_export
 from tests.tiny_run import CLIP, load_tiny_run, make_tiny_run, write_run_facts
 
 
@@ -74,7 +83,8 @@ class MeanPixelPredictor(Predictor):
 
     name = "mean-pixel"
 
-    def _run(self, frames, mask):
+    def _run(self, clips):
+        frames = clips["frames"]
         steps = frames.shape[1]
         return {
             "age": frames.mean(axis=(1, 2, 3, 4)),
@@ -96,7 +106,8 @@ class LeftHalfPredictor(Predictor):
 
     name = "left-half"
 
-    def _run(self, frames, mask):
+    def _run(self, clips):
+        frames = clips["frames"]
         half = frames.shape[3] // 2
         return {"age": frames[:, :, :, :half].mean(axis=(1, 2, 3, 4)),
                 "temporal_attention": np.full(frames.shape[:2], 1 / frames.shape[1])}
@@ -257,7 +268,8 @@ class GridPredictor(Predictor):
 
     name = "grid"
 
-    def _run(self, frames, mask):
+    def _run(self, clips):
+        frames = clips["frames"]
         values = frames.mean(axis=(2, 3, 4))
         return {"age": values.mean(axis=1),
                 "temporal_attention": values / values.sum(axis=1, keepdims=True),
@@ -302,3 +314,105 @@ def test_streamed_windows_match_the_whole_array(count, window, stride, span):
     predictor = GridPredictor({"test_time_flip": False})
     whole = predict_frames(predictor, frames, window, stride, span=span, keep_frames=True)
     assert whole["window_ages"] == got["window_ages"] and np.array_equal(whole["frames"], frames)
+
+
+class LandmarkPredictor(Predictor):
+    """Reads a 3-point landmark stream: age = mean x of the first point over the frames the mesh found."""
+
+    name = "landmarks"
+
+    def _run(self, clips):
+        found = clips["landmark_mask"]
+        return {"age": (clips["landmarks"][:, :, 0, 0] * found).sum(axis=1) / np.maximum(found.sum(axis=1), 1),
+                "temporal_attention": np.full(found.shape, 1 / found.shape[1])}
+
+
+def test_windows_carry_each_frames_landmarks():
+    count, window, stride, span = 23, 4, 3, 8
+    frames = np.zeros((count, 4, 4, 3), np.uint8)
+    landmarks = np.repeat(np.arange(count, dtype=np.float32)[:, None, None], 3, axis=1).repeat(2, axis=2)
+    found = np.arange(count) % 5 != 2
+    predictor = LandmarkPredictor({"test_time_flip": False, "landmark_points": 3})
+    out = predict_frames(predictor, frames, window, stride, span=span, keep_frames=True, landmarks=landmarks,
+                         landmark_found=found, batch_size=2)
+    windows = window_indices(count, window, span, stride)
+    expected = [np.mean(w[found[w]]) if found[w].any() else 0.0 for w in windows]
+    assert out["window_starts"] == [int(w[0]) for w in windows]
+    np.testing.assert_allclose(out["window_ages"], expected, rtol=1e-6)
+    np.testing.assert_array_equal(out["landmarks"], landmarks)
+    np.testing.assert_array_equal(out["landmark_found"], found)
+    pixels = predict_frames(GridPredictor({"test_time_flip": False}), frames + 1, window, stride, span=span,
+                            keep_frames=True, landmarks=landmarks)
+    assert pixels["landmarks"] is None and pixels["landmark_found"] is None  # a pixel model keeps none
+    stream = WindowStream(predictor, window, stride, span)
+    with pytest.raises(ValueError, match=r"reads 3 landmarks a frame .* frame 0 came with none"):
+        stream.push(frames[0])
+    with pytest.raises(ValueError, match=r"frame 0 came with \(0, 2\) .*prediction_align_config"):
+        stream.push(frames[0], np.zeros((0, 2), np.float32))
+
+
+def test_alignment_tracks_the_landmark_stream_only_for_a_model_that_reads_it():
+    align = AlignConfig(crop_size=32, landmarks=True, min_face_fraction=0.5)
+    pixels = prediction_align_config(align)
+    assert pixels.landmarks is False and pixels.min_face_fraction == 0.0 and pixels.crop_size == 32
+    assert prediction_align_config(dataclasses.replace(align, landmarks=False), LANDMARK_COUNT).landmarks is True
+    with pytest.raises(ValueError, match=f"reads 12 landmarks a frame .* tracks {LANDMARK_COUNT}"):
+        prediction_align_config(align, 12)
+    predictor = LandmarkPredictor({"landmark_points": 12})
+    with pytest.raises(ValueError, match="reads 12 landmarks"):
+        predict_videos([Path("never-read.mp4")], predictor, align, window=4)  # before any video is read
+
+
+def test_the_attention_curve_has_the_mouth_tracks_beside_it(tmp_path):
+    frames = 12
+    points = np.zeros((frames, LANDMARK_COUNT, 2), np.float32)
+    right, left = LANDMARK_INDICES.index(61), LANDMARK_INDICES.index(291)
+    points[:, right, 0], points[:, left, 0] = -0.5, 0.5 + 0.01 * np.arange(frames)  # the mouth widens
+    found = np.arange(frames) != 4
+    seen = np.ones(frames, bool)
+    result = VideoPrediction(
+        path=str(tmp_path / "clip.mp4"), age=30.0, window_ages=[30.0], window_starts=[0], frames_total=frames,
+        frames_used=frames, runtime="test", seconds=0.1, source_frames=np.arange(frames) * 2,
+        temporal_attention=np.full(frames, 1 / frames), seen=seen, fps=25.0, landmarks=points, landmark_found=found,
+    )
+    fig = temporal_figure(result)
+    attention, tracks = fig.axes[:2]
+    assert attention.get_ylabel() == "temporal attention" and tracks.get_ylabel().startswith("smile lift")
+    assert tracks.get_shared_x_axes().joined(attention, tracks)  # one frames (and seconds) axis
+    (width,) = fig.axes[2].lines
+    np.testing.assert_array_equal(width.get_xdata(), np.arange(frames) * 2)
+    widths = np.asarray(width.get_ydata(), float)
+    assert np.isnan(widths[4]) and widths[found] == pytest.approx(1.0 + 0.01 * np.arange(frames)[found])
+    np.testing.assert_allclose(mouth_width(points), 1.0 + 0.01 * np.arange(frames), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_dynamics_model_gives_the_same_age_on_every_runtime(setup, tmp_path_factory, capsys, monkeypatch):
+    _, run, paths = setup
+    shared = dynamics_export(tmp_path_factory)
+    tracked = []
+    original = predict_module.FaceAligner
+
+    def recording(cfg):  # the alignment each predict builds
+        tracked.append(cfg.landmarks)
+        return original(cfg)
+
+    monkeypatch.setattr(predict_module, "FaceAligner", recording)
+    ages = {}
+    for name, flag in [("keras", shared.run / "model.keras"), ("savedmodel", shared.savedmodel.parent),
+                       ("tflite", shared.tflite("float32"))]:
+        code, results, err = run_cli(capsys, paths["face"], "--model", flag, "--json", "--stride", "4")
+        assert code == 0, err
+        assert results[0]["runtime"] == name and results[0]["interval"] is not None
+        ages[name] = results[0]["age"]
+    with capsys.disabled():
+        print("dynamics predict ages", ages)
+    assert abs(ages["savedmodel"] - ages["keras"]) <= 1e-3 and abs(ages["tflite"] - ages["keras"]) <= 0.01
+    code, _, err = run_cli(capsys, paths["face"], "--run", run, "--json")
+    assert code == 0, err
+    assert tracked == [True, True, True, False]  # the face mesh runs only for the model that reads it
+    explained = tmp_path_factory.mktemp("explain")
+    code, _, err = run_cli(capsys, paths["face"], "--model", shared.tflite("float32"), "--explain", explained)
+    assert code == 0, err
+    image = matplotlib.image.imread(explained / "face_temporal.png")
+    assert image.shape[0] > 400  # the attention curve with the landmark panel under it

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from age_estimation.config import load_config
 from age_estimation.export.savedmodel import export_savedmodel
 from age_estimation.export.tflite import export_tflite
 from age_estimation.inference.runtimes import (
@@ -17,7 +18,10 @@ from age_estimation.inference.runtimes import (
     run_spec,
 )
 from age_estimation.inference.spec import DeploymentSpec
-from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_run, random_clips
+from age_estimation.models.siam.model import build_siam
+from age_estimation.video.landmark_set import LANDMARK_COUNT
+from tests.inference.dynamics_run import dynamics_export, random_landmarks
+from tests.tiny_run import CLIP, CROP, TINY_OVERRIDES, load_tiny_run, make_tiny_run, random_clips
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +85,56 @@ def test_serving_and_open_predictor_read_the_run_config(setup):
     assert isinstance(open_predictor(run_dir=run), KerasPredictor)
     with pytest.raises(ValueError, match="not a .keras file"):
         open_predictor(model=run / "config.yaml")
+
+
+@pytest.mark.slow
+def test_every_runtime_takes_the_landmark_stream_with_parity(tmp_path_factory):
+    shared = dynamics_export(tmp_path_factory)
+    keras = KerasPredictor(shared.run / "model.keras")
+    saved = SavedModelPredictor(shared.savedmodel)
+    lite = TFLitePredictor(shared.tflite("float32"), num_threads=1)
+    assert keras.landmark_points == saved.landmark_points == lite.landmark_points == LANDMARK_COUNT
+    assert keras.spec.landmark_points == run_spec(shared.run).landmark_points == LANDMARK_COUNT
+    frames = random_clips(3, seed=3)
+    landmarks, found = random_landmarks(3, seed=4)
+    mask = np.ones((3, CLIP), np.float32)
+    mask[1, 5:] = 0  # a padded clip: SavedModel gets lengths, TFLite the mask
+    stream = {"landmarks": landmarks, "landmark_mask": found}
+    expected = keras.predict(frames, mask, **stream)  # with the test-time flip of the spec
+    for predictor in (saved, lite):
+        got = predictor.predict(frames, mask, **stream)
+        print(predictor.name, "parity with landmarks", float(np.max(np.abs(got["age"] - expected["age"]))))
+        np.testing.assert_allclose(got["age"], expected["age"], atol=1e-4 if predictor is saved else 1e-2)
+        np.testing.assert_allclose(got["temporal_attention"], expected["temporal_attention"], atol=1e-4)
+    # A padding frame has no landmarks, whatever landmark_mask says there.
+    claimed = keras.predict(frames, mask, landmarks=landmarks, landmark_mask=np.ones_like(found))
+    padded_only = keras.predict(frames, mask, landmarks=landmarks, landmark_mask=np.where(mask > 0, 1.0, 0.0))
+    np.testing.assert_allclose(claimed["age"], padded_only["age"], atol=1e-5)
+    moved = keras.predict(frames, mask, landmarks=landmarks + 0.3, landmark_mask=found)
+    assert not np.allclose(moved["age"], expected["age"], atol=1e-3)  # the landmarks are really read
+    for predictor in (keras, saved, lite):
+        with pytest.raises(ValueError, match="reads the landmark stream"):
+            predictor.predict(frames)
+        with pytest.raises(ValueError, match=r"landmarks must be \(B, T, K, 2\)"):
+            predictor.predict(frames, landmarks=landmarks[:, :, :5])
+
+
+def test_dynamics_only_predicts_with_keras_and_is_not_exported(tmp_path):
+    cfg = load_config(None, TINY_OVERRIDES + ["model.variant=dynamics_only", "model.dynamics_units=8",
+                                              f"export.directory={tmp_path}"])
+    model = build_siam(cfg.model, crop_size=CROP)
+    assert "frames" not in model.input
+    predictor = KerasPredictor(model)
+    assert predictor.landmark_points == LANDMARK_COUNT and predictor.spec.variant == "dynamics_only"
+    landmarks, found = random_landmarks(2, seed=5)
+    out = predictor.predict(random_clips(2, seed=6), landmarks=landmarks, landmark_mask=found)
+    other_frames = predictor.predict(random_clips(2, seed=7), landmarks=landmarks, landmark_mask=found)
+    np.testing.assert_allclose(out["age"], other_frames["age"])  # the frames are not read
+    assert out["age"].shape == (2,) and out["temporal_attention"].shape == (2, CLIP)
+    assert "spatial_attention" not in out
+    message = "variant dynamics_only is an ablation model; export a model with frames"
+    with pytest.raises(ValueError, match=message):
+        export_savedmodel(model, cfg)
+    with pytest.raises(ValueError, match=message):
+        export_tflite(model, cfg, variants=["float32"])
+    assert not any(tmp_path.iterdir())

@@ -25,6 +25,7 @@ from age_estimation.inference.serving_client import (
     ServingClient,
     ServingError,
     ServingInputError,
+    check_inputs,
     encode_jpeg_frames,
     grpc_request,
     parse_grpc_response,
@@ -32,6 +33,8 @@ from age_estimation.inference.serving_client import (
     rest_columnar_request,
     rest_row_request,
 )
+from age_estimation.video.landmark_set import LANDMARK_COUNT
+from tests.inference.dynamics_run import dynamics_export, random_landmarks
 from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_run, random_clips
 
 MODEL = "siam"
@@ -96,9 +99,8 @@ def served(tmp_path_factory):
     return model, tf.saved_model.load(str(path)).signatures, run
 
 
-@pytest.fixture(scope="module")
-def http_url(served):
-    signatures = served[1]
+def serve_http(signatures):
+    """A real HTTP server answering REST predict requests with ``signatures``; yields its URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
@@ -124,9 +126,8 @@ def http_url(served):
     server.shutdown()
 
 
-@pytest.fixture(scope="module")
-def grpc_url(served):
-    signatures = served[1]
+def serve_grpc_server(signatures):
+    """A real gRPC PredictionService answering with ``signatures``; yields its grpc:// URL."""
 
     class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         def Predict(self, request, context):
@@ -142,13 +143,44 @@ def grpc_url(served):
     server.stop(0)
 
 
+@pytest.fixture(scope="module")
+def http_url(served):
+    yield from serve_http(served[1])
+
+
+@pytest.fixture(scope="module")
+def grpc_url(served):
+    yield from serve_grpc_server(served[1])
+
+
+@pytest.fixture(scope="module")
+def dynamics_served(tmp_path_factory):
+    """The shared tiny model that reads the landmark stream, and HTTP and gRPC URLs serving its SavedModel."""
+    shared = dynamics_export(tmp_path_factory)
+    signatures = tf.saved_model.load(str(shared.savedmodel)).signatures
+    http, rpc = serve_http(signatures), serve_grpc_server(signatures)
+    yield shared.model, next(http), next(rpc)
+    for server in (http, rpc):
+        next(server, None)
+
+
 def padded_inputs():
     return {"frames": random_clips(3, seed=11), "lengths": np.array([CLIP, 6, 2], np.int32)}
 
 
 def keras_ages(model, inputs):
+    """The Keras model's ages for ``padded`` signature inputs (a padding frame has no landmarks)."""
     mask = (np.arange(CLIP)[None] < inputs["lengths"][:, None]).astype(np.float32)
-    return np.asarray(model({"frames": inputs["frames"], "mask": mask})["age"])[:, 0]
+    stream = {}
+    if "landmarks" in inputs:
+        stream = {"landmarks": inputs["landmarks"], "landmark_mask": inputs["landmark_mask"] * mask}
+    return np.asarray(model({"frames": inputs["frames"], "mask": mask, **stream})["age"])[:, 0]
+
+
+def stream_inputs():
+    """``padded`` inputs with the landmark stream."""
+    landmarks, found = random_landmarks(3, seed=13)
+    return {**padded_inputs(), "landmarks": landmarks, "landmark_mask": found}
 
 
 @pytest.mark.parametrize("build", [rest_row_request, rest_columnar_request])
@@ -248,6 +280,55 @@ def test_server_errors_are_reported_with_the_url(http_url, grpc_url):
         ServingClient(grpc_url, model_name="other").predict({"frames": random_clips(1)})
     with pytest.raises(ValueError, match="must start with"):
         ServingClient("ftp://host:1")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["columnar", "row", "grpc"])
+def test_the_landmark_stream_travels_over_rest_and_grpc(dynamics_served, protocol):
+    model, http_url, grpc_url = dynamics_served
+    inputs = stream_inputs()
+    if protocol == "grpc":
+        client = ServingClient(grpc_url, model_name=MODEL, landmark_points=LANDMARK_COUNT)
+        wire = predict_pb2.PredictRequest.FromString(grpc_request(inputs, MODEL, "padded").SerializeToString())
+        assert wire.inputs["landmarks"].dtype == tf.float32.as_datatype_enum
+        assert [d.size for d in wire.inputs["landmarks"].tensor_shape.dim] == [3, CLIP, LANDMARK_COUNT, 2]
+    else:
+        client = ServingClient(http_url, rest_format=protocol, crop_size=CROP, landmark_points=LANDMARK_COUNT)
+        build = rest_columnar_request if protocol == "columnar" else rest_row_request
+        body = json.loads(json.dumps(build(inputs, "padded")))
+        sent = body["inputs"] if protocol == "columnar" else body["instances"][0]
+        assert {"landmarks", "landmark_mask"} <= set(sent)
+    outputs = client.predict(inputs, signature="padded")
+    diff = float(np.max(np.abs(outputs["age"] - keras_ages(model, inputs))))
+    print(protocol, "serving parity with landmarks", diff)
+    assert diff <= 1e-4
+    jpeg = client.predict({"jpeg_frames": encode_jpeg_frames(inputs["frames"]), "landmarks": inputs["landmarks"],
+                           "landmark_mask": inputs["landmark_mask"]}, signature="jpeg")
+    assert jpeg["age"].shape == (3,)
+    mask = (np.arange(CLIP)[None] < inputs["lengths"][:, None]).astype(np.float32)
+    predictor = ServingPredictor(grpc_url if protocol == "grpc" else http_url, model_name=MODEL,
+                                 spec={"crop_size": CROP, "landmark_points": LANDMARK_COUNT})
+    assert predictor.client.landmark_points == LANDMARK_COUNT
+    got = predictor.predict(inputs["frames"], mask, test_time_flip=False, landmarks=inputs["landmarks"],
+                            landmark_mask=inputs["landmark_mask"])
+    assert np.max(np.abs(got["age"] - keras_ages(model, inputs))) <= 1e-4
+
+
+def test_landmark_inputs_are_checked_before_anything_is_sent():
+    inputs = stream_inputs()
+    arrays = check_inputs({**inputs, "landmarks": inputs["landmarks"].astype(np.float64)}, "padded", CROP,
+                          LANDMARK_COUNT)
+    assert arrays["landmarks"].dtype == np.float32 and arrays["landmark_mask"].dtype == np.float32
+    with pytest.raises(ServingInputError, match=r"takes inputs \['frames', 'landmark_mask', 'landmarks', 'lengths'\]"):
+        check_inputs(padded_inputs(), "padded", CROP, LANDMARK_COUNT)
+    with pytest.raises(ServingInputError, match=r"takes inputs \['frames', 'lengths'\]"):
+        check_inputs(inputs, "padded", CROP)  # a pixel-only model takes no stream
+    with pytest.raises(ServingInputError, match=r"landmarks must be \(B, T, K, 2\)"):
+        check_inputs({**inputs, "landmarks": inputs["landmarks"][:, :, :4]}, "padded", CROP, LANDMARK_COUNT)
+    with pytest.raises(ServingInputError, match=r"landmark_mask must be \(B, T\)"):
+        check_inputs({**inputs, "landmark_mask": inputs["landmark_mask"][:, :4]}, "padded", CROP, LANDMARK_COUNT)
+    with pytest.raises(ServingInputError, match="landmarks must be float32"):
+        check_inputs({**inputs, "landmarks": inputs["landmarks"].astype(str)}, "padded", CROP, LANDMARK_COUNT)
 
 
 @pytest.mark.serving

@@ -7,6 +7,7 @@ import pytest
 
 from age_estimation.config import AlignConfig, load_config
 from age_estimation.inference.spec import DeploymentSpec, read_spec
+from age_estimation.video.landmark_set import LANDMARK_COUNT
 from tests.tiny_run import CLIP, CROP, TINY_OVERRIDES
 
 
@@ -14,6 +15,13 @@ class Facts:
     """What a Siam model tells the spec, without building one."""
 
     crop_size, clip_length, batch_size, variant, normalization, spatial_grid = CROP, 8, 1, "siam", "raw", (4, 4)
+    reads_landmarks, landmark_points = False, LANDMARK_COUNT
+
+
+class DynamicsFacts(Facts):
+    """A model that reads the landmark stream."""
+
+    reads_landmarks = True
 
 
 def test_json_round_trip_keeps_every_field():
@@ -35,6 +43,19 @@ def test_from_config_takes_model_facts_and_config_settings():
     assert "tflite_variant" not in spec.to_json()
     without_model = DeploymentSpec.from_config(cfg)
     assert without_model.crop_size == CROP and without_model.inputs is None
+    assert spec.landmark_points == without_model.landmark_points == 0 and set(spec.inputs) == {"frames", "mask"}
+
+
+def test_a_model_that_reads_the_landmark_stream_describes_it():
+    spec = DeploymentSpec.from_config(load_config(None, TINY_OVERRIDES), DynamicsFacts())
+    assert spec.landmark_points == LANDMARK_COUNT
+    assert spec.inputs["landmarks"]["shape"] == [1, 8, LANDMARK_COUNT, 2]
+    assert spec.inputs["landmark_mask"] == {"dtype": "float32", "shape": [1, 8], "meaning":
+                                            "1 = the face mesh found the face in that frame, 0 = not found or padding"}
+    assert DeploymentSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    for override in ("model.dynamics=true", "model.variant=dynamics_only"):  # the config alone says so too
+        assert DeploymentSpec.from_config(load_config(None, TINY_OVERRIDES + [override])).landmark_points == \
+            LANDMARK_COUNT
 
 
 def test_older_spec_reads_with_missing_fields_and_require_names_the_file(tmp_path):

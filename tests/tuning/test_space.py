@@ -39,3 +39,27 @@ def test_every_choice_maps_onto_a_valid_config_that_builds():
 def test_the_depth_range_respects_a_small_crop():
     cfg = load_config(TINY_CONFIG, ["model.conv_filters=[8, 8, 8, 8]", "model.attention_after_block=0"])
     assert search_space(cfg, crop_size=16).depths == [3]
+
+
+def test_the_landmark_stream_is_a_choice_where_the_cache_holds_it():
+    cfg = load_config(TINY_CONFIG)
+    space = search_space(cfg, crop_size=32)
+    assert cfg.align.landmarks and space.dynamics == [False, True] and space.defaults["dynamics"] is False
+    for choice in (True, False):
+        hp = kt.HyperParameters()
+        hp.values["dynamics"] = choice
+        assert apply_values(cfg, declare(hp, space)).model.dynamics is choice
+    tuned = load_config(TINY_CONFIG, ["model.dynamics=true"])
+    assert declare(kt.HyperParameters(), search_space(tuned, 32))["dynamics"] is True  # the base config first
+    pixels = load_config(TINY_CONFIG, ["align.landmarks=false"])
+    assert search_space(pixels, 32).dynamics == [False]  # a cache without the stream cannot feed it
+    model = build_siam(apply_values(cfg, {**declare(kt.HyperParameters(), space), "dynamics": True}).model, 32)
+    assert model.reads_landmarks
+
+
+def test_random_trials_choose_the_stream_reproducibly():
+    hp = kt.HyperParameters()
+    declare(hp, search_space(load_config(TINY_CONFIG), crop_size=32))
+    (choice,) = [p for p in hp.space if p.name == "dynamics"]
+    draws = [choice.random_sample(seed) for seed in range(16)]  # what the seeded oracle draws
+    assert draws == [choice.random_sample(seed) for seed in range(16)] and set(draws) == {False, True}
