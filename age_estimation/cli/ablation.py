@@ -1,4 +1,4 @@
-"""``age-estimation ablation``: SIAM against its ablations, several seeds each, on held-out subjects."""
+"""``age-estimation ablation``: SIAM against its ablations, each trained on every fold of a subject k-fold."""
 
 from __future__ import annotations
 
@@ -6,14 +6,20 @@ import argparse
 import json
 
 from age_estimation.cli.common import add_config_arguments, config_or_none, output_dir
-from age_estimation.config import VARIANTS
+
+# The names of ``experiments.ablation.ABLATION_VARIANTS``, repeated here so that `ablation --help` does not
+# load TensorFlow; a test keeps the two equal.
+VARIANT_NAMES = ("siam_dynamics", "siam", "no_spatial", "no_temporal", "frame_average", "dynamics_only")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (0, 1, ...)")
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--out", help="output folder (default: <runs_dir>/<name>-ablation-<time>)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANT_NAMES), choices=VARIANT_NAMES,
+                        help="ablation entries to train (default: all)")
+    parser.add_argument("--folds", type=int, nargs="+",
+                        help="held-out fold indices, each in [0, data.folds) (default: all)")
+    parser.add_argument("--out", help="output folder (default: <runs_dir>/<name>-ablation-<time>); "
+                                      "rerun with the same one to resume")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -23,11 +29,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # Imported here so that `ablation --help` does not load TensorFlow.
     from age_estimation.data.prepare import prepare_data
-    from age_estimation.experiments.ablation import ablation, ablation_markdown
+    from age_estimation.experiments.ablation import ablation, ablation_markdown, ablation_plan
 
+    try:
+        variants, folds = ablation_plan(cfg, args.variants, args.folds)
+    except ValueError as err:
+        print(f"error: {err}")
+        return 2
     prepare_data(cfg, progress=not args.json)
     out = output_dir(args, cfg, "ablation")
-    summary = ablation(cfg, out, list(range(args.seeds)), tuple(args.variants))
+    summary = ablation(cfg, out, variants, folds)
     if args.json:
         print(json.dumps(summary))
     else:

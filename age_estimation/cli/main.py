@@ -23,7 +23,7 @@ COMMANDS = {
     "prepare": "Detect, align and cache the face clips of a manifest or UvA-NEMO.",
     "train": "Train a pipeline config and write a run directory under runs/.",
     "evaluate": "Subject-independent k-fold cross-validation with plots.",
-    "ablation": "The paper's ablation: SIAM vs its variants, several seeds.",
+    "ablation": "The ablation: SIAM, its variants and the landmark stream over subject-independent k folds.",
     "tune": "Keras Tuner hyperparameter search; writes the best config as YAML.",
     "export": "Export a trained model as a SavedModel (TF Serving) and TFLite.",
     "predict": "Estimate the age of the person in each video.",
