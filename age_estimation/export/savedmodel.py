@@ -10,7 +10,7 @@ gets its own signature instead of an optional argument):
 
 A model that reads the landmark stream (``model.dynamics``) takes, in each signature beside its frames,
 ``landmarks`` float32 (B, T, K, 2) and ``landmark_mask`` float32 (B, T) (1 = the face mesh found the face;
-a padding frame counts as not found whatever is sent). Pixel-only models take frames alone. The
+a padding frame counts as not found whatever is sent: the model masks it by ``mask``). Pixel-only models take frames alone. The
 ``dynamics_only`` ablation (no frames input) is not exported: ``check_exportable`` refuses it.
 
 Each returns ``age`` float32 (B,), ``temporal_attention`` float32 (B, T) and, unless the model variant
@@ -104,7 +104,7 @@ def serving_functions(model: Any, crop_size: int, jpeg: bool = True) -> dict[str
                                           message="landmark_mask must be (B, T) with the B and T of the frames"),
             ]
             with tf.control_dependencies(checks):
-                inputs.update(landmarks=tf.identity(landmarks), landmark_mask=landmark_mask * mask)
+                inputs.update(landmarks=tf.identity(landmarks), landmark_mask=tf.identity(landmark_mask))
         out = model(inputs, training=False)
         result = {"age": out["age"][:, 0], "temporal_attention": out["temporal_attention"]}
         if has_spatial:

@@ -78,13 +78,12 @@ class Predictor:
         With ``test_time_flip`` (default: the spec's), the age is the mean over each clip and its
         mirror image; the attention maps are those of the clip as given. False = one forward pass.
         The mirror image keeps the landmarks: the model reads them through flip-invariant features.
-        A padding frame has no landmarks: ``landmark_mask`` is 0 wherever ``mask`` is.
+        A padding frame has no landmarks whatever ``landmark_mask`` says there: the model masks it by ``mask``.
         """
         frames, mask = validate_clips(frames, mask, self.crop_size, self.clip_length)
         clips = {"frames": frames, "mask": mask}
         if self.landmark_points:
             clips.update(validate_landmarks(landmarks, landmark_mask, frames.shape[:2], self.landmark_points))
-            clips["landmark_mask"] = clips["landmark_mask"] * mask
         out = self._run(clips)
         result = {"age": np.asarray(out["age"], np.float32).reshape(len(frames))}
         if bool(self.spec.test_time_flip) if test_time_flip is None else test_time_flip:
