@@ -19,7 +19,6 @@ from age_estimation.bench.model import train_step
 from age_estimation.config import DataConfig, PipelineConfig
 from age_estimation.data.cache import read_index
 from age_estimation.data.pipeline import build_dataset, steps_per_epoch
-from age_estimation.models.siam.graph import reads_landmarks
 from age_estimation.training.task import crop_size_of
 
 
@@ -29,7 +28,7 @@ def bench_input(cfg: PipelineConfig, sizes: BenchSizes) -> dict[str, Any]:
     ids = sorted(index["videos"])[: max(sizes.videos * 4, cfg.data.batch_size * 2)]
     _, step = train_step(cfg, crop_size_of(index))
     return input_throughput(cfg.data.cache_dir, ids, cfg.data, steps=sizes.train_steps * 2,
-                            repeats=sizes.repeats, consume=step, landmarks=reads_landmarks(cfg.model))
+                            repeats=sizes.repeats, consume=step, landmarks=cfg.model.reads_landmarks)
 
 
 def input_throughput(

@@ -11,7 +11,6 @@ from age_estimation.atomic_files import write_json_atomic
 from age_estimation.config import PipelineConfig, with_changes
 from age_estimation.data.cache import read_index
 from age_estimation.data.pipeline import build_split_datasets
-from age_estimation.models.siam.graph import reads_landmarks
 from age_estimation.evaluation.metrics import regression_report
 from age_estimation.evaluation.plots import plot_age_groups, plot_predictions
 from age_estimation.evaluation.predictions import Predictions, collect_predictions, write_predictions_csv
@@ -25,7 +24,7 @@ def cross_validate(cfg: PipelineConfig, out_dir: Path, folds: list[int] | None =
     per_fold, pooled = [], []
     for fold in folds:
         fold_cfg = with_changes(cfg, data={"fold": fold})
-        split = build_split_datasets(fold_cfg, repeat_train=True, landmarks=reads_landmarks(cfg.model))
+        split = build_split_datasets(fold_cfg, repeat_train=True, landmarks=cfg.model.reads_landmarks)
         result = train(fold_cfg, split=split, run_dir=out_dir / f"fold{fold}", verbose=0)
         val = collect_predictions(result.model, cfg.data.cache_dir, split.val_ids, cfg.data,
                                   test_time_flip=cfg.inference.test_time_flip)

@@ -18,7 +18,6 @@ from age_estimation.inference.predict import VideoPrediction
 from age_estimation.video.landmarks import mouth_width, smile_lift
 
 
-
 def write_explanation(result: VideoPrediction, out_dir: str | Path, max_frames: int = 8) -> list[Path]:
     """Write ``<stem>_frames.png`` (aligned frames with the spatial heatmap) and ``<stem>_temporal.png``.
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from age_estimation.config import PipelineConfig
 from age_estimation.data.pipeline import SplitData, build_split_datasets, steps_per_epoch
-from age_estimation.models.siam.graph import reads_landmarks
 from age_estimation.training.callbacks import make_callbacks
 from age_estimation.training.multi_worker import train_multi_worker
 from age_estimation.training.run import TrainResult, finish, open_run_dir, recalibration_batches, set_up
@@ -52,7 +51,7 @@ def train_with_fit(
     cfg: PipelineConfig, split: SplitData | None, run_dir: Path | None, resume: bool, verbose: int | str
 ) -> TrainResult:
     """The ``fit`` path: one process, the default strategy or MirroredStrategy over the local devices."""
-    split = split or build_split_datasets(cfg, repeat_train=True, landmarks=reads_landmarks(cfg.model))
+    split = split or build_split_datasets(cfg, repeat_train=True, landmarks=cfg.model.reads_landmarks)
     run_dir, resuming = open_run_dir(cfg, run_dir, resume)
     session = set_up(cfg, split, run_dir, make_strategy(cfg.runtime))
     callbacks, nan_guard = make_callbacks(cfg.train, run_dir, session.steps, resuming,

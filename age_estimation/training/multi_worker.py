@@ -42,7 +42,6 @@ import yaml
 from age_estimation.atomic_files import write_json_atomic
 from age_estimation.config import PipelineConfig, save_config, to_dict
 from age_estimation.data.pipeline import SplitData, build_split_datasets
-from age_estimation.models.siam.graph import reads_landmarks
 from age_estimation.runs import CONFIG_NAME, new_run_dir
 from age_estimation.training.callbacks import BEST_WEIGHTS, RESUME_STATE, make_callbacks
 from age_estimation.training.cluster import is_chief
@@ -80,7 +79,7 @@ def train_multi_worker(
 
     # Every worker must see the same batches in the same order: DATA sharding splits each global batch.
     split = split or build_split_datasets(cfg, seed=cfg.runtime.seed, repeat_train=True,
-                                          landmarks=reads_landmarks(cfg.model))
+                                          landmarks=cfg.model.reads_landmarks)
     session = set_up(cfg, split, run_dir, strategy)
     print(f"multi-worker training: task {task_type}:{task_id}, {strategy.num_replicas_in_sync} replica(s), "
           f"{'chief' if chief else 'worker'}; writing {run_dir}")

@@ -12,7 +12,6 @@ import numpy as np
 from age_estimation.config import PipelineConfig
 from age_estimation.data.cache import read_index
 from age_estimation.data.pipeline import SplitData, build_dataset, steps_per_epoch
-from age_estimation.models.siam.graph import reads_landmarks
 from age_estimation.models.siam.model import build_siam
 from age_estimation.training.callbacks import weight_averaging_callbacks
 from age_estimation.training.optim import make_loss, make_optimizer
@@ -53,7 +52,7 @@ class SiamHyperModel(kt.HyperModel):
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> keras.callbacks.History:
         trial = self.trial_config(hp)
-        data, landmarks = trial.data, reads_landmarks(trial.model)
+        data, landmarks = trial.data, trial.model.reads_landmarks
         seed = self.cfg.runtime.seed if (self.cfg.runtime.deterministic or self.cfg.data.deterministic) else None
         cache, split = self.split.cache_dir, self.split
         train = build_dataset(cache, split.train_ids, data, training=True, seed=seed, landmarks=landmarks)

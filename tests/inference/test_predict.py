@@ -16,7 +16,6 @@ from age_estimation.export.savedmodel import export_savedmodel
 from age_estimation.export.tflite import export_tflite
 from age_estimation.inference import predict as predict_module
 from age_estimation.inference.explain import temporal_figure
-from age_estimation.video.landmarks import mouth_width
 from age_estimation.inference.model_card import SYNTHETIC_NOTICE
 from age_estimation.inference.predict import (
     NO_INTERVAL,
@@ -33,6 +32,7 @@ from age_estimation.inference.predict import (
 from age_estimation.inference.runtimes import Predictor
 from age_estimation.inference.spec import DeploymentSpec
 from age_estimation.video.landmark_set import LANDMARK_COUNT, LANDMARK_INDICES
+from age_estimation.video.landmarks import mouth_width
 from tests.inference import write_video
 from tests.inference.dynamics_run import dynamics_export
 from tests.tiny_run import CLIP, load_tiny_run, make_tiny_run, write_run_facts

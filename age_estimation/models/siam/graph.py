@@ -105,11 +105,6 @@ def landmark_encoder(landmarks: Any, landmark_mask: Any, mask: Any, config: Mode
     return keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_embedding")(x)
 
 
-def reads_landmarks(config: ModelConfig) -> bool:
-    """Whether the architecture takes the landmark stream (``ModelConfig.reads_landmarks``)."""
-    return config.reads_landmarks
-
-
 def reads_frames(config: ModelConfig) -> bool:
     """Whether the architecture has the per-frame CNN (every variant but ``dynamics_only``)."""
     return config.variant != "dynamics_only"

@@ -36,7 +36,6 @@ from age_estimation.models.siam.graph import (
     input_scaling,
     landmark_encoder,
     reads_frames,
-    reads_landmarks,
     temporal_summary,
 )
 from age_estimation.models.siam.layers import PACKAGE, FoldTime, UnfoldTime, ValidFrames
@@ -133,7 +132,7 @@ class Siam(keras.Model):
             per_frame, spatial_map = frame_encoder(FoldTime(name="fold_time")(frames), architecture, crop_size)
             streams.append(UnfoldTime(name="unfold_time")([per_frame, frames]))
         mask = inputs["mask"] = keras.Input((clip_length,), batch_size=batch_size, dtype="float32", name="mask")
-        if reads_landmarks(architecture):
+        if architecture.reads_landmarks:
             inputs["landmarks"] = keras.Input((clip_length, landmark_points, 2), batch_size=batch_size,
                                               dtype="float32", name="landmarks")
             inputs["landmark_mask"] = keras.Input((clip_length,), batch_size=batch_size, dtype="float32",
@@ -174,7 +173,7 @@ class Siam(keras.Model):
     @property
     def reads_landmarks(self) -> bool:
         """Whether the model takes the landmark stream (inputs ``landmarks`` and ``landmark_mask``)."""
-        return reads_landmarks(self.architecture)
+        return self.architecture.reads_landmarks
 
     @property
     def normalization(self) -> str:
