@@ -36,6 +36,9 @@ class IntervalCalibration:
     bin_edges: tuple[float, ...]
     bin_scales: tuple[float, ...]
     calibration_videos: int
+    # The calibration videos' MAE: beside the held-out MAE it shows whether they were as hard as the
+    # videos the interval is used on (an easier calibration set gives narrower intervals than it should).
+    calibration_mae: float | None = None
 
     def __post_init__(self) -> None:
         _check_coverage(self.coverage)
@@ -72,6 +75,7 @@ class IntervalCalibration:
             "bin_edges": list(self.bin_edges),
             "bin_scales": list(self.bin_scales),
             "calibration_videos": self.calibration_videos,
+            "calibration_mae": self.calibration_mae,
         }
 
     @classmethod
@@ -86,6 +90,7 @@ class IntervalCalibration:
             bin_edges=tuple(float(e) for e in data["bin_edges"]),
             bin_scales=tuple(float(s) for s in data["bin_scales"]),
             calibration_videos=int(data.get("calibration_videos", 0)),
+            calibration_mae=None if data.get("calibration_mae") is None else float(data["calibration_mae"]),
         )
 
 
@@ -121,6 +126,7 @@ def fit_interval(
         bin_edges=tuple(float(e) for e in edges),
         bin_scales=tuple(scales),
         calibration_videos=len(pred),
+        calibration_mae=float(residual.mean()),
     )
 
 
@@ -131,7 +137,8 @@ def interval_report(
     groups: Mapping[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """Empirical coverage and mean width (years) of the interval on ``true``/``pred``, overall and per
-    true-age group in ``groups`` (name -> inclusive (low, high) years; groups with no video are left out)."""
+    true-age group in ``groups`` (name -> inclusive (low, high) years; groups with no video are left out),
+    with the MAE of these videos beside the calibration videos' MAE."""
     true, pred = _pair(true, pred)
     low, high = calibration.bounds(pred)
     inside, width = (true >= low) & (true <= high), high - low
@@ -140,6 +147,8 @@ def interval_report(
         "empirical_coverage": float(inside.mean()),
         "mean_width": float(width.mean()),
         "videos": len(true),
+        "mae": float(np.abs(true - pred).mean()),
+        "calibration_mae": calibration.calibration_mae,
         "by_age_group": {},
     }
     for name, (first, last) in (groups or {}).items():

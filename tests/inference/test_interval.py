@@ -85,6 +85,18 @@ def test_json_round_trip():
     ages = np.array([12.0, 33.0, 68.0])
     assert np.allclose(again.bounds(ages), calibration.bounds(ages), atol=1e-3)
     assert again.coverage == 0.9 and again.calibration_videos == 300
+    assert again.calibration_mae == pytest.approx(calibration.calibration_mae)
+
+
+def test_report_sets_the_heldout_mae_beside_the_calibration_mae():
+    true, pred = heteroscedastic(300, seed=11)
+    calibration = fit_interval(true, pred)
+    assert calibration.calibration_mae == pytest.approx(np.abs(true - pred).mean())
+    harder_true, harder_pred = true, pred + np.where(pred > true, 3.0, -3.0)
+    report = interval_report(calibration, harder_true, harder_pred)
+    assert report["mae"] == pytest.approx(calibration.calibration_mae + 3.0)
+    assert report["calibration_mae"] == calibration.calibration_mae
+    assert report["empirical_coverage"] < 0.85
 
 
 @pytest.mark.parametrize(
