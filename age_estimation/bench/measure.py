@@ -18,10 +18,13 @@ class BenchSizes:
     latency_runs: int
     predict_seconds: float
     variants: tuple[str, ...]
+    # Length of the long 1080p video of the memory figures, at 25 fps. Ten minutes is a long interview;
+    # writing it costs about 30 ms a frame here (7-8 minutes), and prepare and predict each read it once.
+    long_video_seconds: float = 600.0
 
 
 QUICK = BenchSizes(videos=4, repeats=3, train_steps=3, latency_runs=5, predict_seconds=2.0,
-                   variants=("float32", "dynamic_range"))
+                   variants=("float32", "dynamic_range"), long_video_seconds=12.0)
 FULL = BenchSizes(videos=48, repeats=3, train_steps=10, latency_runs=30, predict_seconds=10.0,
                   variants=("float32", "float16", "dynamic_range", "int8"))
 

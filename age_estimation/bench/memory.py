@@ -34,17 +34,9 @@ def bench_memory(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> dict[
         "predict": cli + ["predict", str(video), "--run", str(workdir / "run"), "--json"],
     }
     out = {name: peak_rss_mib(command) for name, command in commands.items()}
-    out.update(long_video_memory(workdir / "long", config, long_video_frames(sizes), run_dir=workdir / "run"))
+    out.update(long_video_memory(workdir / "long", config, round(25 * sizes.long_video_seconds),
+                                 run_dir=workdir / "run"))
     return out
-
-
-def long_video_frames(sizes: BenchSizes) -> int:
-    """Frames of the long 1080p video: 60 per bench video (2,880 = 115 s at 25 fps in the full bench).
-
-    Writing 1080p mp4v costs about 30 ms a frame here, so a 10-minute video (15,000 frames) would take
-    7-8 minutes to make; about 1.5 minutes of writing still shows whether memory grows with length.
-    """
-    return 60 * sizes.videos
 
 
 def long_video_memory(

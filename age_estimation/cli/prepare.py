@@ -16,6 +16,7 @@ from age_estimation.data.manifest import (
     scan_uva_nemo,
 )
 from age_estimation.data.prepare import prepare
+from age_estimation.logs import native_logs_hidden
 from age_estimation.video.face_models import AssetError
 
 
@@ -51,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
     rejected = [{"path": p.path, "reason": f"manifest row {p.row}: {p.reason}"} for p in scan.problems]
     try:
         if args.runner == "beam":
-            # Apache Beam is an optional extra: imported only for --runner beam.
-            from age_estimation.data.beam_prepare import prepare_beam
+            # Apache Beam is an optional extra: imported only for --runner beam. Its import logs a
+            # warning about Google Cloud clients by itself.
+            with native_logs_hidden():
+                from age_estimation.data.beam_prepare import prepare_beam
 
             report = prepare_beam(scan.rows, out, cfg.align, args.beam_option, workers=workers, rejected=rejected)
         else:

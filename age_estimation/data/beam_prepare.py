@@ -32,7 +32,7 @@ from age_estimation.config import AlignConfig
 from age_estimation.data import cache
 from age_estimation.data import prepare as local
 from age_estimation.data.manifest import ManifestRow
-from age_estimation.logs import library_logs_shown, set_library_logs
+from age_estimation.logs import library_logs_shown, native_logs_hidden, set_library_logs
 from age_estimation.video.align import FaceAligner
 
 RESULTS_PREFIX = ".beam-results-"  # the pipeline's per-video results, removed once folded into the index
@@ -117,7 +117,9 @@ def _run_pipeline(
     """Run the pipeline over ``jobs``; video id -> that video's result, read back from its JSON lines."""
     results_dir = Path(tempfile.mkdtemp(prefix=RESULTS_PREFIX, dir=out_dir))
     try:
-        with beam.Pipeline(options=options) as pipeline:
+        # The runner's worker processes log as they start, before any log level applies to them; they
+        # inherit the hidden stderr. A failed element is still raised here, after stderr is restored.
+        with native_logs_hidden(), beam.Pipeline(options=options) as pipeline:
             _ = (
                 pipeline
                 | "Videos" >> beam.Create(jobs)

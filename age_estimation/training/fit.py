@@ -55,12 +55,13 @@ def train_with_fit(
     run_dir, resuming = open_run_dir(cfg, run_dir, resume)
     session = set_up(cfg, split, run_dir, make_strategy(cfg.runtime))
     callbacks, nan_guard = make_callbacks(cfg.train, run_dir, session.steps, resuming,
-                                          train_batches=recalibration_batches(cfg, split))
+                                          train_batches=recalibration_batches(cfg, split, session.fitted))
     if resuming:
         print(f"resuming the unfinished run {run_dir}")
     started = time.perf_counter()
     session.fitted.fit(
-        age_targets(split.train), validation_data=age_targets(split.val), epochs=cfg.train.epochs,
+        age_targets(split.train, session.fitted), validation_data=age_targets(split.val, session.fitted),
+        epochs=cfg.train.epochs,
         shuffle=False, steps_per_epoch=session.steps,
         validation_steps=steps_per_epoch(len(split.val_ids), cfg.data.batch_size),
         callbacks=callbacks, verbose=verbose,

@@ -83,12 +83,13 @@ def train_multi_worker(
     session = set_up(cfg, split, run_dir, strategy)
     print(f"multi-worker training: task {task_type}:{task_id}, {strategy.num_replicas_in_sync} replica(s), "
           f"{'chief' if chief else 'worker'}; writing {run_dir}")
-    loop = _Loop(strategy, session.fitted, age_targets(split.val))
+    loop = _Loop(strategy, session.fitted, age_targets(split.val, session.fitted))
 
     backup = WorkerBackup(run_dir / "checkpoints" / BACKUP_DIR)
     initial_epoch = backup.restore(session.fitted, loop.agree_min)
     callbacks, nan_guard = make_callbacks(
-        cfg.train, run_dir, session.steps, resuming=initial_epoch > 0, train_batches=recalibration_batches(cfg, split),
+        cfg.train, run_dir, session.steps, resuming=initial_epoch > 0,
+        train_batches=recalibration_batches(cfg, split, session.fitted),
         backup=backup.snapshot, synchronise=loop.sync_state,
     )
     verbose = progress_verbosity(verbose)
@@ -98,7 +99,8 @@ def train_multi_worker(
     )
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train_iter = iter(strategy.experimental_distribute_dataset(age_targets(split.train).with_options(options)))
+    train_batches = age_targets(split.train, session.fitted).with_options(options)
+    train_iter = iter(strategy.experimental_distribute_dataset(train_batches))
     started = time.perf_counter()
     loop.run_epochs(callback_list, train_iter, session.steps, cfg.train.epochs, initial_epoch)
     train_seconds = time.perf_counter() - started

@@ -86,8 +86,11 @@ def set_up(cfg: PipelineConfig, split: SplitData, run_dir: Path, strategy: tf.di
     return Session(cfg, split, index, train_ages, steps, run_dir, model, fitted)
 
 
-def recalibration_batches(cfg: PipelineConfig, split: SplitData) -> tf.data.Dataset | None:
-    """Repeating training batches for the BN recalibration, from a dataset of their own (None when it is off).
+def recalibration_batches(
+    cfg: PipelineConfig, split: SplitData, model: keras.Model
+) -> tf.data.Dataset | None:
+    """Repeating training batches of ``model``'s inputs for the BN recalibration, from a dataset of their own
+    (None when it is off).
 
     A seeded dataset gives each new iterator the next random stream, so batches drawn from the training
     dataset itself would depend on how often, and how, the training path had iterated it.
@@ -96,7 +99,7 @@ def recalibration_batches(cfg: PipelineConfig, split: SplitData) -> tf.data.Data
         return None
     seed = cfg.runtime.seed if (cfg.data.deterministic or cfg.runtime.deterministic) else None
     return age_targets(build_dataset(split.cache_dir, split.train_ids, cfg.data, training=True, seed=seed,
-                                     repeat=True, landmarks=split.landmarks))
+                                     repeat=True, landmarks=split.landmarks), model)
 
 
 def finish(

@@ -33,9 +33,14 @@ def age_view(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, model.get_layer("age").output, name=f"{model.name}_age")
 
 
-def age_targets(ds: Any) -> Any:
-    """Map ``(inputs, {"age": y})`` batches to ``(inputs, y)`` for the single-output training view."""
-    return ds.map(lambda inputs, targets: (inputs, targets["age"]))
+def age_targets(ds: Any, model: keras.Model) -> Any:
+    """Map ``(inputs, {"age": y})`` batches to ``(inputs the model takes, y)`` for the single-output view.
+
+    A batch may carry inputs the model does not read (the frames, for ``dynamics_only``); Keras would match a
+    dict with extra keys to the model's inputs by position, so they are dropped here.
+    """
+    names = set(model.input)
+    return ds.map(lambda inputs, targets: ({k: v for k, v in inputs.items() if k in names}, targets["age"]))
 
 
 def crop_size_of(index: dict[str, Any]) -> int:

@@ -59,8 +59,8 @@ class SiamHyperModel(kt.HyperModel):
         val = build_dataset(cache, split.val_ids, data, training=False, landmarks=landmarks)
         kwargs.setdefault("shuffle", False)  # the tf.data pipeline shuffles
         # Score the weights a trained run would keep (EMA, recalibrated BN), as train's checkpoint does.
-        averaging = weight_averaging_callbacks(self.cfg.train, age_targets(train))
+        averaging = weight_averaging_callbacks(self.cfg.train, age_targets(train, model))
         kwargs["callbacks"] = averaging + list(kwargs.get("callbacks") or [])
-        history = model.fit(age_targets(train), validation_data=age_targets(val), **kwargs)
+        history = model.fit(age_targets(train, model), validation_data=age_targets(val, model), **kwargs)
         history.history[EPOCHS_METRIC] = [float(len(history.epoch))] * len(history.epoch)
         return history

@@ -14,8 +14,8 @@ import pytest
 from age_estimation.logs import QUIET_ENV, SHOW_ENV, native_logs_hidden
 
 # Lines that MediaPipe, LiteRT, TensorFlow and FFmpeg print by themselves.
-LIBRARY_LINE = re.compile(r"^(INFO: |[IWE]0000 |WARNING: (All log messages|Logging before)|\[\w+ @ 0x)|cpu_feature_guard",
-                          re.MULTILINE)
+LIBRARY_LINE = re.compile(r"^(INFO: |[IWE]0000 |WARNING: (All log messages|Logging before)|\[\w+ @ 0x)|cpu_feature_guard"
+                          r"|^(INFO|WARNING):(root|__main__|apache_beam[\w.]*):", re.MULTILINE)
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -56,6 +56,22 @@ def test_prepare_prints_only_its_own_lines_and_library_logs_with_verbose(tmp_pat
     assert "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." in shown  # from the worker processes
     assert "cpu_feature_guard" in shown  # TensorFlow in the main process
     assert "[mjpeg @ 0x" in shown  # FFmpeg on the cut-off file
+
+
+@pytest.mark.slow
+def test_beam_prepare_prints_only_its_own_lines_and_its_workers_logs_with_verbose(tmp_path: Path,
+                                                                                  manifest: Path) -> None:
+    pytest.importorskip("apache_beam")
+    args = ["prepare", "--manifest", str(manifest), "--runner", "beam", "--workers", "2", "--set",
+            "align.crop_size=32"]
+    quiet = _cli([*args, "--out", str(tmp_path / "quiet")], tmp_path)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert _library_lines(quiet) == [] and quiet.stderr.strip() == ""
+    assert "prepared 2, unchanged 0, rejected 1 of 3 videos" in quiet.stdout
+
+    verbose = _cli(["-v", *args, "--out", str(tmp_path / "verbose")], tmp_path)
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    assert "INFO:__main__:Logging handler created." in "\n".join(_library_lines(verbose))  # Beam's workers
 
 
 @pytest.mark.slow

@@ -26,6 +26,13 @@ from tests.conftest import TINY_CONFIG, tiny_overrides
 pytestmark = pytest.mark.slow
 
 
+def test_a_model_without_frames_trains_on_batches_that_carry_them(tiny_config):
+    cfg = tiny_config("train.epochs=1", "model.variant=dynamics_only", "model.dynamics_units=8")
+    result = train(cfg, verbose=0)
+    assert set(result.model.input) == {"mask", "landmarks", "landmark_mask"}
+    assert (result.run_dir / "model.keras").is_file() and np.isfinite(result.metrics["heldout"]["mae"])
+
+
 def test_train_writes_a_complete_run_directory(tiny_config):
     cfg = tiny_config("train.epochs=2")
     result = train(cfg, verbose=0)

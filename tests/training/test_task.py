@@ -32,10 +32,12 @@ def test_the_age_view_shares_the_weights_and_has_one_output():
     assert np.array_equal(model.get_layer("age").kernel.numpy(), np.ones((3, 1)))
 
 
-def test_targets_keep_only_the_age():
-    ds = tf.data.Dataset.from_tensors(({"x": [1.0]}, {"age": [30.0], "other": [0.0]}))
-    inputs, ages = next(iter(age_targets(ds)))
-    assert float(ages[0]) == 30.0 and set(inputs) == {"x"}
+def test_targets_keep_only_the_age_and_the_inputs_the_model_takes():
+    x = keras.Input((1,), name="x")
+    model = keras.Model({"x": x}, keras.layers.Dense(1)(x))
+    ds = tf.data.Dataset.from_tensors(({"frames": [[7.0]], "x": [[1.0]]}, {"age": [30.0], "other": [0.0]}))
+    inputs, ages = next(iter(age_targets(ds, model)))
+    assert float(ages[0]) == 30.0 and set(inputs) == {"x"} and float(inputs["x"][0, 0]) == 1.0
 
 
 def test_the_prior_is_the_mean_and_a_spread_of_at_least_one_year():

@@ -17,6 +17,6 @@ def test_a_trial_scores_the_averaged_weights_that_training_keeps(tiny_config):
     model = hypermodel.build(hp)
     history = hypermodel.fit(hp, model, epochs=2, verbose=0)
     # fit ends holding the EMA weights; the last validation must have scored those (and their BN statistics).
-    _, mae = model.evaluate(age_targets(split.val), verbose=0)
+    _, mae = model.evaluate(age_targets(split.val, model), verbose=0)
     assert history.history["val_age_mae"][-1] == pytest.approx(mae, rel=1e-4)
     assert history.history[EPOCHS_METRIC] == [2.0, 2.0], "every epoch's metrics say how many epochs ran"
