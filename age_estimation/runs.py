@@ -9,6 +9,7 @@ Layout of ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>/``::
     interval.json      the interval calibration (split-conformal on the validation fold)
     model_card.json    what the model was trained on and how well it did, shown by predict and exports
     heldout_predictions.csv  one row per held-out video: true and predicted age
+    exports.json       where the newest export of this run went (absolute paths), written by export
     plots/             PNG figures
     logs/              TensorBoard event files and training.csv
 """
@@ -22,6 +23,7 @@ MODEL_NAME = "model.keras"
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.json"
 PREDICTIONS_NAME = "heldout_predictions.csv"
+EXPORTS_NAME = "exports.json"
 
 
 def new_run_dir(runs_dir: str | Path, name: str) -> Path:

@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from age_estimation.atomic_files import write_json_atomic
 from age_estimation.config import ExportConfig, load_config
 from age_estimation.export.clips import cache_clips, parity_clips
 from age_estimation.export.report import export_report, savedmodel_parity, write_report
@@ -17,7 +18,7 @@ from age_estimation.export.savedmodel import check_exportable, export_savedmodel
 from age_estimation.export.tflite import export_tflite
 from age_estimation.inference.spec import DeploymentSpec, run_link
 from age_estimation.models.siam.model import load_siam
-from age_estimation.runs import CONFIG_NAME, MODEL_NAME
+from age_estimation.runs import CONFIG_NAME, EXPORTS_NAME, MODEL_NAME
 
 
 def export_run(
@@ -32,7 +33,9 @@ def export_run(
 
     The run's config.yaml gives the window, alignment and export settings, the model its crop size,
     architecture, landmark stream and age prior; ``export_cfg`` replaces the config's export section.
-    Parity and calibration clips carry the landmark stream when the model reads it.
+    Parity and calibration clips carry the landmark stream when the model reads it. The run directory
+    gets ``exports.json``, the absolute paths written, so ``predict --run`` finds the TFLite model from
+    any working directory (``export.directory`` is relative to the one export ran in).
     """
     run_dir = Path(run_dir)
     if not (run_dir / MODEL_NAME).is_file():
@@ -59,6 +62,7 @@ def export_run(
         },
     }
     if not tflite or not variants:
+        write_json_atomic(run_dir / EXPORTS_NAME, export_paths(result))
         return result
     representative = None
     if "int8" in variants:
@@ -72,4 +76,12 @@ def export_run(
         table["parity_source"] = source
         table["report_path"] = str(write_report(out_dir, table))
         result["tflite"]["report"] = table
+    write_json_atomic(run_dir / EXPORTS_NAME, export_paths(result))
     return result
+
+
+def export_paths(result: dict[str, Any]) -> dict[str, Any]:
+    """The ``exports.json`` of a run: absolute paths of its SavedModel version and TFLite variants."""
+    tflite = result.get("tflite", {}).get("variants", {})
+    return {"savedmodel": str(Path(result["savedmodel"]["path"]).resolve()),
+            "tflite": {variant: str(Path(path).resolve()) for variant, path in tflite.items()}}

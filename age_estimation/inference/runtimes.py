@@ -31,7 +31,7 @@ import numpy as np
 from age_estimation.config import load_config
 from age_estimation.inference.spec import DeploymentSpec, read_spec, run_link, sidecar_path
 from age_estimation.logs import native_logs_hidden
-from age_estimation.runs import CONFIG_NAME, MODEL_NAME, latest_run
+from age_estimation.runs import CONFIG_NAME, EXPORTS_NAME, MODEL_NAME, latest_run
 
 SpecLike = DeploymentSpec | Mapping[str, Any] | None
 OUTPUTS = ("age", "temporal_attention", "spatial_attention")
@@ -337,7 +337,8 @@ def open_predictor(
 def exported_tflite(run_dir: str | Path) -> Path | None:
     """The newest float32 TFLite file exported from this run's current ``model.keras``, or None.
 
-    Looks in the run config's ``<export.directory>/tflite/<export.model_name>/<version>/``; a file counts
+    Looks where the run's ``exports.json`` says its last export went, then in the run config's
+    ``<export.directory>/tflite/<export.model_name>/<version>/`` (newest version first); a file counts
     only when its sidecar's ``run`` link names this run directory and the sha256 of its model file.
     """
     run_dir = Path(run_dir)
@@ -347,9 +348,9 @@ def exported_tflite(run_dir: str | Path) -> Path | None:
     export = load_config(config).export
     base = Path(export.directory) / "tflite" / export.model_name
     versions = sorted((p for p in base.glob("*") if p.name.isdigit()), key=lambda p: int(p.name), reverse=True)
+    candidates = [*_recorded_tflite(run_dir), *(version / DEFAULT_TFLITE for version in versions)]
     wanted = None
-    for version in versions:
-        path = version / DEFAULT_TFLITE
+    for path in candidates:
         link = _run_link(sidecar_path(path)) if path.is_file() else None
         if not link or not _same_path(link.get("path"), run_dir):
             continue
@@ -357,6 +358,16 @@ def exported_tflite(run_dir: str | Path) -> Path | None:
         if link.get("model_sha256") == wanted["model_sha256"]:
             return path
     return None
+
+
+def _recorded_tflite(run_dir: Path) -> list[Path]:
+    """The float32 TFLite path the run's ``exports.json`` records (none when it is missing or unreadable)."""
+    variant = DEFAULT_TFLITE.removesuffix(".tflite")
+    try:
+        recorded = json.loads((run_dir / EXPORTS_NAME).read_text())["tflite"][variant]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [Path(recorded)] if isinstance(recorded, str) else []
 
 
 def _run_link(sidecar: Path) -> dict[str, Any] | None:

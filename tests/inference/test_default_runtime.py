@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from age_estimation.config import load_config, save_config
 from age_estimation.export.run import export_run
 from age_estimation.inference.runtimes import RUN_LINK, exported_tflite
+from age_estimation.runs import EXPORTS_NAME
 from tests.inference import write_video
 from tests.tiny_run import make_tiny_run, write_run_facts
 
@@ -70,3 +72,18 @@ def test_an_export_of_another_model_is_not_used(exported, tmp_path):
         assert exported_tflite(run) is None
     finally:
         sidecar.write_text(saved)
+
+
+def test_the_export_is_found_from_another_working_directory(exported, tmp_path, monkeypatch):
+    run, _, _ = exported
+    project = tmp_path / "project"
+    copy = project / "runs" / run.name
+    copy.mkdir(parents=True)
+    (copy / "model.keras").write_bytes((run / "model.keras").read_bytes())
+    save_config(load_config(run / "config.yaml", ["export.directory=exported"]), copy / "config.yaml")
+    monkeypatch.chdir(project)  # export.directory is relative to where export runs
+    tflite = Path(export_run(copy, variants=["float32"], report=False)["tflite"]["variants"]["float32"]).resolve()
+    assert json.loads((copy / EXPORTS_NAME).read_text())["tflite"]["float32"] == str(tflite)
+    monkeypatch.chdir(tmp_path)
+    assert not Path("exported").exists()
+    assert exported_tflite(copy) == tflite
