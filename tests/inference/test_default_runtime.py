@@ -82,7 +82,8 @@ def test_the_export_is_found_from_another_working_directory(exported, tmp_path, 
     (copy / "model.keras").write_bytes((run / "model.keras").read_bytes())
     save_config(load_config(run / "config.yaml", ["export.directory=exported"]), copy / "config.yaml")
     monkeypatch.chdir(project)  # export.directory is relative to where export runs
-    tflite = Path(export_run(copy, variants=["float32"], report=False)["tflite"]["variants"]["float32"]).resolve()
+    exported_to = export_run(copy, variants=["float32"], report=False)["tflite"]["variants"]["float32"]
+    tflite = Path(exported_to).resolve()
     assert json.loads((copy / EXPORTS_NAME).read_text())["tflite"]["float32"] == str(tflite)
     monkeypatch.chdir(tmp_path)
     assert not Path("exported").exists()
