@@ -21,6 +21,8 @@ from age_estimation.export.savedmodel import export_savedmodel
 from age_estimation.export.tflite import export_tflite
 from age_estimation.inference.predict import predict_video, prediction_align_config
 from age_estimation.inference.runtimes import KerasPredictor, Predictor, SavedModelPredictor, TFLitePredictor
+from age_estimation.inference.spec import DeploymentSpec, run_link
+from age_estimation.runs import CONFIG_NAME, MODEL_NAME
 from age_estimation.training.task import crop_size_of
 from age_estimation.video.align import FaceAligner
 from age_estimation.video.decode import VideoStream
@@ -32,12 +34,14 @@ def bench_inference(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> di
     model = default_model(cfg, crop)
     run_dir = workdir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
-    model.save(run_dir / "model.keras")
-    save_config(cfg, run_dir / "config.yaml")
     export_cfg = dataclasses.replace(cfg, export=dataclasses.replace(
         cfg.export, directory=str(workdir / "exported"), tflite_variants=list(sizes.variants)))
-    savedmodel = export_savedmodel(model, export_cfg)
-    artifacts = export_tflite(model, export_cfg)
+    model.save(run_dir / MODEL_NAME)
+    save_config(export_cfg, run_dir / CONFIG_NAME)
+    # Linked to the run as ``export`` links a trained one, so ``predict --run`` takes the default runtime.
+    spec = dataclasses.replace(DeploymentSpec.from_config(export_cfg, model), run=run_link(run_dir, MODEL_NAME))
+    savedmodel = export_savedmodel(model, export_cfg, spec=spec)
+    artifacts = export_tflite(model, export_cfg, spec=spec)
     clip = cache_clips(cfg, 1, "the latency benchmark", landmarks=model.reads_landmarks)[0][0]
 
     def latency(predictor: Predictor) -> dict[str, Any]:
@@ -51,8 +55,8 @@ def bench_inference(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> di
 
         return median_spread([once() for _ in range(sizes.latency_runs)])
 
-    keras_ms = latency(KerasPredictor(run_dir / "model.keras"))
-    table = {"keras": {"ms": keras_ms, "size_bytes": (run_dir / "model.keras").stat().st_size},
+    keras_ms = latency(KerasPredictor(run_dir / MODEL_NAME))
+    table = {"keras": {"ms": keras_ms, "size_bytes": (run_dir / MODEL_NAME).stat().st_size},
              "savedmodel": {"ms": latency(SavedModelPredictor(savedmodel)), "size_bytes": _tree_size(savedmodel)}}
     for artifact in artifacts:
         for threads in (1, 2):
@@ -76,7 +80,7 @@ def bench_predict(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path, run_dir
     """
     frames = round(30 * sizes.predict_seconds)
     video = write_face_video(workdir / "predict_30fps.mp4", frames=frames, size=(320, 320), fps=30.0)
-    keras_predictor = KerasPredictor(run_dir / "model.keras")
+    keras_predictor = KerasPredictor(run_dir / MODEL_NAME)
     align = prediction_align_config(cfg.align, keras_predictor.landmark_points)
     out: dict[str, Any] = {"video_seconds": sizes.predict_seconds, "fps": 30}
     runs: dict[str, tuple[Predictor, Any]] = {"keras": (keras_predictor, align)}

@@ -23,6 +23,8 @@ def test_quick_bench_measures_every_section(tiny_config, tmp_path):
     runtimes = saved["inference"]["runtimes"]
     assert {"keras", "savedmodel", "tflite_float32@1", "tflite_float32@2"} <= set(runtimes)
     assert all(entry["size_bytes"] > 0 for entry in runtimes.values())
+    # the predict process with --run takes the runtime a user's trained run gives: its TFLite export
+    assert saved["inference"]["predict_process"]["default"]["runtime"] == "tflite"
     assert all(entry["exit_code"] == 0 and entry["peak_rss_mib"] > 50 for entry in saved["memory"].values())
     table = (tmp_path / "bench.md").read_text()
     assert table == format_bench(results) and "| peak RSS, train |" in table
