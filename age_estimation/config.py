@@ -149,6 +149,14 @@ class ModelConfig:
     # CNN embedding before the recurrent module. ``dynamics_only`` reads the landmarks alone (no CNN).
     dynamics: bool = False
     dynamics_units: int = 32
+    # Where the stream joins the pixels: "early" concatenates its codes with the CNN embedding before
+    # the one recurrent module; "late" gives it a recurrent module and temporal model of its own (the
+    # variant's) and joins the two clip summaries before the head, so its timing is not swamped by
+    # the appearance features.
+    dynamics_fusion: Literal["early", "late"] = "early"
+    # Late fusion only: the share of training clips whose pixel summary is zeroed (the whole vector, the
+    # rest scaled up as dropout does), so the head also learns to read the stream's summary alone.
+    frame_summary_dropout: float = 0.0
     conv_filters: list[int] = field(default_factory=lambda: [16, 32, 48, 64])
     attention_after_block: int = 2
     attention_projection: int = 16
@@ -408,6 +416,7 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
             "model.attention_after_block must index one of model.conv_filters",
         ),
         (0.0 <= cfg.model.dropout < 1.0, "model.dropout must be in [0, 1)"),
+        (0.0 <= cfg.model.frame_summary_dropout < 1.0, "model.frame_summary_dropout must be in [0, 1)"),
         (0.0 <= cfg.model.batch_norm_momentum < 1.0, "model.batch_norm_momentum must be in [0, 1)"),
         (cfg.model.rnn_layers >= 1, "model.rnn_layers must be at least 1"),
         (cfg.train.epochs >= 1, "train.epochs must be at least 1"),

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
 
 SHOW_ENV = "AGE_ESTIMATION_LIBRARY_LOGS"  # "1": show library logs; anything else hides them
@@ -53,22 +54,51 @@ def native_logs_hidden() -> Iterator[None]:
     """Point file descriptor 2 at /dev/null for the block, unless library logs are shown.
 
     Only for calls into C++ libraries that log by themselves: an exception raised in the block
-    still reaches the user, since it is reported after descriptor 2 is restored.
+    still reaches the user, since it is reported after descriptor 2 is restored. Descriptor 2 is one
+    per process, so blocks on several threads share one redirection: the first to enter makes it and
+    the last to leave restores it (unguarded, a thread could save the other's /dev/null and leave
+    stderr there for good).
     """
     if library_logs_shown():
         yield
         return
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no descriptor 2 to hide
+    if not _hide_descriptor():
         yield
         return
-    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        _restore_descriptor()
+
+
+_hidden_lock = threading.Lock()
+_hidden_depth = 0  # blocks inside native_logs_hidden(), over all threads
+_saved_descriptor: int | None = None  # the real descriptor 2 while hidden
+
+
+def _hide_descriptor() -> bool:
+    """Enter a hidden block; False when there is no descriptor 2 to hide."""
+    global _hidden_depth, _saved_descriptor
+    with _hidden_lock:
+        if _hidden_depth == 0:
+            sys.stderr.flush()
+            try:
+                saved = os.dup(2)
+            except OSError:
+                return False
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+            _saved_descriptor = saved
+        _hidden_depth += 1
+        return True
+
+
+def _restore_descriptor() -> None:
+    global _hidden_depth, _saved_descriptor
+    with _hidden_lock:
+        _hidden_depth -= 1
+        if _hidden_depth == 0 and _saved_descriptor is not None:
+            os.dup2(_saved_descriptor, 2)
+            os.close(_saved_descriptor)
+            _saved_descriptor = None

@@ -87,6 +87,8 @@ def test_unknown_keys_and_sections_list_the_known_ones(tmp_path: Path) -> None:
         ("data.path=3", "'data.path' must be a string"),
         ("data.augment=on", r"'data\.augment' must be a mapping"),
         ("data.fold=7", "data.fold must be in"),
+        ("model.dynamics_fusion=middle", r"'model.dynamics_fusion' must be one of \['early', 'late'\]"),
+        ("model.frame_summary_dropout=1.0", r"model.frame_summary_dropout must be in \[0, 1\)"),
     ],
 )
 def test_wrong_types_and_values_name_the_key(override: str, message: str) -> None:

@@ -24,8 +24,7 @@ from age_estimation.inference.runtimes import KerasPredictor, Predictor, SavedMo
 from age_estimation.inference.spec import DeploymentSpec, run_link
 from age_estimation.runs import CONFIG_NAME, MODEL_NAME
 from age_estimation.training.task import crop_size_of
-from age_estimation.video.align import FaceAligner
-from age_estimation.video.decode import VideoStream
+from age_estimation.video.align import FaceAligner, open_video
 
 
 def bench_inference(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> dict[str, Any]:
@@ -145,7 +144,7 @@ def decode_detect_seconds(video: Path, align: Any) -> float:
     every = max(1, align.detect_every)
     with FaceAligner(align) as aligner:
         begin = time.perf_counter()
-        with VideoStream(video, max_frames=align.max_frames, frame_step=align.frame_step) as stream:
+        with open_video(video, align) as stream:
             for index, frame in enumerate(stream):
                 if index % every == 0:
                     aligner.detect(frame)

@@ -1,5 +1,5 @@
 """Prepare figures: frames/s of decode-only vs a full prepare (1 and 2 processes; with and without the
-landmark stream; 1080p with and without the face-mesh eyes), and alignment jitter.
+landmark stream; 1080p pixel-only, with the stream, and with the face-mesh eyes), and alignment jitter.
 
 The dataset's videos are those its own prepare accepted; a video that prepare rejects elsewhere is still
 work done (decoded and searched for a face), so its frames count and the figures say how many there were.
@@ -25,8 +25,8 @@ from age_estimation.config import AlignConfig, PipelineConfig
 from age_estimation.data.cache import read_index
 from age_estimation.data.manifest import ManifestRow, scan_manifest
 from age_estimation.data.prepare import prepare
-from age_estimation.video.align import FaceAligner, apply_transforms
-from age_estimation.video.decode import VideoError, VideoStream, read_video
+from age_estimation.video.align import FaceAligner, apply_transforms, open_video
+from age_estimation.video.decode import VideoError, read_video
 
 # Rejected videos named in a figure (the count covers them all).
 SHOWN_REJECTS = 3
@@ -39,21 +39,29 @@ def prepared_rows(cfg: PipelineConfig, count: int) -> list[ManifestRow]:
 
 
 def bench_prepare(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> dict[str, Any]:
-    """Prepare figures on the dataset's videos and on 1080p face videos, and the still-head jitter."""
+    """Prepare figures on the dataset's videos and on 1080p face videos, and the still-head jitter.
+
+    The 1080p figure and the pixel-only ones align without the landmark stream (``align.landmarks`` off);
+    with the config's stream on, the same measurements are repeated with it (``1080p_landmarks``).
+    """
     paths = [row.path for row in prepared_rows(cfg, sizes.videos)]
+    pixels = dataclasses.replace(cfg.align, landmarks=False)
+    parallel = enough_videos(paths, parallel_videos(sizes), workdir / "parallel")
     out = prepare_figures(paths, cfg.align, sizes, workers=False)
+    out.update(parallel_figures(parallel, cfg.align, sizes))
     if cfg.align.landmarks:
-        pixels = dataclasses.replace(cfg.align, landmarks=False)
         out["pixels_only"] = prepare_figures(paths, pixels, sizes, workers=False, sparse=False)
-    out.update(parallel_figures(enough_videos(paths, parallel_videos(sizes), workdir / "parallel"), cfg.align, sizes))
+        out["pixels_only"].update(parallel_figures(parallel, pixels, sizes))
     hd = [write_face_video(workdir / f"hd{i}.mp4", frames=40, size=(1920, 1080), seed=i)
           for i in range(max(2, sizes.videos // 12))]
     hd_sizes = dataclasses.replace(sizes, repeats=max(1, sizes.repeats // 2))
-    out["1080p"] = prepare_figures(hd, cfg.align, hd_sizes, workers=False)
-    mesh_align = dataclasses.replace(cfg.align, use_face_mesh=True)
+    out["1080p"] = prepare_figures(hd, pixels, hd_sizes, workers=False)
+    if cfg.align.landmarks:
+        out["1080p_landmarks"] = prepare_figures(hd, cfg.align, hd_sizes, workers=False, sparse=False)
+    mesh_align = dataclasses.replace(pixels, use_face_mesh=True)
     out["1080p_face_mesh"] = prepare_figures(hd, mesh_align, hd_sizes, workers=False, sparse=False)
     still = write_face_video(workdir / "still.mp4", frames=40, size=(256, 256), motion=0.0)
-    jitter_align = dataclasses.replace(cfg.align, crop_size=112)
+    jitter_align = dataclasses.replace(pixels, crop_size=112)
     out["jitter"] = alignment_jitter(still, jitter_align)
     out["jitter_face_mesh"] = alignment_jitter(still, dataclasses.replace(jitter_align, use_face_mesh=True))
     return out
@@ -196,7 +204,7 @@ def _repeated(measure: Callable[[], dict[str, Any]], times: int) -> tuple[dict[s
 def _decoded_frames(path: Path, align: AlignConfig) -> int:
     """Frames prepare decoded from ``path`` (0 if it cannot be read), streamed as prepare does."""
     try:
-        with VideoStream(path, align.max_frames, align.frame_step, align.max_side) as stream:
+        with open_video(path, align) as stream:
             return sum(1 for _ in stream)
     except VideoError:
         return 0

@@ -20,6 +20,8 @@ def format_bench(results: dict[str, Any]) -> str:
         *(_prepare_rows(prep["pixels_only"], "align.landmarks off: ", f"{prep['videos']} videos")
           if "pixels_only" in prep else []),
         *_prepare_rows(prep["1080p"], "1080p: ", f"{prep['1080p']['videos']} videos"),
+        *(_prepare_rows(prep["1080p_landmarks"], "1080p, with the landmark stream: ",
+                        f"{prep['1080p']['videos']} videos") if "1080p_landmarks" in prep else []),
         *(_prepare_rows(prep["1080p_face_mesh"], "1080p, align.use_face_mesh: ", f"{prep['1080p']['videos']} videos")
           if "1080p_face_mesh" in prep else []),
         *_jitter_rows(prep),

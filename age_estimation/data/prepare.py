@@ -40,13 +40,10 @@ from age_estimation.data import cache
 from age_estimation.data.manifest import ManifestRow, row_problems, scan_manifest
 from age_estimation.data.synth.generator import generate_dataset
 from age_estimation.logs import library_logs_shown, set_library_logs
-from age_estimation.video.align import AlignmentError, FaceAligner
-from age_estimation.video.decode import VideoError, VideoStream
+from age_estimation.video.align import AlignmentError, FaceAligner, open_video
+from age_estimation.video.decode import VideoError
 from age_estimation.video.face_models import FACE_DETECTOR, FACE_MESH, asset_path
 
-# Longer frame side kept for alignment unless ``align.max_side`` is set: the detector sees
-# 128x128 and crops are <= 128 px, so larger frames only cost memory (x workers).
-DEFAULT_MAX_SIDE = 640
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PARENT_POLL_SECONDS = 1.0  # how often a worker without prctl checks that its parent is alive
 
@@ -148,7 +145,7 @@ def _align_to_spool(path: Path, align: AlignConfig, aligner: Any, spool: Path) -
     face_found: list[bool] = []
     landmarks: list[np.ndarray] = []  # K x 2 floats a frame: small beside the spooled crops
     landmark_found: list[bool] = []
-    with VideoStream(path, align.max_frames, align.frame_step, align.max_side) as stream, open(spool, "wb") as out:
+    with open_video(path, align) as stream, open(spool, "wb") as out:
         try:
             for item in aligner.align_stream(stream, fps=stream.fps):
                 out.write(item.crop.tobytes())

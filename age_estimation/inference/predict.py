@@ -30,8 +30,8 @@ from age_estimation.config import AlignConfig, InferenceConfig
 from age_estimation.inference.model_card import ModelCard
 from age_estimation.inference.runtimes import Predictor
 from age_estimation.inference.spec import DeploymentSpec
-from age_estimation.video.align import AlignmentError, FaceAligner
-from age_estimation.video.decode import VideoError, VideoStream
+from age_estimation.video.align import AlignmentError, FaceAligner, open_video
+from age_estimation.video.decode import VideoError
 from age_estimation.video.landmark_set import LANDMARK_COUNT
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -373,7 +373,7 @@ def predict_video(
     try:
         # Frames stream from the decoder through alignment into the windows: only the last window span of
         # aligned crops is held, whatever the video's length.
-        with VideoStream(path, max_frames=align.max_frames, frame_step=align.frame_step) as video:
+        with open_video(path, align) as video:
             for item in aligner.align_stream(video, fps=video.fps):
                 found.append(bool(item.face_found))
                 if item.face_found:

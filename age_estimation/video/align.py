@@ -18,9 +18,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Self
 
 import cv2
@@ -28,6 +31,7 @@ import numpy as np
 
 from age_estimation.config import AlignConfig
 from age_estimation.logs import native_logs_hidden
+from age_estimation.video.decode import VideoStream
 from age_estimation.video.face_mesh import FaceMesh
 from age_estimation.video.face_models import FACE_DETECTOR, asset_path
 from age_estimation.video.landmarks import LandmarkTracker
@@ -39,6 +43,9 @@ DEFAULT_FPS = 25.0
 TRACK_MIN_IOU = 0.3  # a detection overlapping the tracked box this much is the same face
 TRACK_MAX_SHIFT = 0.5  # ... or one whose centre moved less than this many box sizes
 NO_LANDMARKS = np.zeros((0, 2), np.float32)  # a frame's landmarks without ``align.landmarks``
+# Aligned frames whose landmarks the face-mesh thread may be working on while detection goes on: enough
+# to keep both busy, few enough that the source frames they hold cost little (4 x 640x360 RGB = 2.8 MB).
+LANDMARK_LOOKAHEAD = 4
 
 
 class AlignmentError(ValueError):
@@ -186,11 +193,33 @@ class FaceAligner:
     def align_stream(self, frames: Iterable[np.ndarray], fps: float = 0.0) -> Iterator[AlignedFrame]:
         """Align RGB frames as they come, yielding each ``AlignedFrame`` in order once its track has settled.
 
-        Holds at most ``max_gap_frames(fps)`` + ``smoothing_window`` frames whatever the clip's length;
-        gives the same frames as ``align_video`` on the whole clip while no face gap exceeds that bound
-        (a longer gap holds the last eyes seen). After the last frame it raises ``AlignmentError`` when
-        too few frames had a face (``align.min_face_fraction``): a consumer must discard what it got.
+        Holds at most ``max_gap_frames(fps)`` + ``smoothing_window`` (+ ``LANDMARK_LOOKAHEAD``) frames
+        whatever the clip's length; gives the same frames as ``align_video`` on the whole clip while no
+        face gap exceeds that bound (a longer gap holds the last eyes seen). After the last frame it raises
+        ``AlignmentError`` when too few frames had a face (``align.min_face_fraction``): a consumer must
+        discard what it got. With ``align.landmarks`` the face mesh runs on a thread of its own, so it
+        overlaps the detection of the next frames (both release the GIL).
         """
+        aligned = self._align_frames(frames, fps)
+        if self._landmarks is None:
+            yield from aligned
+            return
+        pending: deque[tuple[AlignedFrame, Future[Any]]] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="face-mesh") as mesh:
+            try:
+                for item in aligned:
+                    pending.append((item, mesh.submit(self._landmarks.landmarks, item.frame, item.transform)))
+                    if len(pending) > LANDMARK_LOOKAHEAD:
+                        yield _with_landmarks(*pending.popleft())
+            except AlignmentError:  # raised after the last frame: the frames before it still come out first
+                while pending:
+                    yield _with_landmarks(*pending.popleft())
+                raise
+            while pending:
+                yield _with_landmarks(*pending.popleft())
+
+    def _align_frames(self, frames: Iterable[np.ndarray], fps: float) -> Iterator[AlignedFrame]:
+        """``align_stream`` without the landmark stream: detection, tracking, smoothing and the crops."""
         cfg, every = self.cfg, max(1, self.cfg.detect_every)
         pending: deque[_Pending] = deque()
         track: EyeTrack | None = None
@@ -240,7 +269,6 @@ class FaceAligner:
             item = pending.popleft()
             present = item.detected if item.attempted else bool(item.before and item.after)
             transform = template_transform(point.smoothed, self.cfg)
-            landmarks, landmark_found = self._frame_landmarks(item.frame, transform)
             yield AlignedFrame(
                 index=point.index,
                 crop=warp_face(item.frame, transform, self.cfg.crop_size),
@@ -248,15 +276,9 @@ class FaceAligner:
                 transform=transform,
                 eye_positions=apply_transforms(transform[None], point.filled[None])[0],
                 frame=item.frame,
-                landmarks=landmarks,
-                landmark_found=landmark_found,
+                landmarks=NO_LANDMARKS,
+                landmark_found=False,
             )
-
-    def _frame_landmarks(self, frame: np.ndarray, transform: np.ndarray) -> tuple[np.ndarray, bool]:
-        if self._landmarks is None:
-            return NO_LANDMARKS, False
-        found = self._landmarks.landmarks(frame, transform)
-        return found.points, found.found
 
     def align_image(self, image: np.ndarray) -> np.ndarray | None:
         """Aligned (S, S, 3) crop of the main face in one RGB image, or None when there is none."""
@@ -267,6 +289,13 @@ class FaceAligner:
             return None
         main = detections[_main_face(detections, width, height)]
         return warp_face(image, template_transform(main.eyes, self.cfg), self.cfg.crop_size)
+
+
+def open_video(path: str | Path, cfg: AlignConfig) -> VideoStream:
+    """The frames of ``path`` that alignment reads: every ``frame_step``-th, at most ``max_frames``, longer
+    side at most ``max_side``. Prepare and predict both read through it, so their crops come from the same
+    pixels (a 1080p video is aligned from its 640 px copy in both)."""
+    return VideoStream(path, cfg.max_frames, cfg.frame_step, cfg.max_side)
 
 
 def detection_frames(count: int, every: int) -> np.ndarray:
@@ -384,6 +413,12 @@ def _as_rgb_clip(frames: np.ndarray) -> np.ndarray:
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise AlignmentError(f"expected (N, H, W, 3) RGB frames with N >= 1, got shape {frames.shape}")
     return np.ascontiguousarray(frames, dtype=np.uint8)
+
+
+def _with_landmarks(item: AlignedFrame, landmarks: Future[Any]) -> AlignedFrame:
+    """``item`` with the landmark stream its face-mesh job found."""
+    found = landmarks.result()
+    return dataclasses.replace(item, landmarks=found.points, landmark_found=found.found)
 
 
 def _settle_skipped(pending: deque[_Pending], detected: bool) -> None:

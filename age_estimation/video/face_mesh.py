@@ -28,8 +28,9 @@ class FaceMesh:
     def __init__(self) -> None:
         from ai_edge_litert.interpreter import Interpreter  # lazy: only when a mesh is needed
 
-        self._interpreter = Interpreter(model_path=str(asset_path(FACE_MESH)), num_threads=1)
-        self._interpreter.allocate_tensors()
+        with native_logs_hidden():  # LiteRT logs its XNNPACK delegate here
+            self._interpreter = Interpreter(model_path=str(asset_path(FACE_MESH)), num_threads=1)
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = self._interpreter.get_output_details()
         self._points = next(o["index"] for o in outputs if int(np.prod(o["shape"])) == 468 * 3)
@@ -41,8 +42,7 @@ class FaceMesh:
         crop = cv2.warpAffine(frame, matrix, (MESH_INPUT, MESH_INPUT), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
         self._interpreter.set_tensor(self._input, (crop.astype(np.float32) / 255.0)[None])
-        with native_logs_hidden():
-            self._interpreter.invoke()
+        self._interpreter.invoke()  # logs nothing, so other threads' stderr stays open
         logit = float(self._interpreter.get_tensor(self._presence).ravel()[0])
         if 1 / (1 + np.exp(-logit)) < MESH_MIN_PRESENCE:
             return None

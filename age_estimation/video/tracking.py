@@ -13,6 +13,7 @@ array, with the same arithmetic, so both give identical numbers when no gap exce
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -53,17 +54,28 @@ def _smooth(points: np.ndarray, window: int, reflect: bool) -> np.ndarray:
     """``smooth_tracks`` with the edge rule given: odd reflection, or edge copies for a very short clip."""
     flat = _running_median3(points.reshape(len(points), -1))
     half = window // 2
-    offsets = np.arange(-half, half + 1)
-    weights = np.linalg.pinv(np.vander(offsets, SMOOTHING_ORDER + 1, increasing=True))[0]
+    weights = _savgol_weights(window)
     mode: dict[str, Any] = {"mode": "reflect", "reflect_type": "odd"} if reflect else {"mode": "edge"}
     padded = np.pad(flat, ((half, half), (0, 0)), **mode)
     smoothed = sum(weight * padded[i : i + len(flat)] for i, weight in enumerate(weights))
     return np.asarray(smoothed).reshape(points.shape)
 
 
+@functools.lru_cache(maxsize=8)
+def _savgol_weights(window: int) -> np.ndarray:
+    """The Savitzky-Golay weights giving a ``window``-frame local quadratic fit's value at the centre."""
+    half = window // 2
+    offsets = np.arange(-half, half + 1)
+    weights = np.linalg.pinv(np.vander(offsets, SMOOTHING_ORDER + 1, increasing=True))[0]
+    weights.flags.writeable = False
+    return weights
+
+
 def _running_median3(flat: np.ndarray) -> np.ndarray:
+    """Each row's median with its two neighbours (edges repeated), as min/max: a tenth of ``np.median``'s time."""
     padded = np.pad(flat, ((1, 1), (0, 0)), mode="edge")
-    return np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+    before, here, after = padded[:-2], padded[1:-1], padded[2:]
+    return np.maximum(np.minimum(before, here), np.minimum(np.maximum(before, here), after))
 
 
 @dataclass

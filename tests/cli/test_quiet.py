@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,29 @@ def test_native_logs_are_hidden_only_inside_the_block(capfd: pytest.CaptureFixtu
     with native_logs_hidden():
         os.write(2, b"INFO: shown with -v\n")
     assert capfd.readouterr().err == "INFO: shown with -v\n"
+
+
+def test_blocks_on_two_threads_restore_stderr(capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SHOW_ENV, "0")
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:  # enters first, leaves while the second is still inside
+        with native_logs_hidden():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(5)
+        with native_logs_hidden():
+            second_in.set()
+            first_out.wait(5)
+            os.write(2, b"INFO: still hidden\n")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    os.write(2, b"after both\n")
+    assert capfd.readouterr().err == "after both\n"

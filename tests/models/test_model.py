@@ -178,6 +178,7 @@ VARIANT_CONFIGS = {
     "no_temporal": {"variant": "no_temporal"},
     "frame_average": {"variant": "frame_average"},
     "siam_dynamics": {"dynamics": True},
+    "siam_dynamics_late": {"dynamics": True, "dynamics_fusion": "late"},
     "dynamics_only": {"variant": "dynamics_only"},
 }
 POINTS = 41
@@ -266,7 +267,9 @@ def test_plain_functional_file_fails_naming_the_file(model, tmp_path):
 
 
 @pytest.mark.parametrize("overrides", [{"dynamics": True}, {"variant": "dynamics_only"},
-                                       {"variant": "frame_average", "dynamics": True}])
+                                       {"variant": "frame_average", "dynamics": True},
+                                       {"dynamics": True, "dynamics_fusion": "late"},
+                                       {"variant": "no_temporal", "dynamics": True, "dynamics_fusion": "late"}])
 def test_dynamics_models_take_the_landmark_stream_and_respect_padding(overrides, clips):
     keras.utils.set_random_seed(6)
     model = build_siam(tiny_config(**overrides), crop_size=CROP)
@@ -291,3 +294,32 @@ def test_dynamics_model_reads_the_landmarks(clips):
     assert not np.allclose(age, np.asarray(model(moved)["age"]))
     assert not np.allclose(age, np.asarray(model(missing)["age"]))
     assert {"LandmarkDynamics", "Concatenate"} <= {layer.__class__.__name__ for layer in model.layers}
+
+
+def test_late_fusion_gives_the_stream_a_temporal_model_of_its_own(clips):
+    keras.utils.set_random_seed(8)
+    late = build_siam(tiny_config(dynamics=True, dynamics_fusion="late"), crop_size=CROP)
+    early = build_siam(tiny_config(dynamics=True), crop_size=CROP)
+    names = {layer.name for layer in late.layers}
+    assert {"dynamics_lstm0", "dynamics_temporal_attention_layer", "fuse_summaries"} <= names
+    assert "fuse_streams" not in names and "fuse_streams" in {layer.name for layer in early.layers}
+    # The pixel stream's LSTM reads the CNN embedding alone; the stream's its own codes.
+    kernel_rows = {name: late.get_layer(name).get_weights()[0].shape[0] for name in ("lstm0", "dynamics_lstm0")}
+    assert kernel_rows == {"lstm0": late.get_layer("frame_embedding").units,
+                           "dynamics_lstm0": late.get_layer("dynamics_embedding").units}
+    batch = with_landmarks(pad_batch(clips))
+    moved = {**batch, "landmarks": batch["landmarks"] + 0.3}
+    out = late(batch)
+    assert not np.allclose(np.asarray(out["age"]), np.asarray(late(moved)["age"]))
+    # The frame weights reported are the pixel stream's: they do not move with the landmarks.
+    np.testing.assert_allclose(out["temporal_attention"], late(moved)["temporal_attention"], atol=1e-6)
+
+
+def test_frame_summary_dropout_zeroes_whole_pixel_summaries_in_training_only(clips):
+    keras.utils.set_random_seed(9)
+    model = build_siam(tiny_config(dynamics=True, dynamics_fusion="late", frame_summary_dropout=0.5), crop_size=CROP)
+    summaries = keras.Model(model.input, model.get_layer("frame_summary_dropout").output)
+    batch = with_landmarks(pad_batch(clips * 16))
+    zeroed = np.abs(np.asarray(summaries(batch, training=True))).sum(axis=1) == 0
+    assert 0.2 < zeroed.mean() < 0.8
+    assert not (np.abs(np.asarray(summaries(batch, training=False))).sum(axis=1) == 0).any()

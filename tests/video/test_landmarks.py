@@ -5,14 +5,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from age_estimation.config import AlignConfig, SynthConfig
 from age_estimation.data.synth.face import render_frame
 from age_estimation.data.synth.generator import build_scene
 from age_estimation.data.synth.plan import plan_video
-from age_estimation.video.align import FaceAligner
+from age_estimation.video.align import LANDMARK_LOOKAHEAD, AlignmentError, FaceAligner
 from age_estimation.video.landmark_set import LANDMARK_COUNT, LANDMARK_INDICES, LANDMARK_PAIRS
-from age_estimation.video.landmarks import compose, smile_lift
+from age_estimation.video.landmarks import LandmarkTracker, compose, smile_lift
 
 ALIGN = AlignConfig(crop_size=64, eye_distance=0.34, eye_y=0.48)
 
@@ -40,6 +41,28 @@ def test_stream_tracks_the_smile_in_template_coordinates():
     eyes = clip.landmarks[:, [LANDMARK_INDICES.index(33), LANDMARK_INDICES.index(263)]]
     # The eye corners sit about the template's eyes: centred, one eye distance apart or a little more.
     assert np.all(np.abs(eyes.mean(axis=1)) < 0.25) and np.all(np.ptp(eyes[..., 0], axis=1) > 0.8)
+
+
+def test_the_mesh_thread_gives_each_frame_its_own_landmarks_in_order():
+    frames = smiling_frames([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 0.7, 0.3, 0.1])
+    assert len(frames) > LANDMARK_LOOKAHEAD + 1  # the thread runs ahead of the frames given out
+    with FaceAligner(ALIGN) as aligner:
+        streamed = list(aligner.align_stream(frames))
+    tracker = LandmarkTracker(ALIGN)
+    for item in streamed:
+        direct = tracker.landmarks(frames[item.index], item.transform)
+        assert item.landmark_found == direct.found
+        np.testing.assert_array_equal(item.landmarks, direct.points)
+
+
+def test_frames_with_landmarks_come_out_before_a_too_few_faces_error():
+    faces = smiling_frames([0.0, 0.5])
+    frames = np.concatenate([faces, np.zeros((8, *faces.shape[1:]), np.uint8)])
+    strict = dataclasses.replace(ALIGN, min_face_fraction=0.5)
+    got: list = []
+    with FaceAligner(strict) as aligner, pytest.raises(AlignmentError, match="only 2 of 10"):
+        got.extend(aligner.align_stream(frames))  # keeps the frames given out before the error
+    assert [item.index for item in got] == list(range(10))
 
 
 def test_stream_is_off_without_align_landmarks():

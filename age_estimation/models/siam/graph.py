@@ -110,29 +110,53 @@ def reads_frames(config: ModelConfig) -> bool:
     return config.variant != "dynamics_only"
 
 
-def temporal_summary(embeddings: Any, valid: Any, config: ModelConfig) -> tuple[Any, Any]:
+def temporal_summary(embeddings: Any, valid: Any, config: ModelConfig, prefix: str = "") -> tuple[Any, Any]:
     """The (B, D) clip summary and (B, T) frame weights of the variant's temporal model.
 
     ``siam``, ``no_spatial`` and ``dynamics_only``: RNN + temporal attention; ``no_temporal``: RNN + last valid state or
-    mean; ``frame_average``: mean of the frame embeddings, no RNN.
+    mean; ``frame_average``: mean of the frame embeddings, no RNN. ``prefix`` names the layers of a second
+    stream's copy (late fusion).
     """
     if config.variant == "frame_average":
-        return MaskedTemporalPooling("mean", name="temporal_pooling")(embeddings, mask=valid)
-    states = _recurrent(embeddings, valid, config)
+        return MaskedTemporalPooling("mean", name=f"{prefix}temporal_pooling")(embeddings, mask=valid)
+    states = _recurrent(embeddings, valid, config, prefix)
     if config.variant == "no_temporal":
-        return MaskedTemporalPooling(config.no_temporal_pooling, name="temporal_pooling")(states, mask=valid)
-    return TemporalAttention(config.temporal_attention_units, name="temporal_attention_layer")(states, mask=valid)
+        return MaskedTemporalPooling(config.no_temporal_pooling, name=f"{prefix}temporal_pooling")(states, mask=valid)
+    return TemporalAttention(config.temporal_attention_units, name=f"{prefix}temporal_attention_layer")(
+        states, mask=valid
+    )
 
 
-def _recurrent(x: Any, valid: Any, config: ModelConfig) -> Any:
+def fused_summary(frame_codes: Any, landmark_codes: Any, valid: Any, config: ModelConfig) -> tuple[Any, Any]:
+    """The clip summary and frame weights of the streams present (either may be None), fused as configured.
+
+    Early fusion (one stream, or ``model.dynamics_fusion: early``): the per-frame codes are concatenated and
+    share one temporal model. Late: each stream has its own, their summaries are concatenated (in training,
+    ``frame_summary_dropout`` of the clips keep the stream's alone), and the frame weights reported are the
+    pixel stream's.
+    """
+    streams = [codes for codes in (frame_codes, landmark_codes) if codes is not None]
+    if len(streams) == 1 or config.dynamics_fusion == "early":
+        joined = streams[0] if len(streams) == 1 else keras.layers.Concatenate(name="fuse_streams")(streams)
+        return temporal_summary(joined, valid, config)
+    summary, weights = temporal_summary(frame_codes, valid, config)
+    if config.frame_summary_dropout > 0:  # whole summaries dropped: noise_shape broadcasts over the features
+        summary = keras.layers.Dropout(config.frame_summary_dropout, noise_shape=(None, 1),
+                                       name="frame_summary_dropout")(summary)
+    landmark_summary, _ = temporal_summary(landmark_codes, valid, config, prefix="dynamics_")
+    return keras.layers.Concatenate(name="fuse_summaries")([summary, landmark_summary]), weights
+
+
+def _recurrent(x: Any, valid: Any, config: ModelConfig, prefix: str = "") -> Any:
     """Stacked LSTM/GRU layers over the frame embeddings, returning every step's state."""
     rnn_class = keras.layers.LSTM if config.rnn == "lstm" else keras.layers.GRU
     if config.dropout > 0:
-        x = keras.layers.Dropout(config.dropout, name="rnn_input_dropout")(x)
+        x = keras.layers.Dropout(config.dropout, name=f"{prefix}rnn_input_dropout")(x)
     for index in range(config.rnn_layers):
-        layer = rnn_class(config.rnn_units, return_sequences=True, unroll=config.unroll, name=f"{config.rnn}{index}")
+        name = f"{prefix}{config.rnn}{index}"
+        layer = rnn_class(config.rnn_units, return_sequences=True, unroll=config.unroll, name=name)
         if config.bidirectional:
-            layer = keras.layers.Bidirectional(layer, name=f"bi_{config.rnn}{index}")
+            layer = keras.layers.Bidirectional(layer, name=f"{prefix}bi_{config.rnn}{index}")
         x = layer(x, mask=valid)
     return x
 

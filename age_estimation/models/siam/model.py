@@ -6,7 +6,8 @@ Data flow (T may be unknown)::
       ─ pool ─ embedding ─ unfold time ─ LSTM/GRU ─ TemporalAttention ─ head ─ age (B,1)
     mask (B,T) 1 = real frame, 0 = padding
     with ``dynamics``: landmarks (B,T,K,2), landmark_mask (B,T) ─ LandmarkDynamics ─ dense ─┐
-      joined to the frame embedding before the LSTM/GRU (``dynamics_only``: no frames, no CNN)
+      joined to the frame embedding before the LSTM/GRU (``dynamics_fusion: early``), or through its
+      own LSTM/GRU and temporal model to the head (``late``); ``dynamics_only``: no frames, no CNN
 
 Outputs (a dict): ``age`` (B, 1), ``spatial_attention`` (B, T, h, w) when the variant has spatial
 attention, ``temporal_attention`` (B, T) (for ablations, the implied weights of their pooling).
@@ -33,10 +34,10 @@ from age_estimation.config import BackboneConfig, ModelConfig
 from age_estimation.models.siam.graph import (
     age_head,
     frame_encoder,
+    fused_summary,
     input_scaling,
     landmark_encoder,
     reads_frames,
-    temporal_summary,
 )
 from age_estimation.models.siam.layers import PACKAGE, FoldTime, UnfoldTime, ValidFrames
 from age_estimation.video.landmark_set import LANDMARK_COUNT, LANDMARK_PAIRS
@@ -76,6 +77,8 @@ class Siam(keras.Model):
         variant: str = _DEFAULTS.variant,
         dynamics: bool = _DEFAULTS.dynamics,
         dynamics_units: int = _DEFAULTS.dynamics_units,
+        dynamics_fusion: str = _DEFAULTS.dynamics_fusion,
+        frame_summary_dropout: float = _DEFAULTS.frame_summary_dropout,
         conv_filters: list[int] | tuple[int, ...] = tuple(_DEFAULTS.conv_filters),
         attention_after_block: int = _DEFAULTS.attention_after_block,
         attention_projection: int = _DEFAULTS.attention_projection,
@@ -102,6 +105,8 @@ class Siam(keras.Model):
             variant=variant,
             dynamics=bool(dynamics),
             dynamics_units=int(dynamics_units),
+            dynamics_fusion=dynamics_fusion,
+            frame_summary_dropout=float(frame_summary_dropout),
             conv_filters=[int(f) for f in conv_filters],
             attention_after_block=attention_after_block,
             attention_projection=attention_projection,
@@ -123,25 +128,24 @@ class Siam(keras.Model):
         )
         prior = (float(age_prior[0]), float(age_prior[1]))
 
-        inputs, streams, spatial_map = {}, [], None
+        inputs, frame_codes, landmark_codes, spatial_map = {}, None, None, None
         if reads_frames(architecture):
             frames = keras.Input(
                 (clip_length, crop_size, crop_size, 3), batch_size=batch_size, dtype="uint8", name="frames"
             )
             inputs["frames"] = frames
             per_frame, spatial_map = frame_encoder(FoldTime(name="fold_time")(frames), architecture, crop_size)
-            streams.append(UnfoldTime(name="unfold_time")([per_frame, frames]))
+            frame_codes = UnfoldTime(name="unfold_time")([per_frame, frames])
         mask = inputs["mask"] = keras.Input((clip_length,), batch_size=batch_size, dtype="float32", name="mask")
         if architecture.reads_landmarks:
             inputs["landmarks"] = keras.Input((clip_length, landmark_points, 2), batch_size=batch_size,
                                               dtype="float32", name="landmarks")
             inputs["landmark_mask"] = keras.Input((clip_length,), batch_size=batch_size, dtype="float32",
                                                   name="landmark_mask")
-            streams.append(landmark_encoder(inputs["landmarks"], inputs["landmark_mask"], mask, architecture,
-                                            landmark_pairs))
+            landmark_codes = landmark_encoder(inputs["landmarks"], inputs["landmark_mask"], mask, architecture,
+                                              landmark_pairs)
         valid = ValidFrames(name="valid_frames")(mask)
-        embeddings = streams[0] if len(streams) == 1 else keras.layers.Concatenate(name="fuse_streams")(streams)
-        summary, temporal = temporal_summary(embeddings, valid, architecture)
+        summary, temporal = fused_summary(frame_codes, landmark_codes, valid, architecture)
         outputs = {"age": age_head(summary, architecture, prior)}
         if spatial_map is not None:
             outputs["spatial_attention"] = keras.layers.Identity(name="spatial_attention", dtype="float32")(
