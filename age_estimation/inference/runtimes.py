@@ -239,10 +239,11 @@ class TFLitePredictor(Predictor):
         resolver = (
             OpResolverType.AUTO if default_delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         )
-        with native_logs_hidden():  # LiteRT prints its delegate set-up straight to fd 2
+        with native_logs_hidden():  # LiteRT prints its delegate set-up straight to fd 2, at the first allocation
             interpreter = Interpreter(
                 model_path=str(self.path), num_threads=self.num_threads, experimental_op_resolver_type=resolver
             )
+            interpreter.allocate_tensors()
             return interpreter.get_signature_runner("serving_default")
 
     def _run(self, clips: dict[str, np.ndarray]) -> dict[str, Any]:

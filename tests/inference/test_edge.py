@@ -58,6 +58,7 @@ def test_edge_path_runs_without_tensorflow(setup, tmp_path_factory, kind, tmp_pa
     result, status = lines[0], lines[-1]
     assert status == {"code": 1, "heavy": []}
     assert f"{blank}: no face found" in done.stderr
+    assert "INFO: Created TensorFlow Lite" not in done.stderr  # LiteRT's delegate line stays hidden
     assert result["path"] == str(face) and result["runtime"] == "tflite" and result["frames_used"] == 12
     keras = KerasPredictor(run / "model.keras")
     assert keras.landmark_points == (LANDMARK_COUNT if kind == "landmarks" else 0)
