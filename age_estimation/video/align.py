@@ -1,7 +1,8 @@
 """Face detection and alignment: MediaPipe BlazeFace keypoints -> smoothed similarity transform -> crop.
 
 Per frame, the MediaPipe Tasks ``FaceDetector`` (BlazeFace short-range) finds faces; one face is
-followed through the clip (the largest and most central first, then by overlap with its last box).
+followed through the clip (the largest and most central first, then by overlap with its last box:
+``video/face_track.py``).
 Its eye centres, optionally refined by the 468-point face mesh run with LiteRT, are interpolated over
 frames without a detection, smoothed over time (3-frame median, then Savitzky-Golay), and mapped by
 a similarity transform onto a fixed template: the eyes land on ``(S*(1-d)/2, S*eye_y)`` and
@@ -34,14 +35,13 @@ from age_estimation.logs import native_logs_hidden
 from age_estimation.video.decode import VideoStream
 from age_estimation.video.face_mesh import FaceMesh
 from age_estimation.video.face_models import FACE_DETECTOR, asset_path
+from age_estimation.video.face_track import Detection, track_step
 from age_estimation.video.landmarks import LandmarkTracker
 from age_estimation.video.mediapipe_tasks import import_mediapipe
 from age_estimation.video.tracking import EyeTrack
 
 # Frames per second assumed for ``align.max_gap_seconds`` when the caller does not know the video's.
 DEFAULT_FPS = 25.0
-TRACK_MIN_IOU = 0.3  # a detection overlapping the tracked box this much is the same face
-TRACK_MAX_SHIFT = 0.5  # ... or one whose centre moved less than this many box sizes
 NO_LANDMARKS = np.zeros((0, 2), np.float32)  # a frame's landmarks without ``align.landmarks``
 # Aligned frames whose landmarks the face-mesh thread may be working on while detection goes on: enough
 # to keep both busy, few enough that the source frames they hold cost little (4 x 640x360 RGB = 2.8 MB).
@@ -50,19 +50,6 @@ LANDMARK_LOOKAHEAD = 4
 
 class AlignmentError(ValueError):
     """A clip cannot be aligned (no face, or too few frames with one); the message says why."""
-
-
-@dataclass
-class Detection:
-    """One detected face in pixel coordinates: box (x, y, w, h), score, and the two eye centres."""
-
-    box: np.ndarray
-    score: float
-    eyes: np.ndarray  # (2, 2): image-left eye, image-right eye (x, y)
-
-    @property
-    def centre(self) -> np.ndarray:
-        return self.box[:2] + self.box[2:] / 2
 
 
 @dataclass
@@ -284,10 +271,9 @@ class FaceAligner:
         """Aligned (S, S, 3) crop of the main face in one RGB image, or None when there is none."""
         image = _as_rgb_clip(image[None])[0]
         height, width = image.shape[:2]
-        detections = self.detect(image)
-        if not detections:
+        main = track_step(None, self.detect(image), width, height)  # the main face, as a track starts
+        if main is None:
             return None
-        main = detections[_main_face(detections, width, height)]
         return warp_face(image, template_transform(main.eyes, self.cfg), self.cfg.crop_size)
 
 
@@ -319,30 +305,6 @@ def face_present(detected: np.ndarray, attempted: np.ndarray) -> np.ndarray:
         before, after = tried[tried < frame], tried[tried > frame]
         present[frame] = bool(before.size and after.size and detected[before[-1]] and detected[after[0]])
     return present
-
-
-def track_face(detections: list[list[Detection]], width: int, height: int) -> list[Detection | None]:
-    """Follow one face through the frames: the largest, most central one first, then by box overlap.
-
-    Frames where no detection matches the tracked face (including frames with only other
-    faces) get None; matching continues from the last place the face was seen.
-    """
-    tracked: list[Detection | None] = []
-    last: Detection | None = None
-    for candidates in detections:
-        chosen = track_step(last, candidates, width, height)
-        tracked.append(chosen)
-        last = chosen or last
-    return tracked
-
-
-def track_step(last: Detection | None, candidates: list[Detection], width: int, height: int) -> Detection | None:
-    """The tracked face among one frame's ``candidates``: the main face at first, then the one matching ``last``."""
-    if not candidates:
-        return None
-    if last is None:
-        return candidates[_main_face(candidates, width, height)]
-    return _match(last, candidates)
 
 
 def template_eyes(cfg: AlignConfig) -> np.ndarray:
@@ -453,33 +415,3 @@ def _check_face_fraction(count: int, total: int, min_fraction: float) -> None:
             f"face found in only {count} of {total} frames ({count / total:.0%}), "
             f"below align.min_face_fraction {min_fraction:g}"
         )
-
-
-def _main_face(detections: list[Detection], width: int, height: int) -> int:
-    """Index of the largest, most central face: box size discounted by distance from the frame centre."""
-    centre = np.array([width, height]) / 2
-    half_diagonal = float(np.hypot(width, height)) / 2
-
-    def weight(det: Detection) -> float:
-        offset = float(np.linalg.norm(det.centre - centre)) / half_diagonal
-        return float(np.sqrt(det.box[2] * det.box[3])) * (1.0 - 0.5 * offset)
-
-    return int(np.argmax([weight(det) for det in detections]))
-
-
-def _match(last: Detection, candidates: list[Detection]) -> Detection | None:
-    overlaps = [_iou(last.box, det.box) for det in candidates]
-    best = int(np.argmax(overlaps))
-    if overlaps[best] >= TRACK_MIN_IOU:
-        return candidates[best]
-    shifts = [float(np.linalg.norm(det.centre - last.centre)) / float(last.box[2:].max()) for det in candidates]
-    nearest = int(np.argmin(shifts))
-    return candidates[nearest] if shifts[nearest] <= TRACK_MAX_SHIFT else None
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = np.maximum(a[:2], b[:2])
-    x1, y1 = np.minimum(a[:2] + a[2:], b[:2] + b[2:])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return float(inter / union) if union > 0 else 0.0

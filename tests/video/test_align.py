@@ -12,13 +12,11 @@ from age_estimation.bench.prepare import alignment_jitter
 from age_estimation.config import AlignConfig
 from age_estimation.video.align import (
     AlignmentError,
-    Detection,
     FaceAligner,
     detection_frames,
     face_present,
     template_eyes,
     template_transform,
-    track_face,
 )
 from age_estimation.video.decode import read_video
 from age_estimation.video.tracking import interpolate_missing, smooth_tracks
@@ -115,26 +113,6 @@ def test_align_image(aligner: FaceAligner) -> None:
 def _inverse_map(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     linear_inverse = np.linalg.inv(matrix[:, :2])
     return (points - matrix[:, 2]) @ linear_inverse.T
-
-
-def _face(x: float, y: float, size: float, score: float = 0.9) -> Detection:
-    eyes = np.array([[x + 0.3 * size, y + 0.4 * size], [x + 0.7 * size, y + 0.4 * size]])
-    return Detection(np.array([x, y, size, size]), score, eyes)
-
-
-def test_tracking_follows_the_first_main_face_not_the_biggest() -> None:
-    main, other = _face(80, 60, 60), _face(5, 5, 30)
-    frames = [
-        [other, main],
-        [_face(84, 62, 60), _face(10, 5, 90)],  # the other face grows bigger than ours
-        [_face(10, 5, 90)],  # ours is missing
-        [_face(10, 5, 90), _face(86, 63, 61)],
-    ]
-    tracked = track_face(frames, 200, 200)
-    assert tracked[0] is main
-    assert tracked[1].box[0] == 84
-    assert tracked[2] is None
-    assert tracked[3].box[0] == 86
 
 
 def test_interpolate_missing_is_linear_and_holds_the_edges() -> None:

@@ -17,10 +17,10 @@ from age_estimation.video.align import (
     detection_frames,
     face_present,
     template_transform,
-    track_face,
     warp_face,
 )
 from age_estimation.video.decode import VideoStream, read_video
+from age_estimation.video.face_track import track_face
 from age_estimation.video.tracking import EyeTrack, interpolate_missing, smooth_tracks
 from tests.video_files import write_mixed_video
 
