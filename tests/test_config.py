@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from age_estimation.config import (
     ConfigError,
     PipelineConfig,
     load_config,
+    same_config,
     save_config,
     to_dict,
     with_changes,
@@ -89,6 +91,7 @@ def test_unknown_keys_and_sections_list_the_known_ones(tmp_path: Path) -> None:
         ("data.fold=7", "data.fold must be in"),
         ("model.dynamics_fusion=middle", r"'model.dynamics_fusion' must be one of \['early', 'late'\]"),
         ("model.frame_summary_dropout=1.0", r"model.frame_summary_dropout must be in \[0, 1\)"),
+        ("model.landmark_frame=nose", r"'model.landmark_frame' must be one of \['template', 'eyes'\]"),
     ],
 )
 def test_wrong_types_and_values_name_the_key(override: str, message: str) -> None:
@@ -121,3 +124,17 @@ def test_with_changes_copies_and_leaves_the_original_alone() -> None:
     assert changed.train is cfg.train  # sections not named are shared, not copied
     with pytest.raises(TypeError):
         with_changes(cfg, model={"no_such_key": 1})
+
+
+def test_same_config_reads_a_recorded_config_with_todays_defaults(tmp_path):
+    cfg = load_config(None, ["train.epochs=3"])
+    path = tmp_path / "config.yaml"
+    save_config(cfg, path)
+    assert same_config(path, cfg) and not same_config(path, load_config(None, ["train.epochs=4"]))
+    recorded = yaml.safe_load(path.read_text())
+    del recorded["model"]["landmark_frame"]  # written before the key existed: its default is no change
+    path.write_text(yaml.safe_dump(recorded))
+    assert same_config(path, cfg)
+    recorded["model"]["removed_key"] = 1  # a key this version does not know: another configuration
+    path.write_text(yaml.safe_dump(recorded))
+    assert not same_config(path, cfg) and not same_config(tmp_path / "missing.yaml", cfg)

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from age_estimation.atomic_files import write_bytes_atomic, write_json_atomic
-from age_estimation.config import PipelineConfig, to_dict, with_changes
+from age_estimation.config import PipelineConfig, same_config, with_changes
 from age_estimation.evaluation.attention import oracle_errors, synthetic_scores
 from age_estimation.evaluation.metrics import subject_bootstrap_interval
 from age_estimation.evaluation.predictions import read_predictions_csv
@@ -94,10 +93,11 @@ def _finished_ablation_run(run_cfg: PipelineConfig, run_dir: Path) -> dict[str, 
     """The recorded figures of a finished run of ``run_cfg`` in ``run_dir``, else None (not started or interrupted).
 
     A run directory whose config differs from ``run_cfg`` is an error, finished or not: resuming its
-    backup would mix two configurations.
+    backup would mix two configurations. The recorded config is read with today's defaults, so a key
+    added since the run was written, at its default, is not a difference.
     """
     config = run_dir / CONFIG_NAME
-    if config.exists() and yaml.safe_load(config.read_text()) != to_dict(run_cfg):
+    if config.exists() and not same_config(config, run_cfg):
         raise ValueError(f"{run_dir}: holds a run of another configuration; "
                          "pass another output folder or delete this one")
     result = run_dir / _ABLATION_RESULT

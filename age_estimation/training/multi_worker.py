@@ -37,10 +37,9 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-import yaml
 
 from age_estimation.atomic_files import write_json_atomic
-from age_estimation.config import PipelineConfig, save_config, to_dict
+from age_estimation.config import PipelineConfig, same_config, save_config
 from age_estimation.data.pipeline import SplitData, build_split_datasets
 from age_estimation.runs import CONFIG_NAME, new_run_dir
 from age_estimation.training.callbacks import BEST_WEIGHTS, RESUME_STATE, make_callbacks
@@ -359,7 +358,7 @@ def _worker_dir(cfg: PipelineConfig, run_dir: Path | None, resume: bool, chief: 
         path = (find_unfinished_run(cfg) if resume else None) or new_run_dir(cfg.runtime.runs_dir, cfg.name)
     make_run_folders(path)
     config = path / CONFIG_NAME
-    if not resume or (config.is_file() and yaml.safe_load(config.read_text()) != to_dict(cfg)):
+    if not resume or (config.is_file() and not same_config(config, cfg)):
         shutil.rmtree(path / "checkpoints" / BACKUP_DIR, ignore_errors=True)
     save_config(cfg, config)
     return path

@@ -17,10 +17,9 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-import yaml
 
 from age_estimation.atomic_files import write_json_atomic
-from age_estimation.config import PipelineConfig, save_config, to_dict
+from age_estimation.config import PipelineConfig, same_config, save_config
 from age_estimation.data.cache import read_index
 from age_estimation.data.pipeline import SplitData, build_dataset
 from age_estimation.evaluation.metrics import AGE_GROUPS, group_name, regression_report
@@ -180,16 +179,12 @@ def make_run_folders(run_dir: Path) -> None:
 
 def find_unfinished_run(cfg: PipelineConfig) -> Path | None:
     """The newest run dir of ``cfg.name`` with an identical config, a backup, and no final model."""
-    wanted = to_dict(cfg)
     candidates = sorted(Path(cfg.runtime.runs_dir).glob(f"{cfg.name}-*"), reverse=True)
     for path in candidates:
         if (path / MODEL_NAME).exists() or not (path / "checkpoints" / BACKUP_DIR).is_dir():
             continue
-        try:
-            if yaml.safe_load((path / CONFIG_NAME).read_text()) == wanted:
-                return path
-        except (OSError, yaml.YAMLError):
-            continue
+        if same_config(path / CONFIG_NAME, cfg):
+            return path
     return None
 
 

@@ -18,7 +18,7 @@ import keras_tuner as kt
 import yaml
 
 from age_estimation.atomic_files import write_bytes_atomic
-from age_estimation.config import PipelineConfig, to_dict
+from age_estimation.config import ConfigError, PipelineConfig, load_config, to_dict
 from age_estimation.data.pipeline import build_split_datasets
 from age_estimation.training.runtime import configure_runtime
 from age_estimation.tuning.hypermodel import OBJECTIVE, SiamHyperModel
@@ -123,11 +123,18 @@ def search_identity(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def check_same_search(cfg: PipelineConfig, project_dir: Path) -> None:
-    """Refuse to continue a search that was started from a different config (data, model, space)."""
+    """Refuse to continue a search that was started from a different config (data, model, space).
+
+    The recorded config is read with today's defaults, so a key added since, at its default, is no change.
+    """
     path = project_dir / SEARCH_CONFIG
     if not path.is_file():
         return
-    before = yaml.safe_load(path.read_text())
+    try:
+        before = search_identity(load_config(path))
+    except ConfigError as err:
+        raise TuneError(f"{cfg.source_file}: the search in {project_dir} was started with a config this version "
+                        f"does not read ({err}); rerun with --fresh to start over") from err
     changed = sorted(_diff(before, search_identity(cfg)))
     if changed:
         shown = ", ".join(changed[:6]) + (" ..." if len(changed) > 6 else "")

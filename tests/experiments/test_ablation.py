@@ -4,6 +4,7 @@ real run on the tiny prepared dataset."""
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from age_estimation.config import load_config, save_config, with_changes
 from age_estimation.experiments import ablation as experiments
@@ -140,6 +141,12 @@ def test_ablation_resumes_and_rewrites_the_table_after_every_run(tmp_path, monke
 
     calls.clear()
     assert ablation(cfg, out, variants=("siam", "dynamics_only")) == summary and calls == []
+    # a run recorded before a config key existed (the key at its default) is still this configuration
+    recorded = out / "siam-fold0" / CONFIG_NAME
+    older = yaml.safe_load(recorded.read_text())
+    del older["model"]["landmark_frame"]
+    recorded.write_text(yaml.safe_dump(older))
+    assert ablation(cfg, out, variants=("siam",), folds=[0])["runs"] == summary["runs"][:1] and calls == []
     with pytest.raises(ValueError, match="siam-fold0: holds a run of another configuration"):
         ablation(with_changes(cfg, train={"epochs": 3}), out, variants=("siam",))
     # an interrupted run (config written, no result) of another configuration is refused as well

@@ -186,3 +186,38 @@ def test_landmark_dynamics_round_trips_its_config():
     layer = LandmarkDynamics(pairs=2, motion_scale=4.0)
     clone = LandmarkDynamics.from_config(layer.get_config())
     assert (clone.pairs, clone.motion_scale) == (2, 4.0)
+
+
+def test_masked_statistics_pool_the_marked_steps_only():
+    from age_estimation.models.siam.layers import MaskedStatistics
+
+    x = _features((2, 6, 3))
+    marks = np.array([[1, 1, 0, 1, 0, 1], [0, 0, 0, 0, 0, 0]], "float32")
+    out = np.asarray(MaskedStatistics()(x, marks))
+    assert out.shape == (2, 9)
+    kept = x[0, marks[0] > 0]
+    np.testing.assert_allclose(out[0, :3], kept.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[0, 3:6], kept.std(axis=0), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(out[0, 6:], kept.max(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(out[1], np.zeros(9), atol=1e-2)  # nothing marked: zeros, not -1e9
+    changed = x.copy()
+    changed[0, 2] += 100.0  # an unmarked step reaches no statistic
+    np.testing.assert_allclose(MaskedStatistics()(changed, marks), out, atol=1e-6)
+
+
+def test_landmark_dynamics_in_the_eye_frame_ignore_each_frames_rotation_scale_and_shift():
+    from age_estimation.models.siam.layers import LandmarkDynamics
+
+    points = _features((2, 5, 7, 2))  # pairs 0..2, pair 1 the eye corners, then one midline point
+    found = np.array([[1, 1, 0, 1, 1], [1, 1, 1, 1, 1]], "float32")
+    angle = RNG.uniform(-0.4, 0.4, (2, 5, 1, 1))
+    scale = RNG.uniform(0.7, 1.4, (2, 5, 1, 1))
+    shift = RNG.normal(0, 0.3, (2, 5, 1, 2))
+    x, y = points[..., :1], points[..., 1:]
+    moved = (scale * np.concatenate([np.cos(angle) * x - np.sin(angle) * y,
+                                     np.sin(angle) * x + np.cos(angle) * y], axis=-1) + shift).astype("float32")
+    layer = LandmarkDynamics(pairs=3, eye_pair=1)
+    np.testing.assert_allclose(layer([moved, found]), layer([points, found]), atol=2e-4)
+    assert not np.allclose(LandmarkDynamics(pairs=3)([moved, found]), LandmarkDynamics(pairs=3)([points, found]))
+    clone = LandmarkDynamics.from_config(layer.get_config())
+    assert clone.eye_pair == 1

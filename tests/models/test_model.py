@@ -179,6 +179,7 @@ VARIANT_CONFIGS = {
     "frame_average": {"variant": "frame_average"},
     "siam_dynamics": {"dynamics": True},
     "siam_dynamics_late": {"dynamics": True, "dynamics_fusion": "late"},
+    "siam_dynamics_statistics": {"dynamics": True, "dynamics_statistics": True, "landmark_frame": "eyes"},
     "dynamics_only": {"variant": "dynamics_only"},
 }
 POINTS = 41
@@ -269,7 +270,10 @@ def test_plain_functional_file_fails_naming_the_file(model, tmp_path):
 @pytest.mark.parametrize("overrides", [{"dynamics": True}, {"variant": "dynamics_only"},
                                        {"variant": "frame_average", "dynamics": True},
                                        {"dynamics": True, "dynamics_fusion": "late"},
-                                       {"variant": "no_temporal", "dynamics": True, "dynamics_fusion": "late"}])
+                                       {"variant": "no_temporal", "dynamics": True, "dynamics_fusion": "late"},
+                                       {"dynamics": True, "dynamics_statistics": True},
+                                       {"variant": "dynamics_only", "dynamics_statistics": True,
+                                        "landmark_frame": "eyes"}])
 def test_dynamics_models_take_the_landmark_stream_and_respect_padding(overrides, clips):
     keras.utils.set_random_seed(6)
     model = build_siam(tiny_config(**overrides), crop_size=CROP)
@@ -323,3 +327,9 @@ def test_frame_summary_dropout_zeroes_whole_pixel_summaries_in_training_only(cli
     zeroed = np.abs(np.asarray(summaries(batch, training=True))).sum(axis=1) == 0
     assert 0.2 < zeroed.mean() < 0.8
     assert not (np.abs(np.asarray(summaries(batch, training=False))).sum(axis=1) == 0).any()
+
+
+def test_eye_frame_needs_the_eye_corner_pair_in_the_stream():
+    with pytest.raises(ValueError, match="landmark_frame 'eyes' needs the eye-corner pair"):
+        Siam(crop_size=CROP, landmark_points=5, landmark_pairs=2, dynamics=True, landmark_frame="eyes",
+             conv_filters=[4], attention_after_block=0)

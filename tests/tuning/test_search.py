@@ -7,12 +7,21 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from age_estimation.config import ConfigError, load_config
 from age_estimation.training.cluster import free_port
 from age_estimation.training.fit import train
 from age_estimation.tuning.report import format_trials
-from age_estimation.tuning.search import TuneError, check_search, run_search, tuner_env
+from age_estimation.tuning.search import (
+    SEARCH_CONFIG,
+    TuneError,
+    check_same_search,
+    check_search,
+    run_search,
+    search_identity,
+    tuner_env,
+)
 from tests.conftest import TINY_CONFIG, tiny_overrides
 from tests.training.processes import run_together
 
@@ -58,6 +67,20 @@ def test_too_small_a_dataset_is_a_clear_error(tiny_config):
 
 
 @pytest.mark.slow
+def test_a_recorded_search_is_read_with_todays_defaults(tmp_path):
+    cfg = load_config(None, ["model.rnn_units=12"])
+    recorded = search_identity(cfg)
+    del recorded["model"]["landmark_frame"]  # written before the key existed: at its default, no change
+    (tmp_path / SEARCH_CONFIG).write_text(yaml.safe_dump(recorded))
+    check_same_search(cfg, tmp_path)
+    with pytest.raises(TuneError, match="different config .*model.rnn_units"):
+        check_same_search(load_config(None, ["model.rnn_units=16"]), tmp_path)
+    recorded["model"]["retired_key"] = 1
+    (tmp_path / SEARCH_CONFIG).write_text(yaml.safe_dump(recorded))
+    with pytest.raises(TuneError, match="does not read .*retired_key.*--fresh"):
+        check_same_search(cfg, tmp_path)
+
+
 def test_search_resumes_writes_a_table_and_a_best_yaml_that_trains(tiny_config, tmp_path):
     base = ("tune.algorithm=random", "tune.max_epochs=1", f"tune.directory={tmp_path / 'tune'}")
     first = run_search(tiny_config(*base, "tune.max_trials=1"), verbose=0)

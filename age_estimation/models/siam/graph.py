@@ -15,6 +15,7 @@ from age_estimation.config import ModelConfig
 from age_estimation.models.siam.layers import (
     FrameNormalization,
     LandmarkDynamics,
+    MaskedStatistics,
     MaskedTemporalPooling,
     SpatialAttention,
     TemporalAttention,
@@ -93,16 +94,30 @@ def _spatial_attention(config: ModelConfig) -> SpatialAttention:
     )
 
 
-def landmark_encoder(landmarks: Any, landmark_mask: Any, mask: Any, config: ModelConfig, pairs: int) -> Any:
-    """(B, T, dynamics_units) per-frame codes of the landmark stream: flip-invariant features, two dense layers.
+def landmark_encoder(
+    landmarks: Any, landmark_mask: Any, mask: Any, config: ModelConfig, pairs: int, eye_pair: int
+) -> tuple[Any, Any]:
+    """(B, T, dynamics_units) per-frame codes of the landmark stream and the (B, T) marks of found frames.
 
-    A frame counts as found only when it is also a real frame (``mask``), so padding never enters the
-    clip's mean whatever the caller put in ``landmark_mask``.
+    The codes are flip-invariant features through two dense layers. A frame counts as found only when
+    it is also a real frame (``mask``), so padding never enters the clip's statistics whatever the
+    caller put in ``landmark_mask``. ``eye_pair`` is the outer eye corners' pair, the origin and axis of
+    the features with ``model.landmark_frame: eyes``.
     """
     found = keras.layers.Multiply(name="found_frames")([landmark_mask, mask])
-    x = LandmarkDynamics(pairs, name="landmark_dynamics")([landmarks, found])
+    frame_pair = eye_pair if config.landmark_frame == "eyes" else None
+    x = LandmarkDynamics(pairs, eye_pair=frame_pair, name="landmark_dynamics")([landmarks, found])
     x = keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_hidden")(x)
-    return keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_embedding")(x)
+    return keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_embedding")(x), found
+
+
+def with_stream_statistics(summary: Any, landmark_codes: Any, found: Any, config: ModelConfig) -> Any:
+    """The clip summary, joined by the landmark codes' mean, spread and maximum over found frames when
+    ``model.dynamics_statistics`` is set (and the model reads the stream)."""
+    if landmark_codes is None or not config.dynamics_statistics:
+        return summary
+    statistics = MaskedStatistics(name="dynamics_statistics")(landmark_codes, found)
+    return keras.layers.Concatenate(name="fuse_statistics")([summary, statistics])
 
 
 def reads_frames(config: ModelConfig) -> bool:

@@ -5,6 +5,8 @@
 - ``TemporalAttention``: one weight per frame from the recurrent states, masked for padding.
 - ``LandmarkDynamics``: per-frame features of the landmark motion stream (positions, motion about
   the clip's mean, frame-to-frame differences), unchanged by a horizontal flip.
+- ``MaskedStatistics``: order-free clip statistics of a sequence (mean, standard deviation, maximum
+  over its marked steps), which give the head durations and extremes of the landmark stream directly.
 - ``FrameNormalization``, ``FoldTime``, ``UnfoldTime``: the plumbing that runs a per-frame CNN on
   (B, T, H, W, C) clips by folding time into the batch (Keras 3.15's ``TimeDistributed`` loops over
   the wrong axis when T is unknown in graph mode; see DESIGN.md §3).
@@ -247,6 +249,44 @@ class MaskedTemporalPooling(TemporalSummary):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskedStatistics(keras.layers.Layer):
+    """Statistics pooling: per feature, the mean, standard deviation and maximum over the marked steps.
+
+    How long a feature stays near its peak is its mean over its maximum, so these three let a small head
+    read durations and extremes of a sequence that a weighted mean of recurrent states can miss. Steps
+    with mask 0 are left out; a row with no marked step gives zeros.
+
+    Call arguments:
+        inputs: (B, T, D) per-step features.
+        mask: (B, T) 0/1 or boolean marks of the steps to pool.
+
+    Returns:
+        (B, 3D): the means, then the standard deviations, then the maxima.
+
+    Example:
+        >>> stats = MaskedStatistics()(keras.ops.ones((2, 5, 4)), keras.ops.ones((2, 5)))
+        >>> tuple(stats.shape)
+        (2, 12)
+    """
+
+    def call(self, inputs: Any, mask: Any) -> Any:
+        x = ops.cast(inputs, "float32")
+        marks = ops.cast(mask, "float32")[..., None]
+        count = ops.sum(marks, axis=1)
+        mean = ops.sum(x * marks, axis=1) / ops.maximum(count, 1.0)
+        variance = ops.sum(ops.square(x - mean[:, None]) * marks, axis=1) / ops.maximum(count, 1.0)
+        peak = ops.max(ops.where(marks > 0, x, ops.full_like(x, -1e9)), axis=1)
+        peak = ops.where(count > 0, peak, ops.zeros_like(peak))
+        return ops.concatenate([mean, ops.sqrt(variance + 1e-6), peak], axis=-1)
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
+        return None
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], 3 * input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class FrameNormalization(keras.layers.Layer):
     """Cast uint8 (or float 0..255) frames to the compute dtype and scale them to [-1, 1] or keep 0..255."""
 
@@ -316,7 +356,10 @@ class LandmarkDynamics(keras.layers.Layer):
     the values, their motion about the clip's mean over found frames, their difference from the
     previous frame (0 where either frame is missing), and the mask itself: (B, T, 3G + 1).
     Motion and differences are a few hundredths of an eye distance, so they are scaled by
-    ``motion_scale`` to the range of the positions.
+    ``motion_scale`` to the range of the positions. With ``eye_pair`` (the index of the outer eye
+    corners' pair) each frame's points are first put in the mesh's own eye frame: origin at the eye
+    midpoint, the eye line as x axis, the eye distance as unit. That removes what the alignment left of
+    head motion and detector jitter, which moves the template coordinates as much as a smile does.
 
     Call arguments:
         inputs: ``[landmarks, landmark_mask]``, (B, T, K, 2) float and (B, T) 0/1.
@@ -327,15 +370,18 @@ class LandmarkDynamics(keras.layers.Layer):
         (2, 5, 10)
     """
 
-    def __init__(self, pairs: int, motion_scale: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, pairs: int, motion_scale: float = 10.0, eye_pair: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pairs = int(pairs)
         self.motion_scale = float(motion_scale)
+        self.eye_pair = None if eye_pair is None else int(eye_pair)
 
     def call(self, inputs: Any) -> Any:
         points, found = inputs
         points = ops.cast(points, "float32")
         found = ops.cast(found, "float32")[..., None]
+        if self.eye_pair is not None:
+            points = self._in_eye_frame(points) * found[..., None]
         paired, midline = points[:, :, : 2 * self.pairs], points[:, :, 2 * self.pairs :]
         right, left = paired[:, :, 0::2], paired[:, :, 1::2]
         geometry = ops.concatenate(
@@ -348,6 +394,16 @@ class LandmarkDynamics(keras.layers.Layer):
         step = ops.concatenate([ops.zeros_like(geometry[:, :1]), step], axis=1)
         return ops.concatenate([geometry, self.motion_scale * motion, self.motion_scale * step, found], axis=-1)
 
+    def _in_eye_frame(self, points: Any) -> Any:
+        """(B, T, K, 2) points rotated and scaled so each frame's eye corners sit at (-0.5, 0) and (0.5, 0)."""
+        right, left = points[:, :, 2 * self.eye_pair], points[:, :, 2 * self.eye_pair + 1]
+        axis = left - right
+        length = ops.maximum(ops.sqrt(ops.sum(ops.square(axis), axis=-1, keepdims=True)), 1e-3)
+        cos, sin = (axis[..., :1] / length)[:, :, None], (axis[..., 1:] / length)[:, :, None]
+        offset = points - ((right + left) / 2)[:, :, None]
+        dx, dy = offset[..., :1], offset[..., 1:]
+        return ops.concatenate([cos * dx + sin * dy, cos * dy - sin * dx], axis=-1) / length[:, :, None]
+
     def compute_output_shape(self, input_shape: Any) -> tuple:
         points_shape = input_shape[0]
         groups = self.pairs * 2 + (points_shape[2] - 2 * self.pairs)
@@ -355,5 +411,5 @@ class LandmarkDynamics(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(pairs=self.pairs, motion_scale=self.motion_scale)
+        config.update(pairs=self.pairs, motion_scale=self.motion_scale, eye_pair=self.eye_pair)
         return config

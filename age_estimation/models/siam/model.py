@@ -38,9 +38,10 @@ from age_estimation.models.siam.graph import (
     input_scaling,
     landmark_encoder,
     reads_frames,
+    with_stream_statistics,
 )
 from age_estimation.models.siam.layers import PACKAGE, FoldTime, UnfoldTime, ValidFrames
-from age_estimation.video.landmark_set import LANDMARK_COUNT, LANDMARK_PAIRS
+from age_estimation.video.landmark_set import EYE_CORNER_PAIR, LANDMARK_COUNT, LANDMARK_PAIRS
 
 _DEFAULTS = ModelConfig()
 
@@ -79,6 +80,8 @@ class Siam(keras.Model):
         dynamics_units: int = _DEFAULTS.dynamics_units,
         dynamics_fusion: str = _DEFAULTS.dynamics_fusion,
         frame_summary_dropout: float = _DEFAULTS.frame_summary_dropout,
+        dynamics_statistics: bool = _DEFAULTS.dynamics_statistics,
+        landmark_frame: str = _DEFAULTS.landmark_frame,
         conv_filters: list[int] | tuple[int, ...] = tuple(_DEFAULTS.conv_filters),
         attention_after_block: int = _DEFAULTS.attention_after_block,
         attention_projection: int = _DEFAULTS.attention_projection,
@@ -107,6 +110,8 @@ class Siam(keras.Model):
             dynamics_units=int(dynamics_units),
             dynamics_fusion=dynamics_fusion,
             frame_summary_dropout=float(frame_summary_dropout),
+            dynamics_statistics=bool(dynamics_statistics),
+            landmark_frame=landmark_frame,
             conv_filters=[int(f) for f in conv_filters],
             attention_after_block=attention_after_block,
             attention_projection=attention_projection,
@@ -128,7 +133,7 @@ class Siam(keras.Model):
         )
         prior = (float(age_prior[0]), float(age_prior[1]))
 
-        inputs, frame_codes, landmark_codes, spatial_map = {}, None, None, None
+        inputs, frame_codes, landmark_codes, found, spatial_map = {}, None, None, None, None
         if reads_frames(architecture):
             frames = keras.Input(
                 (clip_length, crop_size, crop_size, 3), batch_size=batch_size, dtype="uint8", name="frames"
@@ -137,15 +142,19 @@ class Siam(keras.Model):
             per_frame, spatial_map = frame_encoder(FoldTime(name="fold_time")(frames), architecture, crop_size)
             frame_codes = UnfoldTime(name="unfold_time")([per_frame, frames])
         mask = inputs["mask"] = keras.Input((clip_length,), batch_size=batch_size, dtype="float32", name="mask")
+        if architecture.reads_landmarks and architecture.landmark_frame == "eyes" and landmark_pairs <= EYE_CORNER_PAIR:
+            raise ValueError(f"model.landmark_frame 'eyes' needs the eye-corner pair (pair {EYE_CORNER_PAIR}) in the "
+                             f"landmark stream, which has {landmark_pairs} pairs")
         if architecture.reads_landmarks:
             inputs["landmarks"] = keras.Input((clip_length, landmark_points, 2), batch_size=batch_size,
                                               dtype="float32", name="landmarks")
             inputs["landmark_mask"] = keras.Input((clip_length,), batch_size=batch_size, dtype="float32",
                                                   name="landmark_mask")
-            landmark_codes = landmark_encoder(inputs["landmarks"], inputs["landmark_mask"], mask, architecture,
-                                              landmark_pairs)
+            landmark_codes, found = landmark_encoder(inputs["landmarks"], inputs["landmark_mask"], mask,
+                                                     architecture, landmark_pairs, EYE_CORNER_PAIR)
         valid = ValidFrames(name="valid_frames")(mask)
         summary, temporal = fused_summary(frame_codes, landmark_codes, valid, architecture)
+        summary = with_stream_statistics(summary, landmark_codes, found, architecture)
         outputs = {"age": age_head(summary, architecture, prior)}
         if spatial_map is not None:
             outputs["spatial_attention"] = keras.layers.Identity(name="spatial_attention", dtype="float32")(
