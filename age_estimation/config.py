@@ -157,13 +157,11 @@ class ModelConfig:
     # Late fusion only: the share of training clips whose pixel summary is zeroed (the whole vector, the
     # rest scaled up as dropout does), so the head also learns to read the stream's summary alone.
     frame_summary_dropout: float = 0.0
-    # Join the clip summary with the landmark codes' mean, standard deviation and maximum over the found
-    # frames (statistics pooling), so the head reads how long and how far the face moves directly.
-    # The coordinates the stream's features are computed in: "template" (the aligned crop's, as stored)
-    # or "eyes" (each frame's points re-centred on the mesh's own eye corners, which removes the head
-    # motion and detector jitter the alignment leaves: about 0.1 eye distances, as much as a smile).
-    # Measured in the README (Evaluate and the ablation): together they improve the stream alone by two
-    # years and the fused model not at all, so both are off by default.
+    # Statistics pooling: the landmark codes' mean, spread and maximum over the found frames join the
+    # clip summary. The stream's coordinates: "template" (the aligned crop's, as stored) or "eyes" (each
+    # frame re-centred on the mesh's own eye corners, removing the ~0.1 eye distances of jitter the
+    # alignment leaves). Measured (README, the ablation): together they improve the stream alone by
+    # two years and the fused model not at all, so both are off by default.
     dynamics_statistics: bool = False
     landmark_frame: Literal["template", "eyes"] = "template"
     conv_filters: list[int] = field(default_factory=lambda: [16, 32, 48, 64])

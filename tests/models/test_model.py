@@ -330,6 +330,6 @@ def test_frame_summary_dropout_zeroes_whole_pixel_summaries_in_training_only(cli
 
 
 def test_eye_frame_needs_the_eye_corner_pair_in_the_stream():
-    with pytest.raises(ValueError, match="landmark_frame 'eyes' needs the eye-corner pair"):
+    with pytest.raises(ValueError, match="eye_pair 10 must index one of the stream's 2 mirror pairs.*'eyes'"):
         Siam(crop_size=CROP, landmark_points=5, landmark_pairs=2, dynamics=True, landmark_frame="eyes",
              conv_filters=[4], attention_after_block=0)

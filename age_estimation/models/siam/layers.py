@@ -375,6 +375,9 @@ class LandmarkDynamics(keras.layers.Layer):
         self.pairs = int(pairs)
         self.motion_scale = float(motion_scale)
         self.eye_pair = None if eye_pair is None else int(eye_pair)
+        if self.eye_pair is not None and not 0 <= self.eye_pair < self.pairs:
+            raise ValueError(f"eye_pair {self.eye_pair} must index one of the stream's {self.pairs} mirror pairs "
+                             "(model.landmark_frame 'eyes' needs the eye corners in the landmark stream)")
 
     def call(self, inputs: Any) -> Any:
         points, found = inputs

@@ -142,9 +142,6 @@ class Siam(keras.Model):
             per_frame, spatial_map = frame_encoder(FoldTime(name="fold_time")(frames), architecture, crop_size)
             frame_codes = UnfoldTime(name="unfold_time")([per_frame, frames])
         mask = inputs["mask"] = keras.Input((clip_length,), batch_size=batch_size, dtype="float32", name="mask")
-        if architecture.reads_landmarks and architecture.landmark_frame == "eyes" and landmark_pairs <= EYE_CORNER_PAIR:
-            raise ValueError(f"model.landmark_frame 'eyes' needs the eye-corner pair (pair {EYE_CORNER_PAIR}) in the "
-                             f"landmark stream, which has {landmark_pairs} pairs")
         if architecture.reads_landmarks:
             inputs["landmarks"] = keras.Input((clip_length, landmark_points, 2), batch_size=batch_size,
                                               dtype="float32", name="landmarks")
