@@ -69,11 +69,15 @@ def ablation(
 
     Folds are the outer loop, so a partial ablation compares all variants on the first folds.
     Resumable: a finished run leaves ``result.json`` in its directory and is not trained again, an
-    interrupted one continues from its backup, and the summary is rewritten after every run.
+    interrupted one continues from its backup, and the summary is rewritten after every run. The
+    summary also counts the variants' runs that ``out_dir`` holds from earlier calls on other folds,
+    so an ablation run a few folds at a time ends with one table over all of them.
     """
     variants, folds = ablation_plan(cfg, variants, folds)
     out_dir = Path(out_dir)
-    runs: list[dict[str, Any]] = []
+    runs = [row for fold in range(cfg.data.folds) if fold not in folds for variant in variants
+            if (row := _finished_ablation_run(ablation_config(cfg, variant, fold), _run_dir(out_dir, variant, fold)))]
+    planned = len(set(folds) | {row["fold"] for row in runs})
     summary: dict[str, Any] = {}
     for fold in folds:
         for variant in variants:
@@ -81,7 +85,7 @@ def ablation(
             row = _finished_ablation_run(run_cfg, run_dir) or _ablation_run(run_cfg, run_dir, variant, fold)
             runs.append(row)
             print(f"{variant:14s} fold {fold}: held-out MAE {row['mae']:.2f}")
-            summary = _write_ablation(cfg, out_dir, runs, len(folds))
+            summary = _write_ablation(cfg, out_dir, runs, planned)
     return summary
 
 

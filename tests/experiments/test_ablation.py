@@ -146,7 +146,7 @@ def test_ablation_resumes_and_rewrites_the_table_after_every_run(tmp_path, monke
     older = yaml.safe_load(recorded.read_text())
     del older["model"]["landmark_frame"]
     recorded.write_text(yaml.safe_dump(older))
-    assert ablation(cfg, out, variants=("siam",), folds=[0])["runs"] == summary["runs"][:1] and calls == []
+    assert ablation(cfg, out, variants=("siam",), folds=[0])["table"][0]["folds"] == [0, 1] and calls == []
     with pytest.raises(ValueError, match="siam-fold0: holds a run of another configuration"):
         ablation(with_changes(cfg, train={"epochs": 3}), out, variants=("siam",))
     # an interrupted run (config written, no result) of another configuration is refused as well
@@ -155,6 +155,18 @@ def test_ablation_resumes_and_rewrites_the_table_after_every_run(tmp_path, monke
     with pytest.raises(ValueError, match="no_spatial-fold0: holds a run of another configuration"):
         ablation(cfg, out, variants=("no_spatial",), folds=[0])
     assert calls == []
+
+
+def test_an_ablation_run_a_fold_at_a_time_ends_with_one_table(tmp_path, monkeypatch):
+    cfg = load_config(None, ["data.source=csv", "data.folds=2"])
+    calls, out = [], tmp_path / "abl"
+    monkeypatch.setattr(experiments, "train", _stand_in_trainer(calls))
+    ablation(cfg, out, variants=("siam", "dynamics_only"), folds=[1])
+    summary = ablation(cfg, out, variants=("siam", "dynamics_only"), folds=[0])
+    assert [(v, f) for v, _, f, _ in calls] == [("siam", 1), ("dynamics_only", 1), ("siam", 0), ("dynamics_only", 0)]
+    assert [(row["variant"], row["folds"]) for row in summary["table"]] == [("siam", [0, 1]), ("dynamics_only", [0, 1])]
+    assert "| siam | 2/2 |" in (out / "ablation.md").read_text()
+    assert ablation(cfg, out, variants=("siam",), folds=[0])["table"][0]["folds"] == [0, 1] and len(calls) == 4
 
 
 def test_plan_defaults_to_every_variant_and_fold_and_checks_them():
