@@ -20,6 +20,7 @@ from age_estimation.models.siam.layers import (
     SpatialAttention,
     TemporalAttention,
 )
+from age_estimation.video.landmark_set import EYE_CORNER_PAIR
 
 # keras.applications backbones and the input range each expects.
 BACKBONE_SCALING = {
@@ -94,18 +95,16 @@ def _spatial_attention(config: ModelConfig) -> SpatialAttention:
     )
 
 
-def landmark_encoder(
-    landmarks: Any, landmark_mask: Any, mask: Any, config: ModelConfig, pairs: int, eye_pair: int
-) -> tuple[Any, Any]:
+def landmark_encoder(landmarks: Any, landmark_mask: Any, mask: Any, config: ModelConfig, pairs: int) -> tuple[Any, Any]:
     """(B, T, dynamics_units) per-frame codes of the landmark stream and the (B, T) marks of found frames.
 
     The codes are flip-invariant features through two dense layers. A frame counts as found only when
     it is also a real frame (``mask``), so padding never enters the clip's statistics whatever the
-    caller put in ``landmark_mask``. ``eye_pair`` is the outer eye corners' pair, the origin and axis of
-    the features with ``model.landmark_frame: eyes``.
+    caller put in ``landmark_mask``. With ``model.landmark_frame: eyes`` the outer eye corners' pair is
+    the features' origin and axis.
     """
     found = keras.layers.Multiply(name="found_frames")([landmark_mask, mask])
-    frame_pair = eye_pair if config.landmark_frame == "eyes" else None
+    frame_pair = EYE_CORNER_PAIR if config.landmark_frame == "eyes" else None
     x = LandmarkDynamics(pairs, eye_pair=frame_pair, name="landmark_dynamics")([landmarks, found])
     x = keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_hidden")(x)
     return keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_embedding")(x), found

@@ -383,8 +383,8 @@ class LandmarkDynamics(keras.layers.Layer):
         points, found = inputs
         points = ops.cast(points, "float32")
         found = ops.cast(found, "float32")[..., None]
-        if self.eye_pair is not None:
-            points = self._in_eye_frame(points) * found[..., None]
+        if self.eye_pair is not None:  # missing frames are masked out of the geometry below
+            points = self._in_eye_frame(points)
         paired, midline = points[:, :, : 2 * self.pairs], points[:, :, 2 * self.pairs :]
         right, left = paired[:, :, 0::2], paired[:, :, 1::2]
         geometry = ops.concatenate(

@@ -41,7 +41,7 @@ from age_estimation.models.siam.graph import (
     with_stream_statistics,
 )
 from age_estimation.models.siam.layers import PACKAGE, FoldTime, UnfoldTime, ValidFrames
-from age_estimation.video.landmark_set import EYE_CORNER_PAIR, LANDMARK_COUNT, LANDMARK_PAIRS
+from age_estimation.video.landmark_set import LANDMARK_COUNT, LANDMARK_PAIRS
 
 _DEFAULTS = ModelConfig()
 
@@ -148,7 +148,7 @@ class Siam(keras.Model):
             inputs["landmark_mask"] = keras.Input((clip_length,), batch_size=batch_size, dtype="float32",
                                                   name="landmark_mask")
             landmark_codes, found = landmark_encoder(inputs["landmarks"], inputs["landmark_mask"], mask,
-                                                     architecture, landmark_pairs, EYE_CORNER_PAIR)
+                                                     architecture, landmark_pairs)
         valid = ValidFrames(name="valid_frames")(mask)
         summary, temporal = fused_summary(frame_codes, landmark_codes, valid, architecture)
         summary = with_stream_statistics(summary, landmark_codes, found, architecture)
