@@ -4,8 +4,10 @@ TensorFlow and OpenCV's FFmpeg read an environment variable when they start logg
 (``TF_CPP_MIN_LOG_LEVEL``, ``OPENCV_FFMPEG_LOGLEVEL``). MediaPipe and LiteRT write their C++ logs
 (``INFO: Created TensorFlow Lite XNNPACK delegate``, ``W0000 ... inference_runner_litert.cc``)
 straight to file descriptor 2, and no setting turns them off, so the calls that print them run
-inside ``native_logs_hidden()``. The choice is kept in the environment so that spawned worker
-processes start with it.
+inside ``native_logs_hidden()``. TensorFlow's own start-up lines (the oneDNN notice, the CPU-feature
+banner) are written before its absl logging is initialised, where ``TF_CPP_MIN_LOG_LEVEL`` does not
+reach, so its first import runs inside that block too. The choice is kept in the environment so that
+spawned worker processes start with it.
 
 Example:
     >>> set_library_logs(verbose=False)  # before TensorFlow or OpenCV is imported
@@ -16,6 +18,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import logging
 import os
 import sys
@@ -42,6 +47,10 @@ def set_library_logs(verbose: bool) -> None:
             os.environ.setdefault(name, value)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.ERROR)
+    if not verbose and "tensorflow" not in sys.modules and not any(
+        isinstance(finder, _QuietImport) for finder in sys.meta_path
+    ):
+        sys.meta_path.insert(0, _QuietImport("tensorflow"))
 
 
 def library_logs_shown() -> bool:
@@ -69,6 +78,37 @@ def native_logs_hidden() -> Iterator[None]:
         yield
     finally:
         _restore_descriptor()
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Runs the first import of one package with its native logs hidden (``native_logs_hidden``); it is
+    still imported only when the code asks for it, so commands that never need it pay nothing."""
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+        if name != self.package:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """A package's own loader, with the module's body run inside ``native_logs_hidden``."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> object:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: object) -> None:
+        with native_logs_hidden():
+            self.loader.exec_module(module)
 
 
 _hidden_lock = threading.Lock()

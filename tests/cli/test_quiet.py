@@ -84,6 +84,17 @@ def test_synth_prints_only_its_own_lines(tmp_path: Path) -> None:
     assert "2 videos of 2 subjects" in result.stdout
 
 
+def test_tensorflow_imports_without_its_start_up_lines_and_stderr_stays_open() -> None:
+    script = ("import sys\nfrom age_estimation.logs import set_library_logs\nset_library_logs(verbose=False)\n"
+              "import tensorflow\nprint('ours', file=sys.stderr)\n")
+    env = {k: v for k, v in os.environ.items() if k not in {SHOW_ENV, *QUIET_ENV}}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _library_lines(result) == []
+    assert result.stderr.strip() == "ours"
+
+
 def test_native_logs_are_hidden_only_inside_the_block(capfd: pytest.CaptureFixture,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SHOW_ENV, "0")
