@@ -1,4 +1,5 @@
-"""A tiny trained run directory and random clips, shared by the export and inference tests."""
+"""A tiny trained run directory, random clips and landmarks, and a prepared cache, shared by the export and
+inference tests. A run or cache with the landmark stream (``model.dynamics``) is made by the same functions."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from age_estimation.video.landmark_set import LANDMARK_COUNT
 
 CROP = 32
 CLIP = 8
@@ -24,8 +27,9 @@ TINY_OVERRIDES = [
 ]
 
 
-def make_tiny_run(root: Path, overrides: list[str] | None = None) -> Path:
-    """Train a tiny SIAM briefly on random clips and save it as a run dir (model.keras + config.yaml)."""
+def make_tiny_run(root: Path, overrides: list[str] | None = None, name: str = "tiny-20250101-000000") -> Path:
+    """Train a tiny SIAM briefly on random clips (and random landmarks when the config reads them) and save
+    it as a run dir (model.keras + config.yaml)."""
     import keras
 
     from age_estimation.config import load_config, save_config
@@ -36,12 +40,15 @@ def make_tiny_run(root: Path, overrides: list[str] | None = None) -> Path:
     )
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (8, CLIP, CROP, CROP, 3), dtype=np.uint8)
+    inputs = {"frames": rng.integers(0, 256, (8, CLIP, CROP, CROP, 3), dtype=np.uint8),
+              "mask": np.ones((8, CLIP), np.float32)}
     ages = rng.uniform(10, 70, (8, 1)).astype("float32")
+    if cfg.model.dynamics:
+        inputs["landmarks"], inputs["landmark_mask"] = random_landmarks(8, seed=0)
     model = build_siam(cfg.model, crop_size=CROP, age_prior=(33.0, 12.0))  # not the default prior
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss={"age": "mse"})
-    model.fit({"frames": frames, "mask": np.ones((8, CLIP), np.float32)}, {"age": ages}, epochs=3, verbose=0)
-    run = root / "runs" / "tiny-20250101-000000"
+    model.fit({key: inputs[key] for key in model.input}, {"age": ages}, epochs=3, verbose=0)
+    run = root / "runs" / name
     run.mkdir(parents=True)
     model.save(run / "model.keras")
     save_config(cfg, run / "config.yaml")
@@ -61,32 +68,42 @@ def random_clips(count: int, steps: int = CLIP, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, steps, CROP, CROP, 3), dtype=np.uint8)
 
 
-def make_tiny_cache(cache_dir: Path, subjects: int = 6, frames: int = 10, seed: int = 2) -> dict[str, float]:
-    """Write a prepared cache (the data/cache.py contract) of random aligned clips; returns id -> age."""
+def random_landmarks(count: int, steps: int = CLIP, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(count, steps, K, 2) float32 landmarks (one face layout for every seed, moving a little) and a
+    (count, steps) found mask with about one frame in eight missed (its landmarks zero, as the aligner gives them)."""
+    layout = np.random.default_rng(0).normal(0.0, 0.6, (1, 1, LANDMARK_COUNT, 2))
+    rng = np.random.default_rng(seed)
+    points = layout + rng.normal(0.0, 0.05, (count, steps, LANDMARK_COUNT, 2))
+    found = (rng.random((count, steps)) > 0.125).astype(np.float32)
+    return (points * found[..., None, None]).astype(np.float32), found
+
+
+def make_tiny_cache(
+    cache_dir: Path, subjects: int = 6, frames: int = 10, seed: int = 2, landmarks: bool = False
+) -> dict[str, float]:
+    """Write a prepared cache (the data/cache.py contract) of random aligned clips, with a random landmark
+    stream when ``landmarks`` (cache format 3); returns id -> age."""
     from age_estimation.atomic_files import write_json_atomic
     from age_estimation.config import AlignConfig
     from age_estimation.data.cache import empty_index, encode_clip, write_clip_shard
 
     rng = np.random.default_rng(seed)
-    index = empty_index(AlignConfig(crop_size=CROP))
+    index = empty_index(AlignConfig(crop_size=CROP, landmarks=landmarks))
     ages = {}
     for i in range(subjects):
         vid, age = f"clip{i:02d}-0000000{i}", float(rng.uniform(10, 70))
         clip = rng.integers(0, 256, (frames, CROP, CROP, 3), dtype=np.uint8)
         shard = f"shards/{vid}.tfrecord"
-        write_clip_shard(
-            cache_dir / shard, encode_clip(vid, clip, np.ones(frames), np.arange(frames), age, f"s{i}")
-        )
+        stream, entry = {}, {}
+        if landmarks:
+            points, found = random_landmarks(1, frames, seed=seed + i)
+            stream = {"landmarks": points[0], "landmark_found": found[0] > 0}
+            entry = {"landmark_frames": int(found.sum())}
+        records = encode_clip(vid, clip, np.ones(frames), np.arange(frames), age, f"s{i}", **stream)
+        write_clip_shard(cache_dir / shard, records)
         index["videos"][vid] = {
-            "source": f"{vid}.mp4",
-            "source_sha256": "0" * 64,
-            "shard": shard,
-            "frames": frames,
-            "faces": frames,
-            "age": age,
-            "subject": f"s{i}",
-            "label": "",
-            "split": "",
+            "source": f"{vid}.mp4", "source_sha256": "0" * 64, "shard": shard, "frames": frames, "faces": frames,
+            **entry, "age": age, "subject": f"s{i}", "label": "", "split": "",
         }
         ages[vid] = age
     write_json_atomic(cache_dir / "index.json", index)

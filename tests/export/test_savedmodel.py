@@ -13,8 +13,8 @@ import tensorflow as tf
 from age_estimation.export.savedmodel import export_savedmodel, next_version
 from age_estimation.inference.spec import read_spec
 from age_estimation.video.landmark_set import LANDMARK_COUNT
-from tests.inference.dynamics_run import dynamics_export, random_landmarks
-from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_run, random_clips
+from tests.inference.dynamics_run import dynamics_export
+from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_run, random_clips, random_landmarks
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,16 @@ from age_estimation.export import report, tflite
 from age_estimation.export.clips import cache_clips
 from age_estimation.inference.runtimes import KerasPredictor, TFLitePredictor
 from age_estimation.video.landmark_set import LANDMARK_COUNT
-from tests.inference.dynamics_run import dynamics_export, random_landmarks
-from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_cache, make_tiny_run, random_clips
+from tests.inference.dynamics_run import dynamics_export
+from tests.tiny_run import (
+    CLIP,
+    CROP,
+    load_tiny_run,
+    make_tiny_cache,
+    make_tiny_run,
+    random_clips,
+    random_landmarks,
+)
 
 pytestmark = pytest.mark.slow  # four TFLite conversions per model: about 30 s on an idle 2-core machine
 

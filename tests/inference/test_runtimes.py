@@ -20,8 +20,16 @@ from age_estimation.inference.runtimes import (
 from age_estimation.inference.spec import DeploymentSpec
 from age_estimation.models.siam.model import build_siam
 from age_estimation.video.landmark_set import LANDMARK_COUNT
-from tests.inference.dynamics_run import dynamics_export, random_landmarks
-from tests.tiny_run import CLIP, CROP, TINY_OVERRIDES, load_tiny_run, make_tiny_run, random_clips
+from tests.inference.dynamics_run import dynamics_export
+from tests.tiny_run import (
+    CLIP,
+    CROP,
+    TINY_OVERRIDES,
+    load_tiny_run,
+    make_tiny_run,
+    random_clips,
+    random_landmarks,
+)
 
 
 @pytest.fixture(scope="module")

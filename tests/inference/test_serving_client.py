@@ -34,8 +34,8 @@ from age_estimation.inference.serving_client import (
     rest_row_request,
 )
 from age_estimation.video.landmark_set import LANDMARK_COUNT
-from tests.inference.dynamics_run import dynamics_export, random_landmarks
-from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_run, random_clips
+from tests.inference.dynamics_run import dynamics_export
+from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_run, random_clips, random_landmarks
 
 MODEL = "siam"
 
