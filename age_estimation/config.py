@@ -81,9 +81,8 @@ class AlignConfig:
     # cut-off file falls far short (the first 60 KB of a 472-frame mp4 decodes 30 frames). An align
     # key, so part of the cache key, because it decides which clips the cache holds.
     accept_truncated: bool = False
-    # Run the 468-point face mesh on every aligned frame's source region and store a subset of its
-    # landmarks (video/landmarks.py) beside the crops: the stream ``model.dynamics`` reads. Costs
-    # about 5 ms a frame on one core.
+    # Run the face mesh on every aligned frame's source region and store a subset of its landmarks
+    # (video/landmarks.py) beside the crops: the stream ``model.dynamics`` reads (a few ms a frame).
     landmarks: bool = True
 
 
@@ -113,10 +112,11 @@ class DataConfig:
     folds: int = 5
     fold: int = 0
     heldout_fraction: float = 0.2
-    # -1: hold out ``heldout_fraction`` of the subjects (one per age stratum). 0..folds-1: cut all
-    # subjects into ``folds`` age-stratified folds, hold this one out and take ``fold`` of the rest's
-    # k-fold as validation, so running every value holds each subject out once (the ablation does).
+    # -1: hold out ``heldout_fraction`` of the subjects (one per age stratum). 0..folds-1: hold out this
+    # one of ``folds`` age-stratified folds of all subjects, so every value holds each subject out once.
     heldout_fold: int = -1
+    # > 0: train on this many of the training subjects (one per age stratum), for a learning curve.
+    train_subjects: int = 0
     split_seed: int = 0
     shuffle_buffer: int = 256
     deterministic: bool = False
@@ -428,6 +428,7 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
         (cfg.model.dynamics_units >= 1, "model.dynamics_units must be at least 1"),
         (cfg.align.crop_size >= 16, "align.crop_size must be at least 16"),
         (cfg.align.detect_every >= 1, "align.detect_every must be at least 1"),
+        (cfg.data.train_subjects >= 0, "data.train_subjects must be 0 (all) or more"),
         (cfg.align.max_side >= 64, "align.max_side must be at least 64"),
         (len(cfg.model.conv_filters) >= 1, "model.conv_filters needs at least one block"),
         (

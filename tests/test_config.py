@@ -89,6 +89,7 @@ def test_unknown_keys_and_sections_list_the_known_ones(tmp_path: Path) -> None:
         ("data.path=3", "'data.path' must be a string"),
         ("data.augment=on", r"'data\.augment' must be a mapping"),
         ("data.fold=7", "data.fold must be in"),
+        ("data.train_subjects=-1", r"data.train_subjects must be 0 \(all\) or more"),
         ("model.dynamics_fusion=middle", r"'model.dynamics_fusion' must be one of \['early', 'late'\]"),
         ("model.frame_summary_dropout=1.0", r"model.frame_summary_dropout must be in \[0, 1\)"),
         ("model.landmark_frame=nose", r"'model.landmark_frame' must be one of \['template', 'eyes'\]"),

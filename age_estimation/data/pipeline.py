@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from age_estimation.config import AugmentConfig, DataConfig, PipelineConfig
 from age_estimation.data.cache import parse_clip, read_index, read_shards
-from age_estimation.data.splits import dev_heldout_split, kfold_splits
+from age_estimation.data.splits import dev_heldout_split, kfold_splits, subsample_subjects
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Independent random streams drawn from one per-element seed.
@@ -170,6 +170,7 @@ def build_split_datasets(
         dev_ids, heldout_ids = dev_heldout_split(index, data.heldout_fraction, data.split_seed, data.folds,
                                                  data.heldout_fold)
         train_ids, val_ids = kfold_splits(dev_ids, index, data.folds, data.split_seed)[fold]
+        train_ids = subsample_subjects(train_ids, index, data.train_subjects, data.split_seed)
     except ValueError as err:
         raise ValueError(f"{cache_dir}: dataset too small or unusable for the splits: {err}") from err
     return SplitData(

@@ -127,6 +127,15 @@ def kfold_splits(
     return folds
 
 
+def subsample_subjects(video_ids: Iterable[str], index: Mapping[str, Any], count: int, seed: int) -> list[str]:
+    """The videos of ``count`` of the subjects of ``video_ids``, one drawn from each of ``count`` age strata
+    (all of them when there are no more): a smaller training set with the same age spread."""
+    subjects = group_subjects(list(video_ids), index)
+    if count <= 0 or count >= len(subjects):
+        return sorted(vid for s in subjects for vid in s.video_ids)
+    return sorted(vid for s in _one_per_stratum(subjects, count, seed) for vid in s.video_ids)
+
+
 def _explicit_side(subject: Subject, index: Mapping[str, Any]) -> str | None:
     """'heldout', 'dev' or None from the subject's ``split`` fields; conflicting marks are an error."""
     labels = {str(index["videos"][vid].get("split", "") or "").strip().lower() for vid in subject.video_ids}

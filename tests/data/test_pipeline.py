@@ -253,6 +253,15 @@ def test_split_datasets_are_subject_independent(cache):
     assert split.steps_per_epoch == steps_per_epoch(split.counts["train"], 4)
 
 
+def test_train_subjects_shrinks_only_the_training_side(cache):
+    cfg = split_config(cache["dir"], 3)
+    full = build_split_datasets(cfg, fold=1, seed=0)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_subjects=2))
+    small = build_split_datasets(cfg, fold=1, seed=0)
+    assert small.counts["subjects_train"] == 2 and set(small.train_ids) < set(full.train_ids)
+    assert (small.val_ids, small.heldout_ids) == (full.val_ids, full.heldout_ids)
+
+
 def test_too_few_subjects_names_the_cache_dir(cache):
     with pytest.raises(ValueError, match=rf"{cache['dir']}.*10 folds need at least 10 subjects.*only 9"):
         build_split_datasets(split_config(cache["dir"], 10))

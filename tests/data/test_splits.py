@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from age_estimation.data.splits import group_subjects, heldout_split, kfold_splits
+from age_estimation.data.splits import group_subjects, heldout_split, kfold_splits, subsample_subjects
 
 
 def make_index(n_subjects: int = 40, seed: int = 0, splits: dict[str, str] | None = None) -> dict:
@@ -146,3 +146,18 @@ def test_heldout_folds_hold_every_subject_out_once():
     assert dev_heldout_split(index, 0.2, 0, folds=5) == heldout_split(index, 0.2, 0)  # -1: the stratified fraction
     with pytest.raises(ValueError, match="held-out fold 5 is outside"):
         dev_heldout_split(index, 0.2, 0, folds=5, heldout_fold=5)
+
+
+def test_subsampled_subjects_keep_whole_subjects_and_the_age_spread():
+    index = make_index(60)
+    ids = sorted(index["videos"])
+    kept = subsample_subjects(ids, index, 15, seed=0)
+    kept_subjects = subjects_of(index, kept)
+    assert len(kept_subjects) == 15
+    assert kept == sorted(vid for vid in ids if index["videos"][vid]["subject"] in kept_subjects)  # every video
+    ages = sorted({index["videos"][vid]["age"] for vid in kept})
+    all_ages = np.sort([s.mean_age for s in group_subjects(ids, index)])
+    quarters = np.array_split(all_ages, 4)
+    assert all(sum(q[0] <= a <= q[-1] for a in ages) >= 3 for q in quarters)  # one per stratum: every quarter
+    assert subsample_subjects(ids, index, 15, seed=0) == kept
+    assert subsample_subjects(ids, index, 0, seed=0) == ids == subsample_subjects(ids, index, 99, seed=0)
