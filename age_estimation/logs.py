@@ -1,7 +1,7 @@
 """Library logs: hidden by default, all shown with ``-v``; chosen once per process, inherited by workers.
 
 TensorFlow and OpenCV's FFmpeg read an environment variable when they start logging
-(``TF_CPP_MIN_LOG_LEVEL``, ``OPENCV_FFMPEG_LOGLEVEL``). MediaPipe and LiteRT write their C++ logs
+(``TF_CPP_MIN_LOG_LEVEL``, ``OPENCV_FFMPEG_LOGLEVEL``). LiteRT writes its C++ logs
 (``INFO: Created TensorFlow Lite XNNPACK delegate``, ``W0000 ... inference_runner_litert.cc``)
 straight to file descriptor 2, and no setting turns them off, so the calls that print them run
 inside ``native_logs_hidden()``. TensorFlow's own start-up lines (the oneDNN notice, the CPU-feature
@@ -12,7 +12,7 @@ spawned worker processes start with it.
 Example:
     >>> set_library_logs(verbose=False)  # before TensorFlow or OpenCV is imported
     >>> with native_logs_hidden():
-    ...     detector = vision.FaceDetector.create_from_options(options)
+    ...     interpreter = Interpreter(model_path=path)
 """
 
 from __future__ import annotations

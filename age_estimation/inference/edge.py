@@ -1,9 +1,9 @@
-"""The edge path, as a mobile app runs it: video -> MediaPipe alignment -> LiteRT model, with no TensorFlow.
+"""The edge path, as a mobile app runs it: video -> alignment (BlazeFace, LiteRT) -> LiteRT model, no TensorFlow.
 
 Everything the model needs (crop size, T, alignment template, the landmark stream's K) comes from the
-``.tflite`` file's JSON sidecar, so a phone or a Raspberry Pi needs only the two files, OpenCV, MediaPipe
-and LiteRT. For a model that reads the landmark stream the aligner also runs the face mesh (with LiteRT)
-on every frame and the windows carry its landmarks into the model's ``landmarks`` inputs.
+``.tflite`` file's JSON sidecar, so a phone or a Raspberry Pi needs only the two files, MediaPipe's two
+face models, OpenCV and LiteRT. For a model that reads the landmark stream the aligner also runs the face
+mesh (with LiteRT) on every frame and the windows carry its landmarks into the model's ``landmarks`` inputs.
 
 Example:
     python -m age_estimation.inference.edge exported/tflite/siam/1/float32.tflite clip.mp4

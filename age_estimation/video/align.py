@@ -1,7 +1,7 @@
 """Face detection and alignment: MediaPipe BlazeFace keypoints -> smoothed similarity transform -> crop.
 
-Per frame, the MediaPipe Tasks ``FaceDetector`` (BlazeFace short-range) finds faces; one face is
-followed through the clip (the largest and most central first, then by overlap with its last box:
+Per frame, MediaPipe's BlazeFace short-range detector, run by LiteRT (``video/face_detector.py``), finds
+faces; one face is followed through the clip (the largest and most central first, then by overlap with its last box:
 ``video/face_track.py``).
 Its eye centres, optionally refined by the 468-point face mesh run with LiteRT, are interpolated over
 frames without a detection, smoothed over time (3-frame median, then Savitzky-Golay), and mapped by
@@ -33,11 +33,10 @@ import numpy as np
 from age_estimation.config import AlignConfig
 from age_estimation.logs import native_logs_hidden
 from age_estimation.video.decode import VideoStream
+from age_estimation.video.face_detector import FaceDetector
 from age_estimation.video.face_mesh import FaceMesh
-from age_estimation.video.face_models import FACE_DETECTOR, asset_path
 from age_estimation.video.face_track import Detection, track_step
 from age_estimation.video.landmarks import LandmarkTracker
-from age_estimation.video.mediapipe_tasks import import_mediapipe
 from age_estimation.video.tracking import EyeTrack
 
 # Frames per second assumed for ``align.max_gap_seconds`` when the caller does not know the video's.
@@ -112,21 +111,15 @@ class _Pending:
 class FaceAligner:
     """Detects, tracks and aligns one face per clip with the settings of an ``AlignConfig``.
 
-    Holds a MediaPipe detector (and LiteRT face mesh interpreters for ``use_face_mesh`` and ``landmarks``);
+    Holds LiteRT interpreters: the face detector, and the face mesh for ``use_face_mesh`` and ``landmarks``;
     build once per process and reuse; ``close()`` or use as a context manager. Their C++ logs are
     hidden unless library logs are shown (``age_estimation.logs``).
     """
 
     def __init__(self, cfg: AlignConfig) -> None:
         self.cfg = cfg
-        mp, vision, base_options = import_mediapipe()
-        self._mp = mp
-        options = vision.FaceDetectorOptions(
-            base_options=base_options(model_asset_path=str(asset_path(FACE_DETECTOR))),
-            min_detection_confidence=cfg.min_detection_confidence,
-        )
         with native_logs_hidden():
-            self._detector = vision.FaceDetector.create_from_options(options)
+            self._detector: FaceDetector | None = FaceDetector(cfg.min_detection_confidence)
             self._mesh = FaceMesh() if cfg.use_face_mesh else None
             self._landmarks = LandmarkTracker(cfg) if cfg.landmarks else None
 
@@ -138,28 +131,13 @@ class FaceAligner:
 
     def close(self) -> None:
         """Release the detector."""
-        if self._detector is not None:
-            with native_logs_hidden():
-                self._detector.close()
-            self._detector = None
+        self._detector = None
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """All faces in one RGB frame, with eye centres refined by the face mesh when enabled."""
-        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
-        height, width = frame.shape[:2]
-        with native_logs_hidden():
-            result = self._detector.detect(image)
-        found = []
-        for item in result.detections:
-            box = item.bounding_box
-            points = np.array([[k.x * width, k.y * height] for k in item.keypoints[:2]], dtype=np.float64)
-            found.append(
-                Detection(
-                    box=np.array([box.origin_x, box.origin_y, box.width, box.height], dtype=np.float64),
-                    score=float(item.categories[0].score),
-                    eyes=points[np.argsort(points[:, 0])],
-                )
-            )
+        if self._detector is None:
+            raise RuntimeError("this FaceAligner is closed")
+        found = self._detector.detect(np.ascontiguousarray(frame))
         if self._mesh is not None:
             for det in found:
                 det.eyes = self._mesh.refine_eyes(frame, det.eyes, det.centre, float(det.box[2:].max()))

@@ -235,10 +235,23 @@ def _to_rgb(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     scale = 1.0
     if max(height, width) > max_side:
         scale = max_side / max(height, width)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        frame = downscale(frame, (max(1, round(width * scale)), max(1, round(height * scale))))
     if frame.ndim == 2 or frame.shape[2] == 1:
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB), scale
     if frame.shape[2] == 4:
         return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB), scale
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), scale
+
+
+def downscale(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``frame`` resized down to ``size`` (width, height) without aliasing: halved by area averaging while it
+    is at least twice the size, then bilinear for the rest (a factor above 1/2, where bilinear does not alias).
+
+    OpenCV averages exact halves on a fast path; one INTER_AREA resize by another factor takes the general one,
+    which cost 4.1 ms of CPU a 1080p frame to 640 px here against 1.2 ms for this, 0.4 grey levels apart.
+    """
+    while frame.shape[1] >= 2 * size[0] and frame.shape[0] >= 2 * size[1]:
+        frame = cv2.resize(frame, (frame.shape[1] // 2, frame.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    if (frame.shape[1], frame.shape[0]) != tuple(size):
+        frame = cv2.resize(frame, tuple(size), interpolation=cv2.INTER_LINEAR)
+    return frame

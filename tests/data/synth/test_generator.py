@@ -95,38 +95,31 @@ def test_every_video_decodes_the_frames_its_container_claims(tiny_dataset: tuple
 
 
 def test_blazeface_detects_the_face_in_most_informative_frames(tmp_path: Path) -> None:
-    mp = pytest.importorskip("mediapipe")
-    from mediapipe.tasks.python import BaseOptions, vision
-
-    from age_estimation.video.face_models import FACE_DETECTOR, AssetError, asset_path
+    from age_estimation.video.face_detector import FaceDetector
+    from age_estimation.video.face_models import AssetError
 
     try:
-        model = asset_path(FACE_DETECTOR)
+        detector = FaceDetector()
     except AssetError as err:
         pytest.skip(str(err))
     cfg = replace(TINY, subjects=2, videos_per_subject=1, frames=16, frame_size=192)
     _generate(tmp_path, cfg)
     truth = json.loads((tmp_path / oracle.GROUND_TRUTH_NAME).read_text())
-    options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(model)))
     hits, total, eye_errors = 0, 0, []
-    with vision.FaceDetector.create_from_options(options) as detector:
-        for rel, entry in truth["videos"].items():
-            plan = plan_video(cfg, int(entry["subject"]) - 1, 0)
-            for frame, flag, state in zip(_decode(tmp_path / rel), entry["informative"], plan.states):
-                if not flag:
-                    continue
-                rgb = np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-                result = detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
-                total += 1
-                if result.detections:
-                    hits += 1
-                    keypoints = result.detections[0].keypoints[:2]
-                    found = sorted((k.x * cfg.frame_size, k.y * cfg.frame_size) for k in keypoints)
-                    theta = np.deg2rad(state.angle_deg)
-                    for (fx, fy), side in zip(found, (-0.5, 0.5)):
-                        ex = state.centre[0] + state.iod_px * side * np.cos(theta)
-                        ey = state.centre[1] + state.iod_px * side * np.sin(theta)
-                        eye_errors.append(np.hypot(fx - ex, fy - ey) / state.iod_px)
+    for rel, entry in truth["videos"].items():
+        plan = plan_video(cfg, int(entry["subject"]) - 1, 0)
+        for frame, flag, state in zip(_decode(tmp_path / rel), entry["informative"], plan.states):
+            if not flag:
+                continue
+            found = detector.detect(np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
+            total += 1
+            if found:
+                hits += 1
+                theta = np.deg2rad(state.angle_deg)
+                for (fx, fy), side in zip(found[0].eyes, (-0.5, 0.5)):
+                    ex = state.centre[0] + state.iod_px * side * np.cos(theta)
+                    ey = state.centre[1] + state.iod_px * side * np.sin(theta)
+                    eye_errors.append(np.hypot(fx - ex, fy - ey) / state.iod_px)
     assert total >= 10
     assert hits >= 0.9 * total
     assert np.median(eye_errors) < 0.15  # detected eyes sit where the cue-region template assumes
