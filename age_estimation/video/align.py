@@ -1,8 +1,8 @@
 """Face detection and alignment: MediaPipe BlazeFace keypoints -> smoothed similarity transform -> crop.
 
 Per frame, MediaPipe's BlazeFace short-range detector, run by LiteRT (``video/face_detector.py``), finds
-faces; one face is followed through the clip (the largest and most central first, then by overlap with its last box:
-``video/face_track.py``).
+faces; one face is followed through the clip (the largest and most central first, then by overlap with
+its last box: ``video/face_track.py``).
 Its eye centres, optionally refined by the 468-point face mesh run with LiteRT, are interpolated over
 frames without a detection, smoothed over time (3-frame median, then Savitzky-Golay), and mapped by
 a similarity transform onto a fixed template: the eyes land on ``(S*(1-d)/2, S*eye_y)`` and
