@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +52,13 @@ def bench_prepare(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> dict
     if cfg.align.landmarks:
         out["pixels_only"] = prepare_figures(paths, pixels, sizes, workers=False, sparse=False)
         out["pixels_only"].update(parallel_figures(parallel, pixels, sizes))
-    hd = [write_face_video(workdir / f"hd{i}.mp4", frames=40, size=(1920, 1080), seed=i)
+    hd = [write_face_video(workdir / f"hd{i}.mp4", frames=sizes.hd_video_frames, size=(1920, 1080), seed=i)
           for i in range(max(2, sizes.videos // 12))]
-    hd_sizes = dataclasses.replace(sizes, repeats=max(1, sizes.repeats // 2))
-    out["1080p"] = prepare_figures(hd, pixels, hd_sizes, workers=False)
+    out["1080p"] = prepare_figures(hd, pixels, sizes, workers=False)
     if cfg.align.landmarks:
-        out["1080p_landmarks"] = prepare_figures(hd, cfg.align, hd_sizes, workers=False, sparse=False)
+        out["1080p_landmarks"] = prepare_figures(hd, cfg.align, sizes, workers=False, sparse=False)
     mesh_align = dataclasses.replace(pixels, use_face_mesh=True)
-    out["1080p_face_mesh"] = prepare_figures(hd, mesh_align, hd_sizes, workers=False, sparse=False)
+    out["1080p_face_mesh"] = prepare_figures(hd, mesh_align, sizes, workers=False, sparse=False)
     still = write_face_video(workdir / "still.mp4", frames=40, size=(256, 256), motion=0.0)
     jitter_align = dataclasses.replace(pixels, crop_size=112)
     out["jitter"] = alignment_jitter(still, jitter_align)
@@ -99,40 +98,54 @@ def prepare_figures(
 ) -> dict[str, Any]:
     """Decode-only and prepare frames/s of ``paths`` (each a median of ``sizes.repeats``) and their ratios.
 
-    ``workers`` adds the 2-process figure on the same videos, ``sparse`` the ``detect_every=2`` one.
+    ``workers`` adds the 2-process figure on the same videos, ``sparse`` the ``detect_every=2`` one. Each
+    repeat measures decode-only and every prepare setting back to back, so a change in the machine's load
+    moves them together, and a ratio is the median of the repeats' own ratios. One untimed prepare of the
+    first video comes first: it pays the one-off costs (the shard writer's TensorFlow import, model loads).
     """
-    decode, decoded = _repeated(lambda: decode_throughput(paths, align), sizes.repeats)
-    one, prepared = _repeated(lambda: prepare_throughput(paths, align, workers=1), sizes.repeats)
+    settings = {"prepare_1_fps": align}
+    if sparse:
+        settings["prepare_1_detect_every_2_fps"] = dataclasses.replace(align, detect_every=2)
+    prepare_throughput(paths[:1], align, workers=1)
+    runs: dict[str, list[dict[str, Any]]] = {"decode_fps": [], **{key: [] for key in settings}}
+    for _ in range(sizes.repeats):
+        runs["decode_fps"].append(decode_throughput(paths, align))
+        for key, setting in settings.items():
+            runs[key].append(prepare_throughput(paths, setting, workers=1))
+    fps = {key: [run["frames_per_second"] for run in measured] for key, measured in runs.items()}
+    prepared = runs["prepare_1_fps"][-1]
     out = {
         "videos": len(paths),
         "use_face_mesh": align.use_face_mesh,
         "landmarks": align.landmarks,
-        "unreadable": decoded["unreadable"],
+        "unreadable": runs["decode_fps"][-1]["unreadable"],
         "rejected": prepared["rejected"],
         "rejected_videos": prepared["rejected_videos"],
-        "decode_fps": decode,
-        "prepare_1_fps": one,
-        "ratio_prepare_to_decode": one["median"] / decode["median"],
+        **{key: median_spread(values) for key, values in fps.items()},
+        "ratio_prepare_to_decode": paired_ratio(fps["prepare_1_fps"], fps["decode_fps"]),
     }
     if sparse:
-        sparse_align = dataclasses.replace(align, detect_every=2)
-        every_2, _ = _repeated(lambda: prepare_throughput(paths, sparse_align, workers=1), sizes.repeats)
-        out["prepare_1_detect_every_2_fps"] = every_2
-        out["ratio_prepare_detect_every_2_to_decode"] = every_2["median"] / decode["median"]
+        out["ratio_prepare_detect_every_2_to_decode"] = paired_ratio(
+            fps["prepare_1_detect_every_2_fps"], fps["decode_fps"])
     if workers:
-        out.update(parallel_figures(paths, align, sizes, one))
+        out.update(parallel_figures(paths, align, sizes))
     return out
 
 
-def parallel_figures(
-    paths: list[Path], align: AlignConfig, sizes: BenchSizes, one: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Whole-run frames/s of ``prepare`` with 1 and 2 worker processes on ``paths``, and their ratio."""
-    if one is None:
-        one, _ = _repeated(lambda: prepare_throughput(paths, align, workers=1), sizes.repeats)
-    two, _ = _repeated(lambda: prepare_throughput(paths, align, workers=2), sizes.repeats)
-    return {"parallel_videos": len(paths), "parallel_prepare_1_fps": one, "prepare_2_fps": two,
-            "speedup_2_over_1": two["median"] / one["median"]}
+def paired_ratio(values: list[float], references: list[float]) -> float:
+    """Median of ``values[i] / references[i]``: each ratio of two figures measured back to back."""
+    return statistics.median(value / reference for value, reference in zip(values, references, strict=True))
+
+
+def parallel_figures(paths: list[Path], align: AlignConfig, sizes: BenchSizes) -> dict[str, Any]:
+    """Whole-run frames/s of ``prepare`` with 1 and 2 worker processes on ``paths``, and their ratio (the
+    median of each repeat's pair, measured back to back)."""
+    one, two = [], []
+    for _ in range(sizes.repeats):
+        one.append(prepare_throughput(paths, align, workers=1)["frames_per_second"])
+        two.append(prepare_throughput(paths, align, workers=2)["frames_per_second"])
+    return {"parallel_videos": len(paths), "parallel_prepare_1_fps": median_spread(one),
+            "prepare_2_fps": median_spread(two), "speedup_2_over_1": paired_ratio(two, one)}
 
 
 def decode_throughput(paths: list[Path], align: AlignConfig) -> dict[str, Any]:
@@ -193,12 +206,6 @@ def alignment_jitter(path: Path, align: AlignConfig) -> dict[str, float]:
         "crop_jitter_px": round(_rms_spread(fixed), 3),
         "detected_jitter_px": round(_rms_spread(clip.eye_positions), 3),
     }
-
-
-def _repeated(measure: Callable[[], dict[str, Any]], times: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The frames/s summary of ``times`` runs of ``measure``, and the last run's full figures."""
-    runs = [measure() for _ in range(times)]
-    return median_spread([run["frames_per_second"] for run in runs]), runs[-1]
 
 
 def _decoded_frames(path: Path, align: AlignConfig) -> int:
