@@ -1,4 +1,8 @@
-"""``age-estimation prepare``: detect, align and cache the face clips of a manifest or UvA-NEMO."""
+"""``age-estimation prepare``: detect, align and cache the face clips of a manifest or UvA-NEMO.
+
+Without ``--manifest``/``--uva-nemo`` it prepares the config's dataset; a synthetic one (the embedded
+default) is generated first when it is not there, as ``train`` does.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,15 @@ import importlib.util
 import json
 from pathlib import Path
 
-from age_estimation.config import ConfigError, PipelineConfig, load_config
+from age_estimation.config import PipelineConfig, load_config
 from age_estimation.data.manifest import (
-    ManifestError,
     ManifestScan,
     scan_csv_manifest,
     scan_manifest,
     scan_uva_nemo,
 )
 from age_estimation.data.prepare import prepare
+from age_estimation.data.synth.generator import generate_dataset
 from age_estimation.logs import native_logs_hidden
 from age_estimation.video.face_models import AssetError
 
@@ -39,16 +43,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, args.set)
-        scan = _scan(args, cfg)
-    except (ConfigError, ManifestError) as err:
+        problem = _runner_problem(args)
+        if problem:
+            print(f"error: {problem}")
+            return 2
+        workers = cfg.data.workers if args.workers is None else args.workers
+        scan = _scan(args, cfg, workers)
+    except (ValueError, OSError) as err:  # a ConfigError, a ManifestError, or the synthetic data cannot be written
         print(f"error: {err}")
         return 2
-    problem = _runner_problem(args)
-    if problem:
-        print(f"error: {problem}")
-        return 2
     out = args.out or Path(cfg.data.cache_dir)
-    workers = cfg.data.workers if args.workers is None else args.workers
     rejected = [{"path": p.path, "reason": f"manifest row {p.row}: {p.reason}"} for p in scan.problems]
     try:
         if args.runner == "beam":
@@ -78,11 +82,13 @@ def _runner_problem(args: argparse.Namespace) -> str | None:
     return f"--beam-option {bad[0]!r}: expected KEY=VALUE (or KEY for a switch)" if bad else None
 
 
-def _scan(args: argparse.Namespace, cfg: PipelineConfig) -> ManifestScan:
+def _scan(args: argparse.Namespace, cfg: PipelineConfig, workers: int) -> ManifestScan:
     if args.manifest:
         return scan_csv_manifest(args.manifest)
     if args.uva_nemo:
         return scan_uva_nemo(args.uva_nemo)
+    if cfg.data.source == "synthetic":
+        generate_dataset(Path(cfg.data.path), cfg.synth, cfg.align, workers=workers, progress=not args.no_progress)
     return scan_manifest(cfg.data)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from age_estimation.cli.main import main
+from tests.conftest import TINY_CONFIG
 
 
 def test_a_config_error_exits_2_and_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -25,3 +27,20 @@ def test_manifest_and_uva_nemo_are_exclusive(tmp_path: Path, capsys: pytest.Capt
     with pytest.raises(SystemExit) as exit_info:
         main(["prepare", "--manifest", "m.csv", "--uva-nemo", str(tmp_path)])
     assert exit_info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_the_synthetic_default_is_generated_then_prepared(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data, cache = tmp_path / "videos", tmp_path / "cache"
+    overrides = ["synth.subjects=4", "synth.frames=8", f"data.path={data}", f"data.cache_dir={cache}"]
+    command = ["prepare", "--config", str(TINY_CONFIG), "--workers", "1", "--no-progress", "--json"]
+    assert main([*command, *(arg for pair in overrides for arg in ("--set", pair))]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (data / "manifest.csv").is_file() and report["videos"] == 4
+    assert len(report["prepared"]) + len(report["rejected"]) == 4 and (cache / "report.json").is_file()
+
+
+def test_a_bad_synthetic_setting_exits_2_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "videos"
+    assert main(["prepare", "--config", str(TINY_CONFIG), "--set", "synth.frames=1", "--set", f"data.path={data}",
+                 "--set", f"data.cache_dir={tmp_path / 'cache'}"]) == 2
+    assert "synth.frames must be at least 2" in capsys.readouterr().out and not (data / "manifest.csv").exists()
