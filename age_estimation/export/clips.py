@@ -28,13 +28,18 @@ def cache_clips(
 
     Calibration draws from the development side; parity (``heldout_first``) takes the held-out videos
     first and fills up with development ones. ``landmarks`` adds the landmark stream (the cache must hold
-    it). A missing cache is a ``FileNotFoundError`` naming ``purpose``.
+    it). A missing cache, or one prepared at another crop size than the run's (not this run's data), is a
+    ``FileNotFoundError`` naming ``purpose``.
     """
     cache_dir = Path(cfg.data.cache_dir)
     try:
         index = read_index(cache_dir)
     except (FileNotFoundError, ValueError) as err:
         raise FileNotFoundError(f"{purpose} needs clips from the prepared cache: {err}") from err
+    cached_crop = index.get("align", {}).get("crop_size", cfg.align.crop_size)
+    if cached_crop != cfg.align.crop_size:
+        raise FileNotFoundError(f"{purpose} needs clips of this run's data, but the cache at {cache_dir} holds "
+                                f"{cached_crop} px crops and the run reads {cfg.align.crop_size} px ones")
     try:
         dev, heldout = dev_heldout_split(index, cfg.data.heldout_fraction, cfg.data.split_seed, cfg.data.folds,
                                          cfg.data.heldout_fold)

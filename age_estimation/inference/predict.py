@@ -166,10 +166,13 @@ class WindowStream:
     """Window predictions over aligned face frames that arrive one at a time (``push``, then ``finish``).
 
     Gives the windows, ages and attention of ``predict_frames`` on the whole array while holding only the
-    last ``span`` frames and the clips of one batch of windows (plus every crop and its landmarks with
-    ``keep_frames``, which ``--explain`` draws); the per-frame attention sums are the only state that
-    grows with the video. For a predictor that reads the landmark stream (``landmark_points`` K > 0)
-    every frame comes with its (K, 2) landmarks and whether the mesh found the face.
+    last ``span`` frames and the clips of one batch of windows; the per-frame temporal attention sums (a
+    few bytes a frame) are the only state that grows with the video. With ``keep_frames`` (what
+    ``--explain`` draws) it also keeps every crop, its landmarks and its averaged spatial attention map;
+    without, there is no spatial attention (``None``): the maps are only drawn on kept crops, and at 2 KB
+    a frame they would be most of the memory of a long video. For a predictor that reads the landmark
+    stream (``landmark_points`` K > 0) every frame comes with its (K, 2) landmarks and whether the mesh
+    found the face.
     """
 
     def __init__(
@@ -196,7 +199,7 @@ class WindowStream:
         self._starts: list[int] = []
         self._temporal: list[float] = []
         self._coverage: list[int] = []
-        self._spatial: list[np.ndarray | None] = []
+        self._spatial: list[np.ndarray | None] | None = [] if keep_frames else None
 
     def push(self, frame: np.ndarray, landmarks: np.ndarray | None = None, landmark_found: bool = False) -> None:
         """Add the next aligned (S, S, 3) face frame (with its landmarks when the predictor reads them);
@@ -214,7 +217,8 @@ class WindowStream:
         self.count += 1
         self._temporal.append(0.0)
         self._coverage.append(0)
-        self._spatial.append(None)
+        if self._spatial is not None:
+            self._spatial.append(None)
         if self.count == self._next_start + self.span:
             self._queue(self._next_start + self._offsets(self.span))
             self._next_start += self.stride
@@ -233,7 +237,7 @@ class WindowStream:
         coverage = np.maximum(coverage, 1)
         temporal = np.asarray(self._temporal) / coverage
         spatial = None
-        grids = [grid for grid in self._spatial if grid is not None]
+        grids = [grid for grid in self._spatial or [] if grid is not None]
         if grids:
             empty = np.zeros_like(grids[0])
             spatial = np.stack([empty if g is None else g for g in self._spatial]) / coverage[:, None, None]
@@ -276,7 +280,7 @@ class WindowStream:
             for step, index in enumerate(indices):
                 self._temporal[index] += float(out["temporal_attention"][row, step])
                 self._coverage[index] += 1
-                if "spatial_attention" in out:
+                if self._spatial is not None and "spatial_attention" in out:
                     grid = np.asarray(out["spatial_attention"][row, step], float)
                     held = self._spatial[index]
                     self._spatial[index] = grid if held is None else held + grid

@@ -35,6 +35,16 @@ def test_parity_takes_heldout_first_and_falls_back_to_random(cfg, tmp_path):
         cache_clips(cfg, 2, "int8 calibration")
 
 
+def test_a_cache_of_another_crop_size_is_not_the_runs_data(tmp_path):
+    make_tiny_cache(tmp_path / "cache")  # CROP px crops
+    other = load_config(None, TINY_OVERRIDES + [f"data.cache_dir={tmp_path / 'cache'}", f"align.crop_size={2 * CROP}"])
+    clips, ages, _, source = parity_clips(other, 2 * CROP)
+    assert ages is None and clips[0]["frames"].shape[2] == 2 * CROP
+    assert f"holds {CROP} px crops and the run reads {2 * CROP} px ones" in source
+    with pytest.raises(FileNotFoundError, match="int8 calibration needs clips of this run's data"):
+        cache_clips(other, 2, "int8 calibration")
+
+
 def test_clips_carry_the_landmark_stream_for_a_model_that_reads_it(tmp_path):
     make_landmark_cache(tmp_path / "cache", subjects=4)
     cfg = load_config(None, TINY_OVERRIDES + [f"data.cache_dir={tmp_path / 'cache'}", "export.parity_clips=3"])
