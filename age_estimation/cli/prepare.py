@@ -18,8 +18,7 @@ from age_estimation.data.manifest import (
     scan_manifest,
     scan_uva_nemo,
 )
-from age_estimation.data.prepare import prepare
-from age_estimation.data.synth.generator import generate_dataset
+from age_estimation.data.prepare import generate_if_synthetic, prepare
 from age_estimation.logs import native_logs_hidden
 from age_estimation.video.face_models import AssetError
 
@@ -87,8 +86,7 @@ def _scan(args: argparse.Namespace, cfg: PipelineConfig, workers: int) -> Manife
         return scan_csv_manifest(args.manifest)
     if args.uva_nemo:
         return scan_uva_nemo(args.uva_nemo)
-    if cfg.data.source == "synthetic":
-        generate_dataset(Path(cfg.data.path), cfg.synth, cfg.align, workers=workers, progress=not args.no_progress)
+    generate_if_synthetic(cfg, workers, progress=not args.no_progress)
     return scan_manifest(cfg.data)
 
 

@@ -363,10 +363,15 @@ def _without_path(message: str, path: str | Path) -> str:
     return message.removeprefix(prefix)
 
 
+def generate_if_synthetic(cfg: PipelineConfig, workers: int, progress: bool = True) -> None:
+    """Write the synthetic dataset when the config's data source is synthetic (resumable; instant once written)."""
+    if cfg.data.source == "synthetic":
+        generate_dataset(Path(cfg.data.path), cfg.synth, cfg.align, workers=workers, progress=progress)
+
+
 def prepare_data(cfg: PipelineConfig, progress: bool = True) -> dict[str, Any]:
     """Generate the synthetic dataset when configured, then align and cache every manifest row."""
-    if cfg.data.source == "synthetic":
-        generate_dataset(Path(cfg.data.path), cfg.synth, cfg.align, workers=cfg.data.workers, progress=progress)
+    generate_if_synthetic(cfg, cfg.data.workers, progress)
     scan = scan_manifest(cfg.data)
     if not scan.rows:
         problems = "; ".join(str(p) for p in scan.problems[:5])
