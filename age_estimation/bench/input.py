@@ -1,7 +1,7 @@
 """Input figures: training steps/s fed by the tf.data cache pipeline vs the same batches held in memory.
 
-Both sources are timed side by side in one run with the same consumer (a real training step), so
-their ratio says whether the input pipeline slows training down.
+Both sources are timed back to back in every repeat with the same consumer (a real training step,
+compiled before any timing), so their ratio says whether the input pipeline slows training down.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from age_estimation.bench.measure import BenchSizes
+from age_estimation.bench.measure import BenchSizes, paired_ratio
 from age_estimation.bench.model import train_step
 from age_estimation.config import DataConfig, PipelineConfig
 from age_estimation.data.cache import read_index
@@ -27,8 +27,10 @@ def bench_input(cfg: PipelineConfig, sizes: BenchSizes) -> dict[str, Any]:
     index = read_index(cfg.data.cache_dir)
     ids = sorted(index["videos"])[: max(sizes.videos * 4, cfg.data.batch_size * 2)]
     _, step = train_step(cfg, crop_size_of(index))
-    return input_throughput(cfg.data.cache_dir, ids, cfg.data, steps=sizes.train_steps * 2,
-                            repeats=sizes.repeats, consume=step, landmarks=cfg.model.reads_landmarks)
+    # Many short pairs: a step's time drifts by up to 30% within a minute here, so a few long repeats
+    # (3 of 20 steps gave 0.92 and 1.00 on the same code) cannot resolve a difference of a few percent.
+    return input_throughput(cfg.data.cache_dir, ids, cfg.data, steps=sizes.train_steps,
+                            repeats=sizes.repeats * 4, consume=step, landmarks=cfg.model.reads_landmarks)
 
 
 def input_throughput(
@@ -46,7 +48,8 @@ def input_throughput(
     ``consume(inputs, targets)`` is called on every batch (e.g. a train step); by default the batch
     is only pulled, which measures the raw producer speed. ``landmarks`` adds the landmark stream to
     the batches (for a model that reads it). A first pass fills the in-memory cache and is reported
-    separately as ``cold_seconds``.
+    separately as ``cold_seconds``; a first ``consume`` (a step's compilation) is not timed. Each
+    repeat times both sources, alternating which goes first; the ratio is the median of the repeats'.
     """
     if steps < 1 or repeats < 1:
         raise ValueError(f"steps and repeats must be at least 1, got {steps} and {repeats}")
@@ -60,10 +63,12 @@ def input_throughput(
 
     held = [next(pipeline) for _ in range(steps)]
     memory = iter(_in_memory(held))
+    consume(*held[0][:2])
     pipeline_rates, memory_rates = [], []
-    for _ in range(repeats):
-        pipeline_rates.append(_steps_per_second(pipeline, steps, consume))
-        memory_rates.append(_steps_per_second(memory, steps, consume))
+    for turn in range(repeats):
+        timed = [(pipeline, pipeline_rates), (memory, memory_rates)]
+        for source, rates in timed if turn % 2 == 0 else timed[::-1]:
+            rates.append(_steps_per_second(source, steps, consume))
 
     frames_per_step = data_cfg.batch_size * data_cfg.clip_length
     pipeline_median = statistics.median(pipeline_rates)
@@ -80,7 +85,7 @@ def input_throughput(
         "pipeline_frames_per_s": pipeline_median * frames_per_step,
         "memory_steps_per_s": memory_median,
         "memory_steps_per_s_range": [min(memory_rates), max(memory_rates)],
-        "ratio": pipeline_median / memory_median,
+        "ratio": paired_ratio(pipeline_rates, memory_rates),
     }
 
 

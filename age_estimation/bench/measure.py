@@ -41,3 +41,8 @@ def median_spread(values: list[float]) -> dict[str, Any]:
 def repeat(measure: Callable[[], float], times: int) -> dict[str, Any]:
     """Call ``measure`` ``times`` times and summarise the results."""
     return median_spread([measure() for _ in range(times)])
+
+
+def paired_ratio(values: list[float], references: list[float]) -> float:
+    """Median of ``values[i] / references[i]``: each ratio of two figures measured back to back."""
+    return statistics.median(value / reference for value, reference in zip(values, references, strict=True))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import cv2
 import numpy as np
 
 from age_estimation.bench.face_video import write_face_video
-from age_estimation.bench.measure import BenchSizes, median_spread
+from age_estimation.bench.measure import BenchSizes, median_spread, paired_ratio
 from age_estimation.config import AlignConfig, PipelineConfig
 from age_estimation.data.cache import read_index
 from age_estimation.data.manifest import ManifestRow, scan_manifest
@@ -130,11 +129,6 @@ def prepare_figures(
     if workers:
         out.update(parallel_figures(paths, align, sizes))
     return out
-
-
-def paired_ratio(values: list[float], references: list[float]) -> float:
-    """Median of ``values[i] / references[i]``: each ratio of two figures measured back to back."""
-    return statistics.median(value / reference for value, reference in zip(values, references, strict=True))
 
 
 def parallel_figures(paths: list[Path], align: AlignConfig, sizes: BenchSizes) -> dict[str, Any]:

@@ -285,6 +285,14 @@ def test_input_throughput_reports_both_rates(cache):
     assert result["ratio"] == pytest.approx(result["pipeline_steps_per_s"] / result["memory_steps_per_s"])
 
 
+def test_input_throughput_consumes_once_before_timing_and_pairs_every_repeat(cache):
+    calls = []
+    result = input_throughput(cache["dir"], cache["ids"], data_config(), steps=2, repeats=3,
+                              consume=lambda inputs, targets: calls.append(inputs["frames"].shape))
+    assert len(calls) == 1 + 3 * 2 * 2  # one untimed call (a step's compilation), then both sources
+    assert result["repeats"] == 3 and 0 < result["ratio"]
+
+
 @pytest.fixture(scope="module")
 def landmark_cache(tmp_path_factory) -> dict:
     """4 videos whose landmark stream encodes the frame number (x) and video (y); every third frame missed."""
