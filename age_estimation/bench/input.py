@@ -27,8 +27,8 @@ def bench_input(cfg: PipelineConfig, sizes: BenchSizes) -> dict[str, Any]:
     index = read_index(cfg.data.cache_dir)
     ids = sorted(index["videos"])[: max(sizes.videos * 4, cfg.data.batch_size * 2)]
     _, step = train_step(cfg, crop_size_of(index))
-    # Many short pairs: a step's time drifts by up to 30% within a minute here, so a few long repeats
-    # (3 of 20 steps gave 0.92 and 1.00 on the same code) cannot resolve a difference of a few percent.
+    # Many short pairs: on two cores a step's time drifts by up to 30% within a minute, so only the
+    # median of many back-to-back pairs resolves the few percent the pipeline may cost.
     return input_throughput(cfg.data.cache_dir, ids, cfg.data, steps=sizes.train_steps,
                             repeats=sizes.repeats * 4, consume=step, landmarks=cfg.model.reads_landmarks)
 
