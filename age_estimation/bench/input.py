@@ -65,8 +65,8 @@ def input_throughput(
     memory = iter(_in_memory(held))
     consume(*held[0][:2])
     pipeline_rates, memory_rates = [], []
+    timed = [(pipeline, pipeline_rates), (memory, memory_rates)]
     for turn in range(repeats):
-        timed = [(pipeline, pipeline_rates), (memory, memory_rates)]
         for source, rates in timed if turn % 2 == 0 else timed[::-1]:
             rates.append(_steps_per_second(source, steps, consume))
 
