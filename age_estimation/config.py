@@ -164,6 +164,12 @@ class ModelConfig:
     # two years and the fused model not at all, so both are off by default.
     dynamics_statistics: bool = False
     landmark_frame: Literal["template", "eyes"] = "template"
+    # Quantile pooling: the stream's per-frame features go through a linear projection to
+    # ``dynamics_quantile_features`` signals, and each signal's ``dynamics_quantiles`` quantiles over the
+    # found frames (also rescaled to the clip's own range) join the clip summary; 0 = off. They say how
+    # long a signal stays at each level of its swing, the smile's apex duration among them.
+    dynamics_quantiles: int = 0
+    dynamics_quantile_features: int = 8
     conv_filters: list[int] = field(default_factory=lambda: [16, 32, 48, 64])
     attention_after_block: int = 2
     attention_projection: int = 16
@@ -426,6 +432,9 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
         (0.0 < cfg.data.heldout_fraction < 1.0, "data.heldout_fraction must be in (0, 1)"),
         (-1 <= cfg.data.heldout_fold < cfg.data.folds, "data.heldout_fold must be -1 or in [0, data.folds)"),
         (cfg.model.dynamics_units >= 1, "model.dynamics_units must be at least 1"),
+        (cfg.model.dynamics_quantiles == 0 or cfg.model.dynamics_quantiles >= 2,
+         "model.dynamics_quantiles must be 0 (off) or at least 2"),
+        (cfg.model.dynamics_quantile_features >= 1, "model.dynamics_quantile_features must be at least 1"),
         (cfg.align.crop_size >= 16, "align.crop_size must be at least 16"),
         (cfg.align.detect_every >= 1, "align.detect_every must be at least 1"),
         (cfg.data.train_subjects >= 0, "data.train_subjects must be 0 (all) or more"),

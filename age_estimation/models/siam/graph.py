@@ -15,6 +15,7 @@ from age_estimation.config import ModelConfig
 from age_estimation.models.siam.layers import (
     FrameNormalization,
     LandmarkDynamics,
+    MaskedQuantiles,
     MaskedStatistics,
     MaskedTemporalPooling,
     SpatialAttention,
@@ -95,8 +96,11 @@ def _spatial_attention(config: ModelConfig) -> SpatialAttention:
     )
 
 
-def landmark_encoder(landmarks: Any, landmark_mask: Any, mask: Any, config: ModelConfig, pairs: int) -> tuple[Any, Any]:
-    """(B, T, dynamics_units) per-frame codes of the landmark stream and the (B, T) marks of found frames.
+def landmark_encoder(
+    landmarks: Any, landmark_mask: Any, mask: Any, config: ModelConfig, pairs: int
+) -> tuple[Any, Any, Any]:
+    """The landmark stream's (B, T, F) per-frame features, their (B, T, dynamics_units) codes and the
+    (B, T) marks of found frames.
 
     The codes are flip-invariant features through two dense layers. A frame counts as found only when
     it is also a real frame (``mask``), so padding never enters the clip's statistics whatever the
@@ -105,18 +109,31 @@ def landmark_encoder(landmarks: Any, landmark_mask: Any, mask: Any, config: Mode
     """
     found = keras.layers.Multiply(name="found_frames")([landmark_mask, mask])
     frame_pair = EYE_CORNER_PAIR if config.landmark_frame == "eyes" else None
-    x = LandmarkDynamics(pairs, eye_pair=frame_pair, name="landmark_dynamics")([landmarks, found])
-    x = keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_hidden")(x)
-    return keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_embedding")(x), found
+    features = LandmarkDynamics(pairs, eye_pair=frame_pair, name="landmark_dynamics")([landmarks, found])
+    x = keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_hidden")(features)
+    codes = keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_embedding")(x)
+    return features, codes, found
 
 
-def with_stream_statistics(summary: Any, landmark_codes: Any, found: Any, config: ModelConfig) -> Any:
-    """The clip summary, joined by the landmark codes' mean, spread and maximum over found frames when
-    ``model.dynamics_statistics`` is set (and the model reads the stream)."""
-    if landmark_codes is None or not config.dynamics_statistics:
+def with_stream_statistics(
+    summary: Any, landmark_features: Any, landmark_codes: Any, found: Any, config: ModelConfig
+) -> Any:
+    """The clip summary, joined when the model reads the stream by the clip statistics configured: the
+    codes' mean, spread and maximum (``model.dynamics_statistics``) and the quantiles of a linear
+    projection of the per-frame features (``model.dynamics_quantiles``), both over the found frames."""
+    if landmark_codes is None:
         return summary
-    statistics = MaskedStatistics(name="dynamics_statistics")(landmark_codes, found)
-    return keras.layers.Concatenate(name="fuse_statistics")([summary, statistics])
+    parts = [summary]
+    if config.dynamics_statistics:
+        parts.append(MaskedStatistics(name="dynamics_statistics")(landmark_codes, found))
+    if config.dynamics_quantiles:
+        signals = keras.layers.Dense(config.dynamics_quantile_features, name="dynamics_quantile_projection")(
+            landmark_features
+        )
+        parts.append(MaskedQuantiles(config.dynamics_quantiles, name="dynamics_quantiles")(signals, found))
+    if len(parts) == 1:
+        return summary
+    return keras.layers.Concatenate(name="fuse_statistics")(parts)
 
 
 def reads_frames(config: ModelConfig) -> bool:

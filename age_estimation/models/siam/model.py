@@ -82,6 +82,8 @@ class Siam(keras.Model):
         frame_summary_dropout: float = _DEFAULTS.frame_summary_dropout,
         dynamics_statistics: bool = _DEFAULTS.dynamics_statistics,
         landmark_frame: str = _DEFAULTS.landmark_frame,
+        dynamics_quantiles: int = _DEFAULTS.dynamics_quantiles,
+        dynamics_quantile_features: int = _DEFAULTS.dynamics_quantile_features,
         conv_filters: list[int] | tuple[int, ...] = tuple(_DEFAULTS.conv_filters),
         attention_after_block: int = _DEFAULTS.attention_after_block,
         attention_projection: int = _DEFAULTS.attention_projection,
@@ -112,6 +114,8 @@ class Siam(keras.Model):
             frame_summary_dropout=float(frame_summary_dropout),
             dynamics_statistics=bool(dynamics_statistics),
             landmark_frame=landmark_frame,
+            dynamics_quantiles=int(dynamics_quantiles),
+            dynamics_quantile_features=int(dynamics_quantile_features),
             conv_filters=[int(f) for f in conv_filters],
             attention_after_block=attention_after_block,
             attention_projection=attention_projection,
@@ -134,6 +138,7 @@ class Siam(keras.Model):
         prior = (float(age_prior[0]), float(age_prior[1]))
 
         inputs, frame_codes, landmark_codes, found, spatial_map = {}, None, None, None, None
+        landmark_features = None
         if reads_frames(architecture):
             frames = keras.Input(
                 (clip_length, crop_size, crop_size, 3), batch_size=batch_size, dtype="uint8", name="frames"
@@ -147,11 +152,12 @@ class Siam(keras.Model):
                                               dtype="float32", name="landmarks")
             inputs["landmark_mask"] = keras.Input((clip_length,), batch_size=batch_size, dtype="float32",
                                                   name="landmark_mask")
-            landmark_codes, found = landmark_encoder(inputs["landmarks"], inputs["landmark_mask"], mask,
-                                                     architecture, landmark_pairs)
+            landmark_features, landmark_codes, found = landmark_encoder(
+                inputs["landmarks"], inputs["landmark_mask"], mask, architecture, landmark_pairs
+            )
         valid = ValidFrames(name="valid_frames")(mask)
         summary, temporal = fused_summary(frame_codes, landmark_codes, valid, architecture)
-        summary = with_stream_statistics(summary, landmark_codes, found, architecture)
+        summary = with_stream_statistics(summary, landmark_features, landmark_codes, found, architecture)
         outputs = {"age": age_head(summary, architecture, prior)}
         if spatial_map is not None:
             outputs["spatial_attention"] = keras.layers.Identity(name="spatial_attention", dtype="float32")(
