@@ -8,7 +8,7 @@ GPU_BUNDLE ?= exported/gpu_bundle
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: install assets train test lint tune export bench evaluate ablation gpu-bundle clean
+.PHONY: install assets train test lint tune export bench evaluate ablation readout gpu-bundle clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ evaluate: assets
 
 ablation: assets
 	$(BIN)/age-estimation ablation --config $(CONFIG) $(ARGS)
+
+readout: assets
+	$(BIN)/age-estimation readout --config $(CONFIG) $(ARGS)
 
 tune: assets
 	$(BIN)/age-estimation tune --config $(CONFIG) $(ARGS)

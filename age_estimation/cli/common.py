@@ -25,6 +25,17 @@ def config_or_none(args: argparse.Namespace) -> PipelineConfig | None:
         return None
 
 
+def prepared_config(args: argparse.Namespace) -> PipelineConfig | None:
+    """``config_or_none`` with the config's data prepared (a quiet progress bar under ``--json``)."""
+    cfg = config_or_none(args)
+    if cfg is not None:
+        # Imported here so that a command's `--help` does not load TensorFlow.
+        from age_estimation.data.prepare import prepare_data
+
+        prepare_data(cfg, progress=not args.json)
+    return cfg
+
+
 def output_dir(args: argparse.Namespace, cfg: PipelineConfig, kind: str) -> Path:
     """``--out`` or a fresh ``<runs_dir>/<name>-<kind>-<time>`` folder for a multi-run command."""
     return Path(args.out or Path(cfg.runtime.runs_dir) / f"{cfg.name}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}")

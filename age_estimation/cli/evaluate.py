@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from age_estimation.cli.common import add_config_arguments, config_or_none, output_dir
+from age_estimation.cli.common import add_config_arguments, output_dir, prepared_config
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -16,14 +16,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_or_none(args)
+    cfg = prepared_config(args)
     if cfg is None:
         return 2
     # Imported here so that `evaluate --help` does not load TensorFlow.
-    from age_estimation.data.prepare import prepare_data
     from age_estimation.experiments.crossval import cross_validate
 
-    prepare_data(cfg, progress=not args.json)
     out = output_dir(args, cfg, "cv")
     try:
         summary = cross_validate(cfg, out, args.folds)

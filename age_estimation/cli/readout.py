@@ -1,0 +1,29 @@
+"""``age-estimation readout``: linear readers of the landmark stream, a reference for the learned models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from age_estimation.cli.common import add_config_arguments, prepared_config
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = prepared_config(args)
+    if cfg is None:
+        return 2
+    # Imported here so that `readout --help` does not load TensorFlow.
+    from age_estimation.experiments.stream_readout import readout_markdown, stream_readout
+
+    try:
+        summary = stream_readout(cfg)
+    except ValueError as err:
+        print(f"error: {err}")
+        return 1
+    print(json.dumps(summary) if args.json else "\n" + readout_markdown(summary))
+    return 0

@@ -1,0 +1,72 @@
+"""The linear readers of the landmark stream: their features, their ridge and a run on the tiny data."""
+
+import numpy as np
+import pytest
+
+from age_estimation.experiments.stream_readout import (
+    DYNAMIC_CUES,
+    TRACK_POINTS,
+    fit_ridge,
+    predict_ridge,
+    readout_markdown,
+    smile_track,
+    stream_readout,
+    track_features,
+)
+from age_estimation.video.landmark_set import LANDMARK_INDICES
+
+
+def _clip_with_lift(lift, found):
+    """A clip whose landmarks give ``lift`` as smile lift (mouth corners raised above the lip centre)."""
+    points = np.zeros((len(lift), len(LANDMARK_INDICES), 2), np.float32)
+    for vertex in (61, 291):
+        points[:, LANDMARK_INDICES.index(vertex), 1] = -np.asarray(lift)
+    return {"landmarks": points, "landmark_found": np.asarray(found, np.uint8)}
+
+
+def test_smile_track_fills_mesh_misses_and_resamples():
+    lift = np.array([0.0, 9.0, 2.0, 3.0, 9.0, 5.0])
+    track = smile_track(_clip_with_lift(lift, [1, 0, 1, 1, 0, 1]), points=11)
+    np.testing.assert_allclose(track, np.linspace(0.0, 5.0, 11), atol=1e-6)  # the 9s were misses
+    assert smile_track(_clip_with_lift(lift, [1, 0, 0, 0, 0, 1])) is None
+
+
+def test_rescaled_sorted_track_ignores_the_smiles_amplitude_and_rest_level():
+    track = np.sin(np.linspace(0, 3, TRACK_POINTS)) ** 2
+    base, stronger = track_features(track, False), track_features(0.05 + 3.0 * track, True)
+    assert base.shape == (4 * TRACK_POINTS + 1,)
+    rescaled = slice(3 * TRACK_POINTS - 1, 4 * TRACK_POINTS - 1)
+    np.testing.assert_allclose(stronger[rescaled], base[rescaled], atol=1e-9)
+    assert stronger[-2] == pytest.approx(3.0 * base[-2]) and (base[-1], stronger[-1]) == (0.0, 1.0)
+    slower = np.sin(np.linspace(0, 3, TRACK_POINTS) ** 2) ** 2  # the same swing, another timing
+    assert not np.allclose(track_features(slower, False)[rescaled], base[rescaled], atol=1e-2)
+
+
+def test_ridge_recovers_a_linear_rule():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3)) * [1.0, 10.0, 0.1]
+    y = 2.0 * x[:, 0] - 0.3 * x[:, 1] + 20.0 * x[:, 2] + 40.0
+    np.testing.assert_allclose(predict_ridge(fit_ridge(x, y, 1e-6), x[:5]), y[:5], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_readout_scores_every_reader_on_the_synthetic_folds(tiny_config):
+    cfg = tiny_config()
+    summary = stream_readout(cfg, appearance_noise=(0.1,))
+    assert summary["videos"] + summary["skipped"] >= 10 and summary["folds"] == cfg.data.folds
+    assert list(summary["readers"]) == ["smile track", "regional cues, noise 0.1",
+                                        "regional cues, noise 0.1 + smile track"]
+    for scores in summary["readers"].values():
+        assert 0 < scores["mae"] < 60
+        assert set(DYNAMIC_CUES) <= set(scores["cue_usage"])
+    assert "| smile track |" in readout_markdown(summary)
+
+
+@pytest.mark.slow
+def test_readout_refuses_a_cache_without_the_stream(tiny_config, tmp_path):
+    from age_estimation.data.prepare import prepare_data
+
+    cfg = tiny_config(f"data.cache_dir={tmp_path / 'cache'}", "align.landmarks=false")
+    prepare_data(cfg, progress=False)
+    with pytest.raises(ValueError, match="without the landmark stream"):
+        stream_readout(cfg)
