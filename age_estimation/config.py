@@ -75,11 +75,9 @@ class AlignConfig:
     # how many frames a streamed alignment holds (2 s of 640x360 at 25 fps: 35 MB) however long the
     # video, and 2 s covers blinks, turned heads and passing occluders. An align key (it decides crops).
     max_gap_seconds: float = 2.0
-    # Keep a video read to its end that decodes under 90% of the frames its container claims and
-    # more than 2 frames short (video/decode.py). Off: a cut-off file's label describes a whole video
-    # it no longer holds. A container may over-count by a frame or two, so small shortfalls pass; a
-    # cut-off file falls far short (the first 60 KB of a 472-frame mp4 decodes 30 frames). An align
-    # key, so part of the cache key, because it decides which clips the cache holds.
+    # Keep a video that decodes under 90% of the frames its container claims and more than 2 frames
+    # short (video/decode.py). Off: a cut-off file's label describes a whole video it no longer holds;
+    # small shortfalls pass, as containers over-count by a frame or two. An align key (the cache's).
     accept_truncated: bool = False
     # Run the face mesh on every aligned frame's source region and store a subset of its landmarks
     # (video/landmarks.py) beside the crops: the stream ``model.dynamics`` reads (a few ms a frame).
@@ -150,24 +148,19 @@ class ModelConfig:
     dynamics: bool = False
     dynamics_units: int = 32
     # Where the stream joins the pixels: "early" concatenates its codes with the CNN embedding before
-    # the one recurrent module; "late" gives it a recurrent module and temporal model of its own (the
-    # variant's) and joins the two clip summaries before the head. Measured against each other in the
-    # README (Evaluate and the ablation): early scored better.
+    # the one recurrent module; "late" gives it a recurrent module and temporal model of its own and
+    # joins the two clip summaries before the head (early scored better; README, the ablation).
     dynamics_fusion: Literal["early", "late"] = "early"
-    # Late fusion only: the share of training clips whose pixel summary is zeroed (the whole vector, the
-    # rest scaled up as dropout does), so the head also learns to read the stream's summary alone.
+    # Late fusion only: the share of training clips whose pixel summary is zeroed (dropout of the whole
+    # vector), so the head also learns to read the stream's summary alone.
     frame_summary_dropout: float = 0.0
     # Statistics pooling: the landmark codes' mean, spread and maximum over the found frames join the
     # clip summary. The stream's coordinates: "template" (the aligned crop's, as stored) or "eyes" (each
-    # frame re-centred on the mesh's own eye corners, removing the ~0.1 eye distances of jitter the
-    # alignment leaves). Measured (README, the ablation): together they improve the stream alone by
-    # two years and the fused model not at all, so both are off by default.
+    # frame re-centred on the mesh's own eye corners, removing the alignment's ~0.1 eye distances of
+    # jitter). Together they help the stream alone, not the fused model (README), so both are off.
     dynamics_statistics: bool = False
     landmark_frame: Literal["template", "eyes"] = "template"
-    # Quantile pooling: the stream's per-frame features go through a linear projection to
-    # ``dynamics_quantile_features`` signals, and each signal's ``dynamics_quantiles`` quantiles over the
-    # found frames (also rescaled to the clip's own range) join the clip summary; 0 = off. They say how
-    # long a signal stays at each level of its swing, the smile's apex duration among them.
+    # Quantile pooling (0 = off): quantiles over found frames of projections of the stream (MaskedQuantiles).
     dynamics_quantiles: int = 0
     dynamics_quantile_features: int = 8
     conv_filters: list[int] = field(default_factory=lambda: [16, 32, 48, 64])
@@ -208,8 +201,7 @@ class TrainConfig:
     ema: bool = True
     ema_momentum: float = 0.99
     # Training batches run before each validation to recompute BatchNormalization statistics for the
-    # (EMA) weights being validated and checkpointed; 0 keeps the moving statistics, which follow the
-    # raw weights rather than the averaged ones.
+    # (EMA) weights validated and checkpointed; 0 keeps the moving ones, which follow the raw weights.
     bn_recalibration_batches: int = 16
     loss: Literal["mae", "huber", "mse"] = "huber"
     huber_delta: float = 3.0
@@ -432,8 +424,7 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
         (0.0 < cfg.data.heldout_fraction < 1.0, "data.heldout_fraction must be in (0, 1)"),
         (-1 <= cfg.data.heldout_fold < cfg.data.folds, "data.heldout_fold must be -1 or in [0, data.folds)"),
         (cfg.model.dynamics_units >= 1, "model.dynamics_units must be at least 1"),
-        (cfg.model.dynamics_quantiles == 0 or cfg.model.dynamics_quantiles >= 2,
-         "model.dynamics_quantiles must be 0 (off) or at least 2"),
+        (cfg.model.dynamics_quantiles in (0, *range(2, 65)), "model.dynamics_quantiles must be 0 (off) or 2-64"),
         (cfg.model.dynamics_quantile_features >= 1, "model.dynamics_quantile_features must be at least 1"),
         (cfg.align.crop_size >= 16, "align.crop_size must be at least 16"),
         (cfg.align.detect_every >= 1, "align.detect_every must be at least 1"),

@@ -189,7 +189,7 @@ def test_landmark_dynamics_round_trips_its_config():
 
 
 def test_masked_statistics_pool_the_marked_steps_only():
-    from age_estimation.models.siam.layers import MaskedStatistics
+    from age_estimation.models.siam.clip_statistics import MaskedStatistics
 
     x = _features((2, 6, 3))
     marks = np.array([[1, 1, 0, 1, 0, 1], [0, 0, 0, 0, 0, 0]], "float32")
@@ -206,7 +206,7 @@ def test_masked_statistics_pool_the_marked_steps_only():
 
 
 def test_masked_quantiles_are_the_marked_steps_quantiles_rescaled_to_their_range():
-    from age_estimation.models.siam.layers import MaskedQuantiles
+    from age_estimation.models.siam.clip_statistics import MaskedQuantiles
 
     x = _features((3, 7, 2))
     marks = np.array([[1, 1, 1, 1, 1, 1, 1], [1, 0, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0, 0]], "float32")

@@ -12,11 +12,10 @@ from typing import Any
 import keras
 
 from age_estimation.config import ModelConfig
+from age_estimation.models.siam.clip_statistics import MaskedQuantiles, MaskedStatistics
 from age_estimation.models.siam.layers import (
     FrameNormalization,
     LandmarkDynamics,
-    MaskedQuantiles,
-    MaskedStatistics,
     MaskedTemporalPooling,
     SpatialAttention,
     TemporalAttention,
