@@ -15,7 +15,6 @@ still adds the timing cues next to appearance.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 from age_estimation.config import PipelineConfig
 from age_estimation.data.cache import read_clip, read_index
 from age_estimation.data.splits import kfold_splits
-from age_estimation.evaluation.attention import cue_usage, load_ground_truth
+from age_estimation.evaluation.attention import cue_usage, load_ground_truth, truth_rows
 from age_estimation.video.landmarks import smile_lift
 
 TRACK_POINTS = 40
@@ -108,7 +107,7 @@ def stream_readout(cfg: PipelineConfig, appearance_noise: tuple[float, ...] = (0
     ages_array = np.array(ages)
     readers = {"smile track": np.array([track_features(t, p) for t, p in zip(tracks, posed)])}
     if cfg.data.source == "synthetic":
-        regional = _regional_cues(video_ids, cfg, index)
+        regional = _regional_cues(video_ids, cfg)
         rng = np.random.default_rng(cfg.data.split_seed)
         for sigma in appearance_noise:
             noisy = regional + sigma * rng.standard_normal(regional.shape)
@@ -141,14 +140,11 @@ def _reader_scores(
     return scores
 
 
-def _regional_cues(video_ids: list[str], cfg: PipelineConfig, index: dict[str, Any]) -> np.ndarray:
+def _regional_cues(video_ids: list[str], cfg: PipelineConfig) -> np.ndarray:
     """(N, 6) the generator's regional cue values of each clip's source video."""
-    truth = load_ground_truth(Path(cfg.data.path))
-    rows = []
-    for vid in video_ids:
-        video = truth["videos"][os.path.relpath(index["videos"][vid]["source"], cfg.data.path)]
-        rows.append([video["cues"][cue] for cue in REGIONAL_CUES])
-    return np.array(rows, float)
+    data_path = Path(cfg.data.path)
+    records = dict(truth_rows(video_ids, load_ground_truth(data_path), data_path, cfg.data.cache_dir))
+    return np.array([[records[row]["cues"][cue] for cue in REGIONAL_CUES] for row in range(len(video_ids))], float)
 
 
 def readout_markdown(summary: dict[str, Any]) -> str:
