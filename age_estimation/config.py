@@ -70,14 +70,12 @@ class AlignConfig:
     frame_step: int = 1
     detect_every: int = 1
     max_side: int = 640
-    # Longest run of frames without the face (seconds at the video's fps) that alignment fills by
-    # interpolating between the frames on either side; a longer run holds the last eyes seen. It bounds
-    # how many frames a streamed alignment holds (2 s of 640x360 at 25 fps: 35 MB) however long the
-    # video, and 2 s covers blinks, turned heads and passing occluders. An align key (it decides crops).
+    # Longest run of frames without the face (seconds) that alignment interpolates across; a longer run
+    # holds the last eyes seen. It bounds a streamed alignment's memory (2 s of 640x360 at 25 fps: 35 MB)
+    # and covers blinks, turned heads and passing occluders. An align key (it decides crops).
     max_gap_seconds: float = 2.0
-    # Keep a video that decodes under 90% of the frames its container claims and more than 2 frames
-    # short (video/decode.py). Off: a cut-off file's label describes a whole video it no longer holds;
-    # small shortfalls pass, as containers over-count by a frame or two. An align key (the cache's).
+    # Keep a video that decodes under 90% of its container's frame count and over 2 frames short (off:
+    # a cut-off file's label describes a video it no longer holds). An align key (video/decode.py).
     accept_truncated: bool = False
     # Run the face mesh on every aligned frame's source region and store a subset of its landmarks
     # (video/landmarks.py) beside the crops: the stream ``model.dynamics`` reads (a few ms a frame).
@@ -142,25 +140,21 @@ class ModelConfig:
     """SIAM architecture; ``variant`` selects the paper-style ablations."""
 
     variant: Variant = "siam"
-    # Also read the landmark motion stream (inputs ``landmarks`` and ``landmark_mask``): per frame,
-    # the face-mesh landmarks and their temporal differences go through a small encoder and join the
-    # CNN embedding before the recurrent module. ``dynamics_only`` reads the landmarks alone (no CNN).
+    # Also read the landmark stream (inputs ``landmarks``, ``landmark_mask``): per frame, landmarks and their
+    # differences go through a small encoder and join the CNN embedding before the recurrent module.
     dynamics: bool = False
     dynamics_units: int = 32
-    # Where the stream joins the pixels: "early" concatenates its codes with the CNN embedding before
-    # the one recurrent module; "late" gives it a recurrent module and temporal model of its own and
-    # joins the two clip summaries before the head (early scored better; README, the ablation).
+    # "early": the stream's codes join the CNN embedding before the one recurrent module; "late": it has
+    # its own recurrent and temporal model, the two summaries join before the head (README: early wins).
     dynamics_fusion: Literal["early", "late"] = "early"
-    # Late fusion only: the share of training clips whose pixel summary is zeroed (dropout of the whole
-    # vector), so the head also learns to read the stream's summary alone.
+    # Late fusion only: the share of training clips whose pixel summary is zeroed as a whole.
     frame_summary_dropout: float = 0.0
-    # Statistics pooling: the landmark codes' mean, spread and maximum over the found frames join the
-    # clip summary. The stream's coordinates: "template" (the aligned crop's, as stored) or "eyes" (each
-    # frame re-centred on the mesh's own eye corners, removing the alignment's ~0.1 eye distances of
-    # jitter). Together they help the stream alone, not the fused model (README), so both are off.
+    # Statistics pooling (the codes' mean, spread and maximum over found frames join the summary) and the
+    # stream's coordinates: "template" (as stored) or "eyes" (each frame re-centred on the mesh's own eye
+    # corners). They help the stream alone, not the fused model (README), so both are off.
     dynamics_statistics: bool = False
     landmark_frame: Literal["template", "eyes"] = "template"
-    # Quantile pooling (0 = off): quantiles over found frames of projections of the stream (MaskedQuantiles).
+    # Quantile pooling (0 = off): quantiles over found frames of stream projections (MaskedQuantiles).
     dynamics_quantiles: int = 0
     dynamics_quantile_features: int = 8
     # Wide path (0 = off): an L2-penalised linear unit added to the head's output reads the quantiles and
@@ -205,8 +199,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     ema: bool = True
     ema_momentum: float = 0.99
-    # Training batches run before each validation to recompute BatchNormalization statistics for the
-    # (EMA) weights validated and checkpointed; 0 keeps the moving ones, which follow the raw weights.
+    # Batches run before each validation to recompute BatchNormalization statistics for the (EMA)
+    # weights validated and checkpointed; 0 keeps the moving ones (which follow the raw weights).
     bn_recalibration_batches: int = 16
     loss: Literal["mae", "huber", "mse"] = "huber"
     huber_delta: float = 3.0
@@ -265,9 +259,7 @@ class ExportConfig:
 
     directory: str = "exported"
     model_name: str = "siam"
-    tflite_variants: list[str] = field(
-        default_factory=lambda: ["float32", "float16", "dynamic_range", "int8"]
-    )
+    tflite_variants: list[str] = field(default_factory=lambda: ["float32", "float16", "dynamic_range", "int8"])
     representative_clips: int = 32
     jpeg_signature: bool = True
     parity_clips: int = 50
@@ -433,6 +425,7 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
         (cfg.model.dynamics_quantile_features >= 1, "model.dynamics_quantile_features must be at least 1"),
         (cfg.model.dynamics_wide in (0, *range(2, 65)), "model.dynamics_wide must be 0 (off) or 2-64"),
         (cfg.model.dynamics_wide_features >= 1, "model.dynamics_wide_features must be at least 1"),
+        (cfg.model.dynamics_wide_l2 >= 0, "model.dynamics_wide_l2 must be 0 or more"),
         (cfg.align.crop_size >= 16, "align.crop_size must be at least 16"),
         (cfg.align.detect_every >= 1, "align.detect_every must be at least 1"),
         (cfg.data.train_subjects >= 0, "data.train_subjects must be 0 (all) or more"),

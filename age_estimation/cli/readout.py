@@ -10,6 +10,9 @@ from age_estimation.cli.common import add_config_arguments, prepared_config
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
+    parser.add_argument("--stack", metavar="ABLATION_DIR",
+                        help="also stack the track on the held-out ages of an ablation folder's variant")
+    parser.add_argument("--variant", default="siam_dynamics", help="the ablation variant --stack reads")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -18,10 +21,15 @@ def run(args: argparse.Namespace) -> int:
     if cfg is None:
         return 2
     # Imported here so that `readout --help` does not load TensorFlow.
-    from age_estimation.experiments.stream_readout import readout_markdown, stream_readout
+    from age_estimation.experiments.stream_readout import (
+        ablation_predictions,
+        readout_markdown,
+        stream_readout,
+    )
 
     try:
-        summary = stream_readout(cfg)
+        network = ablation_predictions(args.stack, args.variant, cfg.data.folds) if args.stack else None
+        summary = stream_readout(cfg, network=network)
     except ValueError as err:
         print(f"error: {err}")
         return 1

@@ -10,7 +10,9 @@ for the learned models: what a reader of the stream alone can take from it.
 
 On synthetic data the reader also runs beside the generator's regional cues with Gaussian noise
 (a stand-in for an appearance model that reads them imperfectly), which shows whether the track
-still adds the timing cues next to appearance.
+still adds the timing cues next to appearance. Given a trained variant's held-out ages from the
+same folds (``ablation_predictions``), it also stacks the track on them: what the network leaves
+of the stream's reading.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from age_estimation.config import PipelineConfig
 from age_estimation.data.cache import read_clip, read_index
 from age_estimation.data.splits import kfold_splits
 from age_estimation.evaluation.attention import cue_usage, load_ground_truth, truth_rows
+from age_estimation.evaluation.predictions import read_predictions_csv
+from age_estimation.runs import PREDICTIONS_NAME
 from age_estimation.video.landmarks import smile_lift
 
 TRACK_POINTS = 40
@@ -57,11 +61,14 @@ def track_features(track: np.ndarray, posed: bool) -> np.ndarray:
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, penalty: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ridge weights on standardised ``x``: (weights with the intercept last, feature means, feature scales)."""
+    """Ridge weights on standardised ``x``: (weights with the intercept last, feature means, feature scales).
+
+    The intercept is the mean of ``y`` and is not penalised, so a strong penalty shrinks the readings
+    toward the mean age, not toward zero."""
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
-    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
-    weights = np.linalg.solve(z.T @ z + penalty * np.eye(z.shape[1]), z.T @ y)
-    return weights, mean, scale
+    z = (x - mean) / scale
+    weights = np.linalg.solve(z.T @ z + penalty * np.eye(z.shape[1]), z.T @ (y - y.mean()))
+    return np.append(weights, y.mean()), mean, scale
 
 
 def predict_ridge(model: tuple[np.ndarray, np.ndarray, np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -86,8 +93,27 @@ def readout_predictions(
     return predict_ridge(fit_ridge(features[train_rows], ages[train_rows], penalty), features[test_rows])
 
 
-def stream_readout(cfg: PipelineConfig, appearance_noise: tuple[float, ...] = (0.1, 0.2)) -> dict[str, Any]:
-    """The readers' held-out MAE and cue usage over every fold of ``data.folds``; see the module docstring."""
+def ablation_predictions(out_dir: str | Path, variant: str, folds: int) -> dict[str, float]:
+    """Video id -> held-out age of ``variant`` over the folds of the ablation folder ``out_dir`` it has done."""
+    out_dir = Path(out_dir)
+    ages: dict[str, float] = {}
+    for fold in range(folds):
+        path = out_dir / f"{variant}-fold{fold}" / PREDICTIONS_NAME
+        if path.is_file():
+            ages.update({vid: predicted for vid, (_, _, predicted) in read_predictions_csv(path).items()})
+    if not ages:
+        raise ValueError(f"{out_dir}: no {variant}-fold*/{PREDICTIONS_NAME}; run the ablation with that variant first")
+    return ages
+
+
+def stream_readout(
+    cfg: PipelineConfig, appearance_noise: tuple[float, ...] = (0.1, 0.2), network: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """The readers' held-out MAE and cue usage over every fold of ``data.folds``; see the module docstring.
+
+    With ``network`` (video id -> a trained variant's held-out age), only the clips it predicted are
+    read, and two readers join: a ridge on that age alone and on that age beside the smile track.
+    """
     cache_dir = Path(cfg.data.cache_dir)
     index = read_index(cache_dir)
     if not index.get("align", {}).get("landmarks"):
@@ -95,6 +121,8 @@ def stream_readout(cfg: PipelineConfig, appearance_noise: tuple[float, ...] = (0
     video_ids, tracks, posed, ages = [], [], [], []
     for vid in sorted(index["videos"]):
         entry = index["videos"][vid]
+        if network is not None and vid not in network:
+            continue
         track = smile_track(read_clip(cache_dir / entry["shard"]))
         if track is not None:
             video_ids.append(vid)
@@ -114,6 +142,10 @@ def stream_readout(cfg: PipelineConfig, appearance_noise: tuple[float, ...] = (0
             appearance = np.hstack([noisy, noisy**2])
             readers[f"regional cues, noise {sigma:g}"] = appearance
             readers[f"regional cues, noise {sigma:g} + smile track"] = np.hstack([appearance, readers["smile track"]])
+    if network is not None:
+        network_age = np.array([[network[vid]] for vid in video_ids])
+        readers["network"] = network_age
+        readers["network + smile track"] = np.hstack([network_age, readers["smile track"]])
     # The folds of every prepared clip, as the ablation's ``data.heldout_fold`` cuts them.
     fold_of_video = {vid: k for k, (_, held_out) in
                      enumerate(kfold_splits(sorted(index["videos"]), index, cfg.data.folds, cfg.data.split_seed))

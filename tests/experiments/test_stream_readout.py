@@ -6,6 +6,7 @@ import pytest
 from age_estimation.experiments.stream_readout import (
     DYNAMIC_CUES,
     TRACK_POINTS,
+    ablation_predictions,
     fit_ridge,
     predict_ridge,
     readout_markdown,
@@ -47,6 +48,8 @@ def test_ridge_recovers_a_linear_rule():
     x = rng.normal(size=(200, 3)) * [1.0, 10.0, 0.1]
     y = 2.0 * x[:, 0] - 0.3 * x[:, 1] + 20.0 * x[:, 2] + 40.0
     np.testing.assert_allclose(predict_ridge(fit_ridge(x, y, 1e-6), x[:5]), y[:5], atol=1e-3)
+    shrunk = predict_ridge(fit_ridge(x, y, 1e9), x)  # all weight penalised away: the mean, not zero
+    np.testing.assert_allclose(shrunk, y.mean(), atol=1e-3)
 
 
 @pytest.mark.slow
@@ -60,6 +63,28 @@ def test_readout_scores_every_reader_on_the_synthetic_folds(tiny_config):
         assert 0 < scores["mae"] < 60
         assert set(DYNAMIC_CUES) <= set(scores["cue_usage"])
     assert "| smile track |" in readout_markdown(summary)
+
+
+def test_readout_stacks_the_track_on_an_ablations_held_out_ages(tiny_config, tmp_path):
+    from age_estimation.data.cache import read_index
+
+    cfg = tiny_config()
+    videos = sorted(read_index(cfg.data.cache_dir)["videos"].items())
+    rng = np.random.default_rng(1)
+    for fold, part in enumerate((videos[::2], videos[1::2])):  # two folds' runs of one variant
+        run_dir = tmp_path / f"siam_dynamics-fold{fold}"
+        run_dir.mkdir()
+        rows = ["video_id,subject,label,age,predicted,abs_error,fold"]
+        rows += [f"{vid},{e['subject']},{e['label']},{e['age']},{e['age'] + rng.normal(0, 0.5):.3f},0,{fold}"
+                 for vid, e in part]
+        (run_dir / "heldout_predictions.csv").write_text("\n".join(rows) + "\n")
+    network = ablation_predictions(tmp_path, "siam_dynamics", cfg.data.folds)
+    assert len(network) == len(videos)
+    readers = stream_readout(cfg, appearance_noise=(), network=network)["readers"]
+    assert list(readers) == ["smile track", "network", "network + smile track"]
+    assert readers["network"]["mae"] < 2.0 < readers["smile track"]["mae"]  # the near-exact ages are read
+    with pytest.raises(ValueError, match="no siam-fold"):
+        ablation_predictions(tmp_path, "siam", cfg.data.folds)
 
 
 @pytest.mark.slow
