@@ -22,3 +22,11 @@ def test_readout_prints_the_readers_as_json(tiny_root: Path, capsys: pytest.Capt
     assert main(["readout", "--config", str(TINY_CONFIG), *sets, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "smile track" in summary["readers"] and summary["readers"]["smile track"]["mae"] > 0
+
+
+@pytest.mark.slow
+def test_stacking_on_a_folder_without_the_variant_exits_1(tiny_root: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    sets = [part for override in tiny_overrides(tiny_root) for part in ("--set", override)]
+    assert main(["readout", "--config", str(TINY_CONFIG), *sets, "--stack", str(tmp_path), "--json"]) == 1
+    assert f"{tmp_path}: no siam_dynamics-fold*/heldout_predictions.csv" in capsys.readouterr().out
