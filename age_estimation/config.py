@@ -157,11 +157,6 @@ class ModelConfig:
     # Quantile pooling (0 = off): quantiles over found frames of stream projections (MaskedQuantiles).
     dynamics_quantiles: int = 0
     dynamics_quantile_features: int = 8
-    # Wide path (0 = off): an L2-penalised linear unit added to the head's output reads the quantiles and
-    # this many time-bin means (MaskedTimeBins) of ``dynamics_wide_features`` projections of the stream.
-    dynamics_wide: int = 0
-    dynamics_wide_features: int = 4
-    dynamics_wide_l2: float = 1e-3
     conv_filters: list[int] = field(default_factory=lambda: [16, 32, 48, 64])
     attention_after_block: int = 2
     attention_projection: int = 16
@@ -423,9 +418,6 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
         (cfg.model.dynamics_units >= 1, "model.dynamics_units must be at least 1"),
         (cfg.model.dynamics_quantiles in (0, *range(2, 65)), "model.dynamics_quantiles must be 0 (off) or 2-64"),
         (cfg.model.dynamics_quantile_features >= 1, "model.dynamics_quantile_features must be at least 1"),
-        (cfg.model.dynamics_wide in (0, *range(2, 65)), "model.dynamics_wide must be 0 (off) or 2-64"),
-        (cfg.model.dynamics_wide_features >= 1, "model.dynamics_wide_features must be at least 1"),
-        (cfg.model.dynamics_wide_l2 >= 0, "model.dynamics_wide_l2 must be 0 or more"),
         (cfg.align.crop_size >= 16, "align.crop_size must be at least 16"),
         (cfg.align.detect_every >= 1, "align.detect_every must be at least 1"),
         (cfg.data.train_subjects >= 0, "data.train_subjects must be 0 (all) or more"),

@@ -93,8 +93,6 @@ def test_unknown_keys_and_sections_list_the_known_ones(tmp_path: Path) -> None:
         ("model.dynamics_fusion=middle", r"'model.dynamics_fusion' must be one of \['early', 'late'\]"),
         ("model.frame_summary_dropout=1.0", r"model.frame_summary_dropout must be in \[0, 1\)"),
         ("model.landmark_frame=nose", r"'model.landmark_frame' must be one of \['template', 'eyes'\]"),
-        ("model.dynamics_wide=1", r"model.dynamics_wide must be 0 \(off\) or 2-64"),
-        ("model.dynamics_wide_l2=-1", "model.dynamics_wide_l2 must be 0 or more"),
     ],
 )
 def test_wrong_types_and_values_name_the_key(override: str, message: str) -> None:

@@ -139,14 +139,13 @@ def test_dynamics_variants_take_the_landmark_stream_with_parity(tmp_path_factory
 
 
 def test_stream_statistics_in_the_eye_frame_convert_with_parity(tmp_path):
-    """The optional landmark-stream features (eye frame, statistics, quantile pooling, the wide path) are plain TFLite builtins."""
+    """The optional landmark-stream features (eye frame, statistics and quantile pooling) are plain TFLite builtins."""
     from age_estimation.config import load_config
     from age_estimation.inference.spec import DeploymentSpec
     from age_estimation.models.siam.model import build_siam
 
     cfg = load_config(None, [f"data.clip_length={CLIP}", f"align.crop_size={CROP}", "model.dynamics=true",
                              "model.dynamics_statistics=true", "model.dynamics_quantiles=4", "model.landmark_frame=eyes",
-                             "model.dynamics_wide=3",
                              "model.conv_filters=[8, 12]",
                              "model.attention_after_block=1", "model.rnn_units=12", "model.dropout=0.0"])
     model = build_siam(cfg.model, crop_size=CROP, age_prior=(30.0, 9.0))

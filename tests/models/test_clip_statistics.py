@@ -1,9 +1,9 @@
-"""MaskedStatistics, MaskedQuantiles and MaskedTimeBins: clip statistics over the marked steps only, serialization."""
+"""MaskedStatistics and MaskedQuantiles: clip statistics over the marked steps only, serialization."""
 
 import numpy as np
 import pytest
 
-from age_estimation.models.siam.clip_statistics import MaskedQuantiles, MaskedStatistics, MaskedTimeBins
+from age_estimation.models.siam.clip_statistics import MaskedQuantiles, MaskedStatistics
 
 RNG = np.random.default_rng(0)
 
@@ -51,21 +51,3 @@ def test_masked_quantiles_are_the_marked_steps_quantiles_rescaled_to_their_range
     with pytest.raises(ValueError, match="at least 2"):
         MaskedQuantiles(1)
 
-
-def test_masked_time_bins_average_the_marked_steps_in_order():
-    x = _features((3, 9, 2))
-    marks = np.array([[1] * 9, [1, 0, 1, 1, 0, 1, 1, 1, 0], [0] * 9], "float32")
-    bins = 3
-    out = np.asarray(MaskedTimeBins(bins)(x, marks))
-    assert out.shape == (3, bins * 2)
-    for row in range(2):
-        kept = x[row, marks[row] > 0]  # the found frames split evenly by rank, the earliest bin first
-        expected = np.stack([part.mean(axis=0) for part in np.array_split(kept, bins)])
-        np.testing.assert_allclose(out[row].reshape(bins, 2), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(out[2], 0.0)  # nothing marked: zeros
-    changed = x.copy()
-    changed[1, 4] += 100.0  # an unmarked step reaches no bin
-    np.testing.assert_allclose(MaskedTimeBins(bins)(changed, marks), out, atol=1e-5)
-    assert MaskedTimeBins.from_config(MaskedTimeBins(5).get_config()).bins == 5
-    with pytest.raises(ValueError, match="at least 1"):
-        MaskedTimeBins(0)

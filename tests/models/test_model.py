@@ -181,7 +181,6 @@ VARIANT_CONFIGS = {
     "siam_dynamics_late": {"dynamics": True, "dynamics_fusion": "late"},
     "siam_dynamics_statistics": {"dynamics": True, "dynamics_statistics": True, "landmark_frame": "eyes"},
     "siam_dynamics_quantiles": {"dynamics": True, "dynamics_quantiles": 4, "dynamics_quantile_features": 3},
-    "siam_dynamics_wide": {"dynamics": True, "dynamics_wide": 3, "dynamics_wide_features": 2},
     "dynamics_only": {"variant": "dynamics_only"},
 }
 POINTS = 41
@@ -275,7 +274,6 @@ def test_plain_functional_file_fails_naming_the_file(model, tmp_path):
                                        {"variant": "no_temporal", "dynamics": True, "dynamics_fusion": "late"},
                                        {"dynamics": True, "dynamics_statistics": True},
                                        {"dynamics": True, "dynamics_quantiles": 4, "dynamics_statistics": True},
-                                       {"dynamics": True, "dynamics_wide": 4},
                                        {"variant": "dynamics_only", "dynamics_statistics": True,
                                         "landmark_frame": "eyes"}])
 def test_dynamics_models_take_the_landmark_stream_and_respect_padding(overrides, clips):

@@ -4,8 +4,6 @@
   head durations and extremes of the landmark stream directly.
 - ``MaskedQuantiles``: the value distribution over the marked steps (evenly spaced quantiles, also
   rescaled to the clip's own range), which says how long a signal stays near each of its levels.
-- ``MaskedTimeBins``: the mean over the marked steps in each of a few equal stretches of the clip's
-  relative time, which says when a signal rises and falls whatever the clip's length.
 """
 
 from __future__ import annotations
@@ -118,56 +116,4 @@ class MaskedQuantiles(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(levels=self.levels, min_range=self.min_range)
-        return config
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class MaskedTimeBins(keras.layers.Layer):
-    """Per feature: its mean over the marked steps in each of ``bins`` equal stretches of the clip's time.
-
-    A marked step's relative time is its rank among the marked steps, ``(rank + 0.5) / count``, so the
-    bins split the found frames evenly whatever T is and wherever the unmarked steps fall. The order of
-    the bins keeps when a signal rises (a smile's onset), which order-free statistics lose. A bin with
-    no marked step gives zeros.
-
-    Call arguments:
-        inputs: (B, T, D) per-step features.
-        mask: (B, T) 0/1 or boolean marks of the steps to use.
-
-    Returns:
-        (B, bins * D): each bin's D means side by side, the earliest bin first.
-
-    Example:
-        >>> out = MaskedTimeBins(bins=4)(keras.ops.ones((2, 5, 3)), keras.ops.ones((2, 5)))
-        >>> tuple(out.shape)
-        (2, 12)
-    """
-
-    def __init__(self, bins: int = 8, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if int(bins) < 1:
-            raise ValueError(f"bins must be at least 1, got {bins}")
-        self.bins = int(bins)
-
-    def call(self, inputs: Any, mask: Any) -> Any:
-        x = ops.cast(inputs, "float32")
-        marks = ops.cast(mask, "float32")  # (B, T)
-        count = ops.sum(marks, axis=1, keepdims=True)
-        position = (ops.cumsum(marks, axis=1) - 0.5) / ops.maximum(count, 1.0)  # (B, T) in [0, 1)
-        edges = ops.arange(self.bins + 1, dtype="float32") / self.bins
-        inside = ops.logical_and(position[..., None] >= edges[:-1], position[..., None] < edges[1:])
-        weights = ops.cast(inside, "float32") * marks[..., None]  # (B, T, bins)
-        totals = ops.matmul(ops.transpose(weights, (0, 2, 1)), x)
-        means = totals / ops.maximum(ops.sum(weights, axis=1)[..., None], 1.0)  # (B, bins, D)
-        return ops.reshape(means, (ops.shape(x)[0], -1))
-
-    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
-        return None
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return (input_shape[0], self.bins * input_shape[-1])
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(bins=self.bins)
         return config

@@ -12,7 +12,7 @@ from typing import Any
 import keras
 
 from age_estimation.config import ModelConfig
-from age_estimation.models.siam.clip_statistics import MaskedQuantiles, MaskedStatistics, MaskedTimeBins
+from age_estimation.models.siam.clip_statistics import MaskedQuantiles, MaskedStatistics
 from age_estimation.models.siam.layers import (
     FrameNormalization,
     LandmarkDynamics,
@@ -191,34 +191,12 @@ def _recurrent(x: Any, valid: Any, config: ModelConfig, prefix: str = "") -> Any
     return x
 
 
-def wide_reading(landmark_features: Any, found: Any, config: ModelConfig) -> Any:
-    """The wide path's (B, 1) term: one L2-penalised linear unit over the quantiles and time-bin means of
-    linear projections of the stream's per-frame features, or None when ``model.dynamics_wide`` is 0.
-
-    It gives the timing of the stream a linear route to the age that does not pass through the
-    recurrent module, whose summary the appearance dominates."""
-    if not config.dynamics_wide or landmark_features is None:
-        return None
-    signals = keras.layers.Dense(config.dynamics_wide_features, name="dynamics_wide_projection")(landmark_features)
-    parts = [
-        MaskedQuantiles(config.dynamics_wide, name="dynamics_wide_quantiles")(signals, found),
-        MaskedTimeBins(config.dynamics_wide, name="dynamics_wide_time_bins")(signals, found),
-    ]
-    penalty = keras.regularizers.L2(config.dynamics_wide_l2)
-    return keras.layers.Dense(1, kernel_regularizer=penalty, name="dynamics_wide_out", dtype="float32")(
-        keras.layers.Concatenate(name="dynamics_wide_features")(parts)
-    )
-
-
-def age_head(summary: Any, config: ModelConfig, age_prior: tuple[float, float], wide: Any = None) -> Any:
-    """Dropout + small MLP + a linear unit (plus the wide path's term, when given) rescaled by the
-    training-age prior; float32 for mixed precision."""
+def age_head(summary: Any, config: ModelConfig, age_prior: tuple[float, float]) -> Any:
+    """Dropout + small MLP + a linear unit rescaled by the training-age prior; float32 for mixed precision."""
     x = summary
     if config.dropout > 0:
         x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
     x = keras.layers.Dense(max(config.embedding_units // 2, 8), activation="relu", name="head_hidden")(x)
     x = keras.layers.Dense(1, name="head_out", dtype="float32")(x)
-    if wide is not None:
-        x = keras.layers.Add(name="head_with_wide", dtype="float32")([x, wide])
     mean, std = age_prior
     return keras.layers.Rescaling(scale=float(std), offset=float(mean), name="age", dtype="float32")(x)

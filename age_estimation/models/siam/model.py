@@ -38,7 +38,6 @@ from age_estimation.models.siam.graph import (
     input_scaling,
     landmark_encoder,
     reads_frames,
-    wide_reading,
     with_stream_statistics,
 )
 from age_estimation.models.siam.layers import PACKAGE, FoldTime, UnfoldTime, ValidFrames
@@ -85,9 +84,6 @@ class Siam(keras.Model):
         landmark_frame: str = _DEFAULTS.landmark_frame,
         dynamics_quantiles: int = _DEFAULTS.dynamics_quantiles,
         dynamics_quantile_features: int = _DEFAULTS.dynamics_quantile_features,
-        dynamics_wide: int = _DEFAULTS.dynamics_wide,
-        dynamics_wide_features: int = _DEFAULTS.dynamics_wide_features,
-        dynamics_wide_l2: float = _DEFAULTS.dynamics_wide_l2,
         conv_filters: list[int] | tuple[int, ...] = tuple(_DEFAULTS.conv_filters),
         attention_after_block: int = _DEFAULTS.attention_after_block,
         attention_projection: int = _DEFAULTS.attention_projection,
@@ -120,9 +116,6 @@ class Siam(keras.Model):
             landmark_frame=landmark_frame,
             dynamics_quantiles=int(dynamics_quantiles),
             dynamics_quantile_features=int(dynamics_quantile_features),
-            dynamics_wide=int(dynamics_wide),
-            dynamics_wide_features=int(dynamics_wide_features),
-            dynamics_wide_l2=float(dynamics_wide_l2),
             conv_filters=[int(f) for f in conv_filters],
             attention_after_block=attention_after_block,
             attention_projection=attention_projection,
@@ -165,8 +158,7 @@ class Siam(keras.Model):
         valid = ValidFrames(name="valid_frames")(mask)
         summary, temporal = fused_summary(frame_codes, landmark_codes, valid, architecture)
         summary = with_stream_statistics(summary, landmark_features, landmark_codes, found, architecture)
-        wide = wide_reading(landmark_features, found, architecture)
-        outputs = {"age": age_head(summary, architecture, prior, wide)}
+        outputs = {"age": age_head(summary, architecture, prior)}
         if spatial_map is not None:
             outputs["spatial_attention"] = keras.layers.Identity(name="spatial_attention", dtype="float32")(
                 UnfoldTime(name="unfold_attention")([spatial_map, inputs["frames"]])
