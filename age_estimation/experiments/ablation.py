@@ -76,12 +76,13 @@ def ablation(
     variants, folds = ablation_plan(cfg, variants, folds)
     out_dir = Path(out_dir)
     runs = [row for fold in range(cfg.data.folds) if fold not in folds for variant in variants
-            if (row := _finished_ablation_run(ablation_config(cfg, variant, fold), _run_dir(out_dir, variant, fold)))]
+            if (row := _finished_ablation_run(ablation_config(cfg, variant, fold),
+                                              variant_run_dir(out_dir, variant, fold)))]
     planned = len(set(folds) | {row["fold"] for row in runs})
     summary: dict[str, Any] = {}
     for fold in folds:
         for variant in variants:
-            run_cfg, run_dir = ablation_config(cfg, variant, fold), _run_dir(out_dir, variant, fold)
+            run_cfg, run_dir = ablation_config(cfg, variant, fold), variant_run_dir(out_dir, variant, fold)
             row = _finished_ablation_run(run_cfg, run_dir) or _ablation_run(run_cfg, run_dir, variant, fold)
             runs.append(row)
             print(f"{variant:14s} fold {fold}: held-out MAE {row['mae']:.2f}")
@@ -89,7 +90,8 @@ def ablation(
     return summary
 
 
-def _run_dir(out_dir: Path, variant: str, fold: int) -> Path:
+def variant_run_dir(out_dir: Path, variant: str, fold: int) -> Path:
+    """The run directory of ``variant`` on ``fold`` inside the ablation folder ``out_dir``."""
     return out_dir / f"{variant}-fold{fold}"
 
 
@@ -130,7 +132,7 @@ def _ablation_run(cfg: PipelineConfig, run_dir: Path, variant: str, fold: int) -
 def _write_ablation(cfg: PipelineConfig, out_dir: Path, runs: list[dict[str, Any]], folds_planned: int) -> dict[str, Any]:
     """Write ``ablation.json`` and ``ablation.md`` for the runs finished so far; return the summary."""
     variants = list(dict.fromkeys(r["variant"] for r in runs))
-    predictions = {v: FoldPredictions.read({r["fold"]: _run_dir(out_dir, v, r["fold"]) for r in runs
+    predictions = {v: FoldPredictions.read({r["fold"]: variant_run_dir(out_dir, v, r["fold"]) for r in runs
                                             if r["variant"] == v}) for v in variants}
     videos = sorted({video for p in predictions.values() for video in p.videos})
     oracle = _oracle_errors(cfg, videos)

@@ -27,7 +27,7 @@ from age_estimation.config import PipelineConfig
 from age_estimation.data.cache import read_clip, read_index
 from age_estimation.data.splits import kfold_splits
 from age_estimation.evaluation.attention import cue_usage, load_ground_truth, truth_rows
-from age_estimation.evaluation.predictions import read_predictions_csv
+from age_estimation.experiments.ablation import FoldPredictions, variant_run_dir
 from age_estimation.runs import PREDICTIONS_NAME
 from age_estimation.video.landmarks import smile_lift
 
@@ -95,15 +95,12 @@ def readout_predictions(
 
 def ablation_predictions(out_dir: str | Path, variant: str, folds: int) -> dict[str, float]:
     """Video id -> held-out age of ``variant`` over the folds of the ablation folder ``out_dir`` it has done."""
-    out_dir = Path(out_dir)
-    ages: dict[str, float] = {}
-    for fold in range(folds):
-        path = out_dir / f"{variant}-fold{fold}" / PREDICTIONS_NAME
-        if path.is_file():
-            ages.update({vid: predicted for vid, (_, _, predicted) in read_predictions_csv(path).items()})
-    if not ages:
+    run_dirs = {fold: variant_run_dir(Path(out_dir), variant, fold) for fold in range(folds)}
+    done = {fold: run_dir for fold, run_dir in run_dirs.items() if (run_dir / PREDICTIONS_NAME).is_file()}
+    if not done:
         raise ValueError(f"{out_dir}: no {variant}-fold*/{PREDICTIONS_NAME}; run the ablation with that variant first")
-    return ages
+    predictions = FoldPredictions.read(done)
+    return dict(zip(predictions.videos, predictions.predicted.tolist()))
 
 
 def stream_readout(

@@ -50,4 +50,3 @@ def test_masked_quantiles_are_the_marked_steps_quantiles_rescaled_to_their_range
     assert (clone.levels, clone.min_range) == (levels, 0.5)
     with pytest.raises(ValueError, match="at least 2"):
         MaskedQuantiles(1)
-
