@@ -9,7 +9,7 @@ Layout of a cache directory::
 ``index.json``::
 
     {"format": 1, "align": {...AlignConfig...}, "align_key": "<sha256 of align>",
-     "videos": {video_id: {"source": str, "source_sha256": str, "shard": "shards/<id>.tfrecord",
+     "videos": {video_id: {"source": str (absolute), "source_sha256": str, "shard": "shards/<id>.tfrecord",
                            "frames": int, "faces": int, "landmark_frames": int, "age": float, "subject": str,
                            "label": str, "split": str}}}
 
@@ -51,11 +51,15 @@ REPORT_NAME = "report.json"
 SHARD_DIR = "shards"
 
 
+def source_of(path: str | Path) -> str:
+    """The index's ``source`` for a video: its absolute path, so readers in any working directory find it."""
+    return str(Path(path).resolve())
+
+
 def video_id_for(path: str | Path) -> str:
     """A stable, file-name-safe id for a source video: its stem plus a hash of its absolute path."""
-    path = Path(path)
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem)[:60]
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(path).stem)[:60]
+    digest = hashlib.sha1(source_of(path).encode()).hexdigest()[:8]
     return f"{stem}-{digest}"
 
 

@@ -228,6 +228,7 @@ def _plan(rows: list[ManifestRow], index: dict[str, Any], out_dir: Path, report:
         wanted.add(video_id)
         job = _Job(video_id, row, cache.file_sha256(row.path))
         if _unchanged(index["videos"].get(video_id), job, out_dir):
+            index["videos"][video_id]["source"] = cache.source_of(row.path)
             report["skipped"].append({"path": str(row.path), "video_id": video_id})
         else:
             jobs.append(job)
@@ -347,7 +348,7 @@ def _record(job: _Job, result: dict[str, Any], index: dict[str, Any], out_dir: P
     _write_shard(out_dir / shard, job, result)
     frames, faces = len(result["face_found"]), int(np.sum(result["face_found"]))
     index["videos"][job.video_id] = {
-        "source": path, "source_sha256": job.sha256, "shard": shard, "frames": frames, "faces": faces,
+        "source": cache.source_of(path), "source_sha256": job.sha256, "shard": shard, "frames": frames, "faces": faces,
         "landmark_frames": int(np.sum(result["landmark_found"])),
         "age": float(row.age), "subject": row.subject, "label": row.label, "split": row.split,
     }

@@ -102,6 +102,25 @@ def test_rerun_skips_unchanged_and_redoes_changed_inputs(tmp_path: Path, videos:
     assert _read_clip(out, face_id)["frames"].shape[1:] == (48, 48, 3)
 
 
+def test_the_index_names_each_source_by_its_absolute_path(tmp_path: Path, videos: dict[str, Path], monkeypatch) -> None:
+    """A relative manifest path is resolved once, at prepare, so readers elsewhere find the video."""
+    (tmp_path / "in").mkdir()
+    shutil.copy(videos["face"], tmp_path / "in" / "face.mp4")
+    monkeypatch.chdir(tmp_path)
+    rows = [ManifestRow(Path("in/face.mp4"), 30.0, "a")]
+    prepare(rows, Path("cache"), ALIGN, workers=1, progress=False)
+    index = cache.read_index(tmp_path / "cache")
+    (entry,) = index["videos"].values()
+    assert entry["source"] == str((tmp_path / "in" / "face.mp4").resolve())
+
+    entry["source"] = "in/face.mp4"  # as a cache written with relative sources holds it
+    (tmp_path / "cache" / cache.INDEX_NAME).write_text(json.dumps(index))
+    again = prepare(rows, Path("cache"), ALIGN, workers=1, progress=False)
+    assert len(again["skipped"]) == 1
+    (entry,) = cache.read_index(tmp_path / "cache")["videos"].values()
+    assert entry["source"] == str((tmp_path / "in" / "face.mp4").resolve())
+
+
 def test_truncated_video_is_kept_only_when_accepted_and_then_with_a_warning(
     tmp_path: Path, videos: dict[str, Path]
 ) -> None:
