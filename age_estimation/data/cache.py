@@ -56,6 +56,11 @@ def source_of(path: str | Path) -> str:
     return str(Path(path).resolve())
 
 
+def source_under(entry: dict[str, Any], root: str | Path) -> str:
+    """An index entry's source video as a path relative to ``root``, both with symlinks resolved."""
+    return os.path.relpath(Path(entry["source"]).resolve(), Path(root).resolve())
+
+
 def video_id_for(path: str | Path) -> str:
     """A stable, file-name-safe id for a source video: its stem plus a hash of its absolute path."""
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(path).stem)[:60]

@@ -13,14 +13,13 @@ A model that ignores the cues scores 1.0 on both ratios and about 0 in cue usage
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from age_estimation.config import DataConfig
-from age_estimation.data.cache import read_index
+from age_estimation.data.cache import read_index, source_under
 from age_estimation.data.synth.oracle import GROUND_TRUTH_NAME
 
 
@@ -56,7 +55,7 @@ def truth_rows(video_ids: list[str], truth: dict[str, Any], data_path: Path, cac
     index = read_index(cache_dir)
     rows = []
     for row, vid in enumerate(video_ids):
-        video = truth["videos"].get(os.path.relpath(index["videos"][vid]["source"], data_path))
+        video = truth["videos"].get(source_under(index["videos"][vid], data_path))
         if video is not None:
             rows.append((row, video))
     if not rows:

@@ -7,14 +7,13 @@ stream that tracks the expression correlates strongly; the model can only read d
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from age_estimation.config import SynthConfig
-from age_estimation.data.cache import read_clip, read_index
+from age_estimation.data.cache import read_clip, read_index, source_under
 from age_estimation.data.synth.plan import all_plans
 from age_estimation.video.landmarks import mouth_width, smile_lift
 
@@ -30,7 +29,7 @@ def smile_tracking(
     lift, width, truth, found, informative = [], [], [], 0, 0
     for vid in video_ids:
         entry = index["videos"][vid]
-        plan = plans.get(os.path.relpath(entry["source"], data_path))
+        plan = plans.get(source_under(entry, data_path))
         if plan is None:
             continue
         clip = read_clip(Path(cache_dir) / entry["shard"])

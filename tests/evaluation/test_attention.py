@@ -50,3 +50,14 @@ def test_videos_outside_the_ground_truth_are_a_clear_error(tiny_config, tmp_path
     probe = predictions_from(cfg, lambda v: v["age"])
     with pytest.raises(ValueError, match="none of the evaluated videos is in the ground truth"):
         cue_usage(probe, tmp_path, cfg.data.cache_dir)
+
+
+def test_the_ground_truth_is_found_through_a_linked_data_folder_from_any_directory(tiny_config, tmp_path, monkeypatch):
+    cfg = tiny_config()
+    ids = sorted(read_index(cfg.data.cache_dir)["videos"])
+    truth = load_ground_truth(Path(cfg.data.path))
+    direct = truth_rows(ids, truth, Path(cfg.data.path), cfg.data.cache_dir)
+    link = tmp_path / "linked_videos"
+    link.symlink_to(Path(cfg.data.path).resolve(), target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    assert truth_rows(ids, truth, link, cfg.data.cache_dir) == direct
