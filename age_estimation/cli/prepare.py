@@ -2,6 +2,9 @@
 
 Without ``--manifest``/``--uva-nemo`` it prepares the config's dataset; a synthetic one (the embedded
 default) is generated first when it is not there, as ``train`` does.
+
+Exit codes: 0 done; 2 a bad config, manifest or missing face models; 1 the run could not write its
+cache (another prepare holds the folder, the disk is full, no permission): one ``error:`` line.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 from pathlib import Path
 
 from age_estimation.config import PipelineConfig, load_config
+from age_estimation.data.cache_lock import CacheBusyError
 from age_estimation.data.manifest import (
     ManifestScan,
     scan_csv_manifest,
@@ -67,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     except AssetError as err:
         print(f"error: {err}")
         return 2
+    except (CacheBusyError, OSError) as err:  # another prepare on --out, a full disk (DiskFullError), ...
+        print(f"error: {err}")
+        return 1
     print(json.dumps(report, indent=2) if args.json else _summary(report, out))
     return 0
 

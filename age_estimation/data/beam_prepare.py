@@ -7,6 +7,10 @@ back as one JSON line, and the driver folds them, in manifest order, into ``inde
 ``report.json``. The cache folder must be a file system every worker sees: the local disk for
 DirectRunner, a shared mount on a cluster.
 
+The driver holds the cache folder's lock for the whole run (``prepare.cache_run``). A full disk in a
+DoFn comes back as that video's result, and the DoFn instance skips its later videos; the driver
+indexes every video that finished, then stops with ``DiskFullError`` as the local path does.
+
 Example:
     >>> report = prepare_beam(rows, Path("data/cache/x"), AlignConfig(),
     ...                       ["runner=DirectRunner", "direct_num_workers=2"])
@@ -14,7 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -49,20 +56,22 @@ def prepare_beam(
     """Align and cache every row's video in a Beam pipeline; the report and cache of ``prepare.prepare``.
 
     ``options`` are Beam pipeline options as ``KEY=VALUE`` (or ``KEY`` for a switch); without a
-    ``runner`` it is DirectRunner with ``workers`` processes (0 = all cores).
+    ``runner`` it is DirectRunner with ``workers`` processes (0 = all cores). Raises what
+    ``prepare.prepare`` raises (``CacheBusyError``, ``DiskFullError``).
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    index, report, jobs = local.plan_run(rows, out_dir, align, rejected)
-    write_json_atomic(out_dir / cache.INDEX_NAME, index)
-    if jobs:
-        pipeline_options = beam_options(options, local.resolve_workers(workers, len(jobs)))
-        results = _run_pipeline(jobs, out_dir, align, pipeline_options)
-        for job in jobs:
-            _fold(job, results.get(job.video_id), index, report)
+    with local.cache_run(out_dir):
+        index, report, jobs = local.plan_run(rows, out_dir, align, rejected)
         write_json_atomic(out_dir / cache.INDEX_NAME, index)
-    return local.finish_report(report, len(rows) + len(rejected or []), started, out_dir)
+        if jobs:
+            pipeline_options = beam_options(options, local.resolve_workers(workers, len(jobs)))
+            results = _run_pipeline(jobs, out_dir, align, pipeline_options)
+            for job in jobs:
+                _fold(job, results.get(job.video_id), index, report)
+            write_json_atomic(out_dir / cache.INDEX_NAME, index)
+            _stop_if_disk_full(results.values(), out_dir)
+        return local.finish_report(report, len(rows) + len(rejected or []), started, out_dir)
 
 
 def beam_options(pairs: Iterable[str], workers: int = 1) -> PipelineOptions:
@@ -95,6 +104,7 @@ class PrepareVideo(beam.DoFn):
         self._show_logs = show_logs
         self._align: AlignConfig | None = None
         self._aligner: FaceAligner | None = None
+        self._disk_full = ""  # set once a video met a full disk: this instance's later videos are skipped
 
     def setup(self) -> None:
         # One aligner per DoFn instance, one OpenCV thread: the runner runs instances in parallel.
@@ -104,7 +114,12 @@ class PrepareVideo(beam.DoFn):
         self._aligner = FaceAligner(self._align)
 
     def process(self, job: local._Job) -> Iterator[str]:
-        yield json.dumps(_prepare_one(job, self._align, self._aligner, Path(self._out_dir)))
+        if not self._disk_full:
+            result = _prepare_one(job, self._align, self._aligner, Path(self._out_dir))
+            self._disk_full = result.get("disk_full", "")
+        else:
+            result = _disk_full_result(job, self._disk_full)
+        yield json.dumps(result)
 
     def teardown(self) -> None:
         if self._aligner is not None:
@@ -114,12 +129,19 @@ class PrepareVideo(beam.DoFn):
 def _run_pipeline(
     jobs: list[local._Job], out_dir: Path, align: AlignConfig, options: PipelineOptions
 ) -> dict[str, dict[str, Any]]:
-    """Run the pipeline over ``jobs``; video id -> that video's result, read back from its JSON lines."""
+    """Run the pipeline over ``jobs``; video id -> that video's result, read back from its JSON lines.
+
+    A pipeline that failed on a full disk outside the DoFn (its results files) raises ENOSPC.
+    """
     results_dir = Path(tempfile.mkdtemp(prefix=RESULTS_PREFIX, dir=out_dir))
     try:
         # The runner's worker processes log as they start, before any log level applies to them; they
         # inherit the hidden stderr. A failed element is still raised here, after stderr is restored.
-        with native_logs_hidden(), beam.Pipeline(options=options) as pipeline:
+        with (
+            native_logs_hidden(),
+            _full_disk_raised_as_enospc(out_dir),
+            beam.Pipeline(options=options) as pipeline,
+        ):
             _ = (
                 pipeline
                 | "Videos" >> beam.Create(jobs)
@@ -138,15 +160,28 @@ def _run_pipeline(
 
 def _prepare_one(job: local._Job, align: AlignConfig, aligner: FaceAligner, out_dir: Path) -> dict[str, Any]:
     """One video's work as the local path does it: its shard written, its index entry or its rejection."""
-    result = local.align_file(job.row.path, align, aligner, local._spool_path(out_dir, job))
     index: dict[str, Any] = {"videos": {}}
     report: dict[str, Any] = {"prepared": [], "rejected": []}
-    local._record(job, result, index, out_dir, report)
+    try:
+        result = local.align_file(job.row.path, align, aligner, local._spool_path(out_dir, job))
+        local._record(job, result, index, out_dir, report)
+    except Exception as err:
+        if not local.is_disk_full(err):
+            raise
+        return _disk_full_result(job, str(err) or type(err).__name__)
     return {"video_id": job.video_id, "entry": index["videos"].get(job.video_id), **report}
 
 
+def _disk_full_result(job: local._Job, error: str) -> dict[str, Any]:
+    """A video left unprepared by a full disk: neither indexed nor rejected; it is done on the next run."""
+    return {"video_id": job.video_id, "entry": None, "prepared": [], "rejected": [], "disk_full": error}
+
+
 def _fold(job: local._Job, result: dict[str, Any] | None, index: dict[str, Any], report: dict[str, Any]) -> None:
-    """Put one video's result into the run's index and report (a lost result is a rejection)."""
+    """Put one video's result into the run's index and report (a lost result is a rejection; one that met
+    a full disk leaves both as they are, as in the local path)."""
+    if result is not None and result.get("disk_full"):
+        return
     if result is None:
         result = {"entry": None, "prepared": [],
                   "rejected": [{"path": str(job.row.path), "reason": "the pipeline returned no result for it"}]}
@@ -156,3 +191,31 @@ def _fold(job: local._Job, result: dict[str, Any] | None, index: dict[str, Any],
         index["videos"][job.video_id] = result["entry"]
     report["prepared"].extend(result["prepared"])
     report["rejected"].extend(result["rejected"])
+
+
+def _stop_if_disk_full(results: Iterable[dict[str, Any]], out_dir: Path) -> None:
+    """Raise ENOSPC when a video met a full disk (after the others are indexed): the run stops there."""
+    full = [result["disk_full"] for result in results if result.get("disk_full")]
+    if full:
+        raise OSError(errno.ENOSPC, f"No space left on device ({full[0]})", str(out_dir))
+
+
+@contextlib.contextmanager
+def _full_disk_raised_as_enospc(out_dir: Path) -> Iterator[None]:
+    """Runners re-raise a worker's error as their own (e.g. a RuntimeError holding the remote traceback);
+    one that says the disk is full becomes ENOSPC again."""
+    try:
+        yield
+    except Exception as err:
+        if local.is_disk_full(err) or not _says_disk_full(err):
+            raise
+        raise OSError(errno.ENOSPC, "No space left on device (in the Beam pipeline)", str(out_dir)) from err
+
+
+def _says_disk_full(err: BaseException | None) -> bool:
+    """Whether ``err`` or an error it was raised from is a full disk, by type or by its message."""
+    while err is not None:
+        if local.is_disk_full(err) or os.strerror(errno.ENOSPC) in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False

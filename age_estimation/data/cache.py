@@ -5,6 +5,7 @@ Layout of a cache directory::
     DIR/index.json                 written atomically after every finished video
     DIR/shards/<video_id>.tfrecord one video's tf.train.Example records, written atomically
     DIR/report.json                prepared and rejected videos of the last run
+    DIR/.prepare.lock              held while a prepare runs (``cache_lock.py``), removed at its end
 
 ``index.json``::
 
@@ -205,9 +206,12 @@ class ShardWriter:
         self._done = True
 
     def close(self) -> None:
-        self._writer.close()
-        if not self._done:
-            self._tmp.unlink(missing_ok=True)
+        """Close the writer; without ``commit`` the temporary file is deleted, even when closing fails."""
+        try:
+            self._writer.close()
+        finally:
+            if not self._done:
+                self._tmp.unlink(missing_ok=True)
 
 
 def write_clip_shard(path: str | Path, records: Iterable[bytes]) -> None:

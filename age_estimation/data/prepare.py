@@ -6,6 +6,10 @@ finished video, so a killed run loses at most the videos in flight. A rerun skip
 source bytes, manifest fields and alignment settings are unchanged. One bad video never aborts
 the run: it is listed in ``report.json`` with its reason, and the rest is prepared.
 
+A run holds the cache folder's lock (``cache_lock.py``): a second run on the same folder is refused.
+A full disk stops the run with ``DiskFullError``: the interrupted video's temporary files are removed
+and every video finished before stays in the index, so a rerun once space is freed resumes.
+
 Example:
     >>> rows = scan_csv_manifest("data/synthetic/manifest.csv").strict()
     >>> report = prepare(rows, Path("data/cache/x"), AlignConfig())
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import multiprocessing
 import os
@@ -37,6 +42,7 @@ from tqdm import tqdm
 from age_estimation.atomic_files import write_json_atomic
 from age_estimation.config import AlignConfig, PipelineConfig
 from age_estimation.data import cache
+from age_estimation.data.cache_lock import cache_lock
 from age_estimation.data.manifest import ManifestRow, row_problems, scan_manifest
 from age_estimation.data.synth.generator import generate_dataset
 from age_estimation.logs import library_logs_shown, set_library_logs
@@ -57,6 +63,16 @@ class _Job:
     sha256: str
 
 
+class DiskFullError(OSError):
+    """The disk of the cache filled up: the run stopped, keeping every video it had indexed."""
+
+    def __init__(self, out_dir: Path, kept: int) -> None:
+        super().__init__(f"no space left on device writing {out_dir}; {kept} videos prepared and kept "
+                         "(free some space, then run prepare again to resume)")
+        self.errno = errno.ENOSPC
+        self.kept = kept
+
+
 def prepare(
     rows: list[ManifestRow],
     out_dir: Path,
@@ -68,21 +84,57 @@ def prepare(
     """Align and cache every row's video; returns the report, also written to ``out_dir/report.json``.
 
     ``workers`` processes (0 = all cores); ``rejected`` pre-seeds the report with rows already
-    refused while reading the manifest. Raises ``AssetError`` before any work if models are missing.
+    refused while reading the manifest. Raises ``AssetError`` before any work if models are missing,
+    ``CacheBusyError`` if another process is preparing ``out_dir``, ``DiskFullError`` if its disk fills up.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    index, report, jobs = plan_run(rows, out_dir, align, rejected)
-    write_json_atomic(out_dir / cache.INDEX_NAME, index)
-    bar = tqdm(total=len(rows), initial=len(rows) - len(jobs), unit="video", disable=not progress, desc="prepare")
-    with bar:
-        for job, result in _run(jobs, align, workers, out_dir):
-            _record(job, result, index, out_dir, report)
-            write_json_atomic(out_dir / cache.INDEX_NAME, index)
-            bar.set_postfix(rejected=len(report["rejected"]))
-            bar.update()
-    return finish_report(report, len(rows) + len(rejected or []), started, out_dir)
+    with cache_run(out_dir):
+        index, report, jobs = plan_run(rows, out_dir, align, rejected)
+        write_json_atomic(out_dir / cache.INDEX_NAME, index)
+        bar = tqdm(total=len(rows), initial=len(rows) - len(jobs), unit="video", disable=not progress,
+                   desc="prepare")
+        # closing(): on an error the pool is shut down here, before cache_run removes its spools
+        with bar, contextlib.closing(_run(jobs, align, workers, out_dir)) as results:
+            for job, result in results:
+                _record(job, result, index, out_dir, report)
+                write_json_atomic(out_dir / cache.INDEX_NAME, index)
+                bar.set_postfix(rejected=len(report["rejected"]))
+                bar.update()
+        return finish_report(report, len(rows) + len(rejected or []), started, out_dir)
+
+
+@contextlib.contextmanager
+def cache_run(out_dir: Path) -> Iterator[None]:
+    """One run on the cache folder ``out_dir`` (created): under its lock, its temporary files removed at
+    the end, and a full disk anywhere turned into ``DiskFullError``; ``CacheBusyError`` if another runs."""
+    try:
+        with cache_lock(out_dir):
+            try:
+                yield
+            finally:
+                _remove_stale_spools(out_dir)  # under the lock, every temporary file there is this run's
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        raise DiskFullError(out_dir, _videos_indexed(out_dir)) from err
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` means the disk is full: ENOSPC from the OS, or TensorFlow's ResourceExhaustedError,
+    which its file writers (the shards' TFRecordWriter) raise for it."""
+    if isinstance(err, OSError):
+        return err.errno == errno.ENOSPC
+    tf = sys.modules.get("tensorflow")  # not imported for this: a run without it loaded did not raise it
+    return tf is not None and isinstance(err, tf.errors.ResourceExhaustedError)
+
+
+def _videos_indexed(out_dir: Path) -> int:
+    """Videos in the cache's index as it is on disk (0 when there is none)."""
+    try:
+        return len(cache.read_index(out_dir)["videos"])
+    except (OSError, ValueError):
+        return 0
 
 
 def plan_run(
@@ -128,14 +180,18 @@ def align_file(path: str | Path, align: AlignConfig, aligner: Any, spool: str | 
     """Decode and align one video as a stream, writing its raw crops to ``spool``; its metadata or ``error``.
 
     Only the aligner's bounded look-ahead is held, so memory does not grow with the video; the spool
-    (N x S x S x 3 raw bytes) becomes the shard in the parent (``_write_shard``). Removed on an error.
+    (N x S x S x 3 raw bytes) becomes the shard in the parent (``_write_shard``). Removed on an error;
+    a full disk is raised (it stops the run) rather than reported as this video's problem.
     """
     spool = Path(spool)
     try:
         return _align_to_spool(Path(path), align, aligner, spool)
     except (VideoError, AlignmentError) as err:
         error = _without_path(str(err), path)
-    except Exception as err:  # noqa: BLE001 - one broken file must not stop the run
+    except Exception as err:  # one broken file must not stop the run; a full disk does
+        if is_disk_full(err):
+            spool.unlink(missing_ok=True)
+            raise
         error = f"unexpected {type(err).__name__}: {err}"
     spool.unlink(missing_ok=True)
     return {"error": error}
@@ -331,7 +387,7 @@ def _spool_path(out_dir: Path, job: _Job) -> Path:
 
 
 def _remove_stale_spools(out_dir: Path) -> None:
-    """Temporary files a killed run left behind: nothing else writes them, so they are garbage."""
+    """Temporary files (spools, shards being written) that no running prepare owns: called under the lock."""
     for stale in (out_dir / cache.SHARD_DIR).glob(".*.tmp"):
         stale.unlink(missing_ok=True)
 
