@@ -9,10 +9,16 @@ banner) are written before its absl logging is initialised, where ``TF_CPP_MIN_L
 reach, so its first import runs inside that block too. The choice is kept in the environment so that
 spawned worker processes start with it.
 
+Progress bars go through ``progress_bar``: tqdm's live bar on a terminal; redirected to a file (``make train
+> log``, CI) one whole line per tenth of the work, where a live bar would leave every update and its
+carriage returns.
+
 Example:
     >>> set_library_logs(verbose=False)  # before TensorFlow or OpenCV is imported
     >>> with native_logs_hidden():
     ...     interpreter = Interpreter(model_path=path)
+    >>> for path in progress_bar(paths, desc="videos", unit="video"):
+    ...     work(path)
 """
 
 from __future__ import annotations
@@ -21,11 +27,16 @@ import contextlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import io
 import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO, TypeVar
+
+from tqdm import tqdm
 
 SHOW_ENV = "AGE_ESTIMATION_LIBRARY_LOGS"  # "1": show library logs; anything else hides them
 # Hidden-mode levels; a value the user exported already is kept.
@@ -34,6 +45,7 @@ QUIET_ENV = {
     "OPENCV_FFMPEG_LOGLEVEL": "-8",  # FFmpeg quiet: report.json already says why a file is unreadable
 }
 QUIET_LOGGERS = ("tensorflow", "absl")  # Python loggers of TensorFlow/Keras, held at ERROR when hidden
+T = TypeVar("T")
 
 
 def set_library_logs(verbose: bool) -> None:
@@ -142,3 +154,95 @@ def _restore_descriptor() -> None:
             os.dup2(_saved_descriptor, 2)
             os.close(_saved_descriptor)
             _saved_descriptor = None
+
+
+LINE_STEPS = 10  # off a terminal a bar with a total writes a line each time it crosses a tenth of it
+LINE_INTERVAL_S = 60.0  # ... and a bar without a total one line a minute at most, and its last count
+
+
+def progress_bar(
+    iterable: Iterable[T] | None = None,
+    *,
+    desc: str,
+    total: int | None = None,
+    unit: str = "it",
+    initial: int = 0,
+    leave: bool = True,
+    disable: bool = False,
+    file: TextIO | None = None,
+) -> tqdm:
+    """A tqdm progress bar on ``file`` (default stderr): the live bar on a terminal, whole lines elsewhere.
+
+    Redirected (``make train > log``, CI) a live bar would leave every update and its carriage returns
+    in the log; there ``LineProgress`` writes one line per tenth of ``total`` instead.
+    """
+    stream = file if file is not None else sys.stderr
+    kind = tqdm if _is_terminal(stream) else LineProgress
+    return kind(iterable, desc=desc, total=total, unit=unit, initial=initial, leave=leave, disable=disable,
+                file=stream)
+
+
+class LineProgress(tqdm):
+    """A tqdm that writes whole ``\\n``-terminated lines, never a carriage return or a cursor move.
+
+    With a total, a line each time the count crosses a tenth of it (at most ``LINE_STEPS`` lines); without
+    one, a line every ``LINE_INTERVAL_S`` seconds. Closing writes the last count when no line showed it yet.
+    A transient bar (``leave=False``, a stage inside another bar) writes nothing: on a terminal it is erased
+    when done, and in a log its lines would repeat for every item of the outer bar. tqdm's own writes (the
+    bar, its ``\\r`` and cursor moves) go to a sink; only ``display`` writes to the real stream.
+    """
+
+    def __init__(self, *args: Any, file: TextIO | None = None, **kwargs: Any) -> None:
+        self._lines = file if file is not None else sys.stderr
+        self._started = False  # tqdm's first display (the start count) writes nothing: nothing is done yet
+        self._shown_step: int | None = None  # the tenth last written, or the start's
+        self._shown_n: float | None = None  # the count last written
+        self._shown_at = time.monotonic()
+        # Every update reaches display, which decides; the bar is ASCII as a log may not be UTF-8.
+        kwargs.update(mininterval=0, miniters=1, ascii=True)
+        super().__init__(*args, file=_Sink(), **kwargs)
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        """Write the bar as one line when the count crossed a tenth (or the interval passed), or at close."""
+        if msg is not None or not self.leave:  # tqdm clearing a bar (nothing to clear in a log), or transient
+            return True
+        step = self._step()
+        if not self._started:
+            self._started, self._shown_step = True, step
+            return True
+        closing = self.disable  # tqdm.close disables the bar before its last display
+        if closing:
+            due = self.n != self._shown_n
+        elif step is None:
+            due = time.monotonic() - self._shown_at >= LINE_INTERVAL_S
+        else:  # a total set after the start counts from nothing shown
+            due = step > (-1 if self._shown_step is None else self._shown_step)
+        if due:
+            self._write_line(step)
+        return True
+
+    def _step(self) -> int | None:
+        """The tenths of the total done (None without a total)."""
+        if not self.total:
+            return None
+        return min(LINE_STEPS, int(LINE_STEPS * self.n // self.total))
+
+    def _write_line(self, step: int | None) -> None:
+        self._lines.write(f"{self}\n")
+        self._lines.flush()
+        self._shown_step, self._shown_n, self._shown_at = step, self.n, time.monotonic()
+
+
+class _Sink(io.TextIOBase):
+    """A text stream that keeps nothing: where ``LineProgress`` sends tqdm's own bar writes."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    """Whether ``stream`` is an open terminal (a closed or odd stream counts as a log)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

@@ -14,6 +14,7 @@ import sys
 
 from age_estimation.cli.common import add_config_arguments, config_or_none
 from age_estimation.data.prepare import prepare_data
+from age_estimation.training.runtime import progress_verbosity
 from age_estimation.tuning.report import TRIALS_CSV, TRIALS_JSON, format_trials
 from age_estimation.tuning.search import TuneError, check_search, distributed_role, run_search
 
@@ -41,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.redirect_stdout(logs):
             if distributed_role() == "single":
                 prepare_data(cfg, progress=not args.json)
-            result = run_search(cfg, fresh=args.fresh, verbose=0 if args.json else 1)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+            result = run_search(cfg, fresh=args.fresh, verbose=0 if args.json else progress_verbosity("auto"))
+    except (ValueError, OSError, RuntimeError) as err:
         print(f"error: {err}")
         return 1
     if args.json:

@@ -37,7 +37,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from age_estimation.atomic_files import write_json_atomic
 from age_estimation.config import AlignConfig, PipelineConfig
@@ -45,7 +44,7 @@ from age_estimation.data import cache
 from age_estimation.data.cache_lock import cache_lock
 from age_estimation.data.manifest import ManifestRow, row_problems, scan_manifest
 from age_estimation.data.synth.generator import generate_dataset
-from age_estimation.logs import library_logs_shown, set_library_logs
+from age_estimation.logs import library_logs_shown, progress_bar, set_library_logs
 from age_estimation.video.align import AlignmentError, FaceAligner, open_video
 from age_estimation.video.decode import VideoError
 from age_estimation.video.face_models import FACE_DETECTOR, FACE_MESH, asset_path
@@ -92,8 +91,8 @@ def prepare(
     with cache_run(out_dir):
         index, report, jobs = plan_run(rows, out_dir, align, rejected)
         write_json_atomic(out_dir / cache.INDEX_NAME, index)
-        bar = tqdm(total=len(rows), initial=len(rows) - len(jobs), unit="video", disable=not progress,
-                   desc="prepare")
+        bar = progress_bar(total=len(rows), initial=len(rows) - len(jobs), unit="video", disable=not progress,
+                           desc="prepare")
         # closing(): on an error the pool is shut down here, before cache_run removes its spools
         with bar, contextlib.closing(_run(jobs, align, workers, out_dir)) as results:
             for job, result in results:

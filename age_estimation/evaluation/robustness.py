@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from age_estimation.evaluation.corruptions import CORRUPTIONS, CorruptionError, write_corrupted
 from age_estimation.inference.predict import PredictionError
+from age_estimation.logs import progress_bar
 
 REASON_WORDS = 5  # an abstention reason is counted by this many of its first words
 
@@ -198,8 +198,8 @@ def _predicted(predict_fn: PredictFn, paths: list[Path], label: str, progress: b
     but a ``PredictionError`` is a ``PredictCrash`` (predict is called again for the videos after it); an
     error from calling ``predict_fn`` itself (its setup) propagates."""
     results: list[Any] = []
-    with tqdm(total=len(paths), desc=f"{label}: predict", unit="video", leave=False, disable=not progress,
-              file=sys.stderr) as bar:
+    with progress_bar(total=len(paths), desc=f"{label}: predict", unit="video", leave=False,
+                      disable=not progress, file=sys.stderr) as bar:
         while len(results) < len(paths):
             rest = paths[len(results):]
             answers = iter(predict_fn(rest))
@@ -223,8 +223,8 @@ def _write_copies(
     """The corrupted copy of each video (None where it could not be written, with the error by position)."""
     copies: list[Path | None] = []
     failures: dict[int, CorruptionError] = {}
-    for i, path in enumerate(tqdm(paths, desc=f"{label}: corrupt", unit="video", leave=False,
-                                  disable=not progress, file=sys.stderr)):
+    for i, path in enumerate(progress_bar(paths, desc=f"{label}: corrupt", unit="video", leave=False,
+                                          disable=not progress, file=sys.stderr)):
         suffix = path.suffix if name == "byte_damage" else ".mp4"
         try:
             copies.append(write_corrupted(path, folder / f"{i:04d}-{path.stem}{suffix}", name, severity))

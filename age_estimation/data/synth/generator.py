@@ -23,13 +23,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from age_estimation.atomic_files import write_bytes_atomic, write_json_atomic
 from age_estimation.config import AlignConfig, SynthConfig
 from age_estimation.data.synth.face import Scene, render_frame
 from age_estimation.data.synth.oracle import GROUND_TRUTH_NAME, generator_info, ground_truth
 from age_estimation.data.synth.plan import VIDEO_DIR, VideoPlan, all_plans, plan_video, video_indices
+from age_estimation.logs import progress_bar
 
 MANIFEST_NAME = "manifest.csv"
 MARKER_NAME = ".synth_videos.json"
@@ -189,7 +189,7 @@ def _remove_temp_files(video_dir: Path) -> None:
 
 def _run_tasks(tasks: list[tuple[SynthConfig, int, int, str]], workers: int, progress: bool) -> None:
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(tasks), desc="synth videos", unit="video", disable=not progress or not tasks)
+    bar = progress_bar(total=len(tasks), desc="synth videos", unit="video", disable=not progress or not tasks)
     with bar:
         if workers == 1 or len(tasks) <= 1:
             for task in tasks:

@@ -96,12 +96,10 @@ def test_every_video_decodes_the_frames_its_container_claims(tiny_dataset: tuple
 
 def test_blazeface_detects_the_face_in_most_informative_frames(tmp_path: Path) -> None:
     from age_estimation.video.face_detector import FaceDetector
-    from age_estimation.video.face_models import AssetError
 
-    try:
-        detector = FaceDetector()
-    except AssetError as err:
-        pytest.skip(str(err))
+    # Without the face models this fails with their AssetError (run `age-estimation assets`; `make test`
+    # does), as every test on real alignment does: a skip would hide that the detector went unchecked.
+    detector = FaceDetector()
     cfg = replace(TINY, subjects=2, videos_per_subject=1, frames=16, frame_size=192)
     _generate(tmp_path, cfg)
     truth = json.loads((tmp_path / oracle.GROUND_TRUTH_NAME).read_text())
