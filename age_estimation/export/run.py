@@ -18,7 +18,7 @@ from age_estimation.export.savedmodel import check_exportable, export_savedmodel
 from age_estimation.export.tflite import export_tflite
 from age_estimation.inference.spec import DeploymentSpec, run_link
 from age_estimation.models.siam.model import load_siam
-from age_estimation.runs import CONFIG_NAME, EXPORTS_NAME, MODEL_NAME
+from age_estimation.runs import CONFIG_NAME, EXPORTS_NAME, MODEL_NAME, exports_record
 
 
 def export_run(
@@ -34,8 +34,10 @@ def export_run(
     The run's config.yaml gives the window, alignment and export settings, the model its crop size,
     architecture, landmark stream and age prior; ``export_cfg`` replaces the config's export section.
     Parity and calibration clips carry the landmark stream when the model reads it. The run directory
-    gets ``exports.json``, the absolute paths written, so ``predict --run`` finds the TFLite model from
-    any working directory (``export.directory`` is relative to the one export ran in).
+    gets ``exports.json``: the sha256 of the model.keras exported and the paths written, absolute (so
+    ``predict --run`` finds the TFLite model from any working directory: ``export.directory`` is relative to
+    the one export ran in) and relative to the run and to the export directory (so it still finds it after
+    the run and its export were moved or copied elsewhere together).
     """
     run_dir = Path(run_dir)
     if not (run_dir / MODEL_NAME).is_file():
@@ -47,7 +49,8 @@ def export_run(
     model = load_siam(run_dir / MODEL_NAME)
     check_exportable(model)
     spec = DeploymentSpec.from_config(cfg, model).with_run_files(run_dir)
-    spec = dataclasses.replace(spec, run=run_link(run_dir, MODEL_NAME))
+    link = run_link(run_dir, MODEL_NAME)
+    spec = dataclasses.replace(spec, run=link)
 
     clips, ages, heldout, source = parity_clips(cfg, model.crop_size, spec.landmark_points)
     saved = export_savedmodel(model, cfg, spec=spec)
@@ -62,7 +65,7 @@ def export_run(
         },
     }
     if not tflite or not variants:
-        write_json_atomic(run_dir / EXPORTS_NAME, export_paths(result))
+        write_json_atomic(run_dir / EXPORTS_NAME, export_paths(run_dir, link, cfg.export.directory, result))
         return result
     representative = None
     if "int8" in variants:
@@ -76,12 +79,14 @@ def export_run(
         table["parity_source"] = source
         table["report_path"] = str(write_report(out_dir, table))
         result["tflite"]["report"] = table
-    write_json_atomic(run_dir / EXPORTS_NAME, export_paths(result))
+    write_json_atomic(run_dir / EXPORTS_NAME, export_paths(run_dir, link, cfg.export.directory, result))
     return result
 
 
-def export_paths(result: dict[str, Any]) -> dict[str, Any]:
-    """The ``exports.json`` of a run: absolute paths of its SavedModel version and TFLite variants."""
+def export_paths(
+    run_dir: Path, link: dict[str, Any], export_dir: str | Path, result: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``exports.json`` of a run exported to ``export_dir`` with the spec's ``run`` ``link``: the sha256
+    of the model.keras exported and the paths of its SavedModel version and TFLite variants."""
     tflite = result.get("tflite", {}).get("variants", {})
-    return {"savedmodel": str(Path(result["savedmodel"]["path"]).resolve()),
-            "tflite": {variant: str(Path(path).resolve()) for variant, path in tflite.items()}}
+    return exports_record(run_dir, link["model_sha256"], export_dir, result["savedmodel"]["path"], tflite)

@@ -12,6 +12,8 @@ SavedModel's assets or the TFLite sidecar.
 This module imports no TensorFlow at load time; the TFLite predictor runs with LiteRT alone. By default
 ``open_predictor`` answers with the newest run's own float32 TFLite export (same windows, flip, interval
 and model card as its Keras model, within float32 parity), so the usual ``predict`` never loads TensorFlow.
+The export is matched to the run by the sha256 of its model.keras, so a run moved or copied with its export
+still finds it; when none matches, Keras answers and stderr says why in one line.
 
 Example:
     >>> predictor = open_predictor(model="exported/tflite/siam/1/float32.tflite")
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,9 +32,17 @@ from typing import Any
 import numpy as np
 
 from age_estimation.config import load_config
-from age_estimation.inference.spec import DeploymentSpec, read_spec, run_link, sidecar_path
+from age_estimation.inference.spec import DeploymentSpec, read_spec, sidecar_path
 from age_estimation.logs import native_logs_hidden
-from age_estimation.runs import CONFIG_NAME, EXPORTS_NAME, MODEL_NAME, latest_run
+from age_estimation.runs import (
+    CONFIG_NAME,
+    EXPORTS_NAME,
+    MODEL_NAME,
+    latest_run,
+    model_sha256,
+    read_exports,
+    recorded_exports,
+)
 
 SpecLike = DeploymentSpec | Mapping[str, Any] | None
 OUTPUTS = ("age", "temporal_attention", "spatial_attention")
@@ -314,8 +325,8 @@ def open_predictor(
     num_threads: int = 2,
 ) -> Predictor:
     """The predictor asked for: ``server`` URL, ``model`` path by kind, else the run's (``run_dir``, default
-    the newest under ``runs_dir``) exported float32 TFLite file when ``exported_tflite`` finds one, else
-    its ``model.keras``."""
+    the newest under ``runs_dir``) exported float32 TFLite file when ``find_tflite_export`` finds one, else
+    its ``model.keras``, saying on stderr in one line why the run's export was not used."""
     if server:
         spec = run_spec(Path(run_dir)) if run_dir else DeploymentSpec()
         return ServingPredictor(server, model_name=spec.model_name, spec=spec)
@@ -329,46 +340,80 @@ def open_predictor(
             return SavedModelPredictor(path)
         raise ValueError(f"{path}: not a .keras file, a .tflite file or a SavedModel folder")
     run = Path(run_dir) if run_dir else latest_run(runs_dir)
-    exported = exported_tflite(run)
-    if exported is not None:
-        return TFLitePredictor(exported, num_threads=num_threads)
+    found = find_tflite_export(run)
+    if found.path is not None:
+        return TFLitePredictor(found.path, num_threads=num_threads)
+    print(f"note: {run}: {found.reason}; predicting with its {MODEL_NAME} on Keras (slower start, "
+          "TensorFlow)",
+          file=sys.stderr, flush=True)
     return KerasPredictor(run / MODEL_NAME)
 
 
-def exported_tflite(run_dir: str | Path) -> Path | None:
-    """The newest float32 TFLite file exported from this run's current ``model.keras``, or None.
+@dataclasses.dataclass(frozen=True)
+class ExportSearch:
+    """The run's float32 TFLite export that ``find_tflite_export`` found, or why there is none."""
 
-    Looks where the run's ``exports.json`` says its last export went, then in the run config's
-    ``<export.directory>/tflite/<export.model_name>/<version>/`` (newest version first); a file counts
-    only when its sidecar's ``run`` link names this run directory and the sha256 of its model file.
+    path: Path | None
+    reason: str = ""  # one line, when ``path`` is None
+
+
+def exported_tflite(run_dir: str | Path) -> Path | None:
+    """The float32 TFLite file exported from this run's current ``model.keras``, or None (see
+    ``find_tflite_export``)."""
+    return find_tflite_export(run_dir).path
+
+
+def find_tflite_export(run_dir: str | Path) -> ExportSearch:
+    """The newest float32 TFLite file exported from this run's current ``model.keras``, or why there is none.
+
+    An export belongs to a model, not to a folder: its sidecar's ``run`` link records the sha256 of the
+    model.keras exported, and a file counts only when that equals the run's model.keras now. It looks where
+    the run's ``exports.json`` says its last export went (the absolute path, then the paths relative to the
+    run and to the export directory, which still hold after the run and its export moved together), then
+    in the run config's ``<export.directory>/tflite/<export.model_name>/<version>/`` (newest version first).
+    A file found only there also needs its link to name this run directory, or a directory that no longer
+    holds that model (the run moved from there): a run copied without its exports.json does not take the
+    original's export.
     """
     run_dir = Path(run_dir)
-    config, model = run_dir / CONFIG_NAME, run_dir / MODEL_NAME
-    if not config.is_file() or not model.is_file():
-        return None
+    config = run_dir / CONFIG_NAME
+    if not config.is_file() or not (run_dir / MODEL_NAME).is_file():
+        return ExportSearch(None, f"without both {CONFIG_NAME} and {MODEL_NAME} no export matches it")
     export = load_config(config).export
-    base = Path(export.directory) / "tflite" / export.model_name
-    versions = sorted((p for p in base.glob("*") if p.name.isdigit()), key=lambda p: int(p.name), reverse=True)
-    candidates = [*_recorded_tflite(run_dir), *(version / DEFAULT_TFLITE for version in versions)]
-    wanted = None
-    for path in candidates:
+    record = read_exports(run_dir)
+    recorded = recorded_exports(record, run_dir, DEFAULT_TFLITE.removesuffix(".tflite"), export.directory)
+    sha256 = model_sha256(run_dir)
+    other_model = []
+    for path in recorded:
         link = _run_link(sidecar_path(path)) if path.is_file() else None
-        if not link or not _same_path(link.get("path"), run_dir):
-            continue
-        wanted = wanted or run_link(run_dir, MODEL_NAME)
-        if link.get("model_sha256") == wanted["model_sha256"]:
-            return path
-    return None
+        if link is not None and link.get("model_sha256") == sha256:
+            return ExportSearch(path)
+        other_model += [path] if link is not None else []
+    for path in _export_versions(Path(export.directory) / "tflite" / export.model_name):
+        link = _run_link(sidecar_path(path)) if path.is_file() else None
+        mine = link is not None and link.get("model_sha256") == sha256
+        if mine and not _held_elsewhere(link, run_dir, sha256):
+            return ExportSearch(path)
+    return ExportSearch(None, _no_export_reason(record, recorded, other_model, sha256))
 
 
-def _recorded_tflite(run_dir: Path) -> list[Path]:
-    """The float32 TFLite path the run's ``exports.json`` records (none when it is missing or unreadable)."""
-    variant = DEFAULT_TFLITE.removesuffix(".tflite")
-    try:
-        recorded = json.loads((run_dir / EXPORTS_NAME).read_text())["tflite"][variant]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    return [Path(recorded)] if isinstance(recorded, str) else []
+def _export_versions(base: Path) -> list[Path]:
+    """The float32 TFLite file of each numbered version under ``base``, newest version first."""
+    versions = sorted((p for p in base.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
+    return [version / DEFAULT_TFLITE for version in reversed(versions)]
+
+
+def _no_export_reason(
+    record: dict[str, Any], recorded: list[Path], other_model: list[Path], sha256: str
+) -> str:
+    """Why no export fits: a recorded one was made from another model.keras, is gone, or none was made."""
+    if other_model or record.get("model_sha256") not in (None, sha256):
+        where = other_model[0] if other_model else EXPORTS_NAME
+        return f"its export ({where}) was made from another {MODEL_NAME} (sha256 differs); export it again"
+    if recorded:
+        return (f"its export is gone: not at {recorded[0]} ({EXPORTS_NAME}) nor at "
+                f"{', '.join(map(str, recorded[1:])) or 'a path relative to the run'}")
+    return "it has no TFLite export (`age-estimation export --run` makes one)"
 
 
 def _run_link(sidecar: Path) -> dict[str, Any] | None:
@@ -380,8 +425,15 @@ def _run_link(sidecar: Path) -> dict[str, Any] | None:
     return link if isinstance(link, dict) else None
 
 
-def _same_path(recorded: Any, run_dir: Path) -> bool:
-    return isinstance(recorded, str) and Path(recorded).resolve() == run_dir.resolve()
+def _held_elsewhere(link: dict[str, Any], run_dir: Path, sha256: str) -> bool:
+    """Whether the run directory a ``run`` link names is another one that still holds the model exported."""
+    recorded = link.get("path")
+    if not isinstance(recorded, str):
+        return False
+    other = Path(recorded)
+    if other.resolve() == run_dir.resolve() or not (other / MODEL_NAME).is_file():
+        return False
+    return model_sha256(other) == sha256
 
 
 def run_spec(run_dir: str | Path) -> DeploymentSpec:

@@ -1,15 +1,22 @@
-"""export_run: a finished run -> SavedModel + TFLite + report, with parity figures; clear errors."""
+"""export_run: a finished run -> SavedModel + TFLite + report, with parity figures; clear errors; a run
+moved with its export still predicts with it."""
 
 import dataclasses
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
 import pytest
 
 from age_estimation.export.run import export_run
+from age_estimation.inference.runtimes import RUN_LINK, KerasPredictor, exported_tflite, open_predictor
 from age_estimation.inference.spec import DeploymentSpec, read_spec, run_link
+from age_estimation.runs import EXPORTS_NAME, model_sha256
 from age_estimation.video.landmark_set import LANDMARK_COUNT
+from tests.inference import write_video
 from tests.inference.dynamics_run import dynamics_export, make_dynamics_run
 from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_cache, make_tiny_run, write_run_facts
 
@@ -86,3 +93,71 @@ def test_dynamics_only_is_refused_before_any_export(tmp_path):
     with pytest.raises(ValueError, match="variant dynamics_only is an ablation model; export a model with frames"):
         export_run(run)
     assert not (tmp_path / "exported").exists()
+
+
+# predict in a fresh interpreter: its JSON lines, then whether TensorFlow was imported
+PREDICT = """
+import json, sys
+from age_estimation.cli.main import main
+code = main(["predict", *sys.argv[1:], "--json"])
+print(json.dumps({"code": code, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+@pytest.fixture(scope="module")
+def moved(tmp_path_factory):
+    """A tiny run exported (float32) under one root, then that root moved whole: (the run, its export)."""
+    before = tmp_path_factory.mktemp("before") / "project"
+    after = tmp_path_factory.mktemp("after") / "project"
+    run = make_tiny_run(before)
+    write_run_facts(run)
+    tflite = Path(export_run(run, variants=["float32"], report=False)["tflite"]["variants"]["float32"])
+    shutil.move(before, after)
+    return after / "runs" / run.name, after / tflite.relative_to(before)
+
+
+def test_exports_json_links_the_export_to_the_model_checksum(moved):
+    run, tflite = moved
+    record = json.loads((run / EXPORTS_NAME).read_text())
+    sidecar = json.loads(tflite.with_suffix(".json").read_text())
+    assert record["model_sha256"] == sidecar[RUN_LINK]["model_sha256"] == model_sha256(run)
+    assert record["from_run"]["tflite"]["float32"] == "../../exported/tflite/siam/1/float32.tflite"
+    assert not Path(record["tflite"]["float32"]).exists()  # the absolute path went with the move
+
+
+def test_a_moved_run_predicts_with_its_export_without_tensorflow(moved, tmp_path):
+    run, tflite = moved
+    assert exported_tflite(run) == tflite
+    video = write_video(tmp_path / "face.mp4", "F" * 16)
+    done = subprocess.run([sys.executable, "-c", PREDICT, str(video), "--run", str(run), "--stride", "4"],
+                          capture_output=True, text=True, check=False, cwd=Path(__file__).parents[2])
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines and lines[-1]["code"] == 0, done.stderr[-3000:]
+    assert lines[0]["runtime"] == "tflite" and lines[-1]["tensorflow"] is False
+    assert "on Keras" not in done.stderr  # no fallback line
+
+
+def test_an_export_of_another_model_or_none_falls_back_to_keras_in_one_line(moved, capsys):
+    run, tflite = moved
+    sidecar = tflite.with_suffix(".json")
+    saved = sidecar.read_text()
+    raw = json.loads(saved)
+    raw[RUN_LINK]["model_sha256"] = "0" * 64  # the export was made from another model.keras
+    sidecar.write_text(json.dumps(raw))
+    try:
+        assert isinstance(open_predictor(run_dir=run), KerasPredictor)
+    finally:
+        sidecar.write_text(saved)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tflite}) was made from another model.keras" in err
+    assert "predicting with its model.keras on Keras" in err
+
+    aside = tflite.parent.with_name("aside")
+    tflite.parent.rename(aside)  # the export is gone
+    try:
+        assert isinstance(open_predictor(run_dir=run), KerasPredictor)
+    finally:
+        aside.rename(tflite.parent)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "its export is gone: not at " in err and str(tflite) in err
+    assert exported_tflite(run) == tflite

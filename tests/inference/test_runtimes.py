@@ -1,12 +1,15 @@
 """Every runtime reads the one DeploymentSpec: Keras (model + run config), SavedModel, TFLite, Serving."""
 
 import dataclasses
+import json
+import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from age_estimation.config import load_config
+from age_estimation.config import load_config, save_config
 from age_estimation.export.savedmodel import export_savedmodel
 from age_estimation.export.tflite import export_tflite
 from age_estimation.inference.runtimes import (
@@ -14,11 +17,13 @@ from age_estimation.inference.runtimes import (
     SavedModelPredictor,
     ServingPredictor,
     TFLitePredictor,
+    find_tflite_export,
     open_predictor,
     run_spec,
 )
 from age_estimation.inference.spec import DeploymentSpec
 from age_estimation.models.siam.model import build_siam
+from age_estimation.runs import EXPORTS_NAME, exports_record, model_sha256
 from age_estimation.video.landmark_set import LANDMARK_COUNT
 from tests.inference.dynamics_run import dynamics_export
 from tests.tiny_run import (
@@ -93,6 +98,55 @@ def test_serving_and_open_predictor_read_the_run_config(setup):
     assert isinstance(open_predictor(run_dir=run), KerasPredictor)
     with pytest.raises(ValueError, match="not a .keras file"):
         open_predictor(model=run / "config.yaml")
+
+
+def _fake_export(root: Path, record: bool = True) -> tuple[Path, Path]:
+    """A run (config + model bytes) under ``root/runs`` and a float32 file under ``root/exported`` whose
+    sidecar links it to the run, as export writes them, with the run's exports.json when ``record``. No
+    TFLite model: finding an export reads only the sidecars."""
+    run, tflite = root / "runs" / "r-1", root / "exported" / "tflite" / "siam" / "1" / "float32.tflite"
+    run.mkdir(parents=True)
+    tflite.parent.mkdir(parents=True)
+    save_config(load_config(None, [f"export.directory={root / 'exported'}"]), run / "config.yaml")
+    (run / "model.keras").write_bytes(b"weights")
+    tflite.write_bytes(b"not read")
+    sha = model_sha256(run)
+    link = {"path": str(run.resolve()), "model_sha256": sha}
+    tflite.with_suffix(".json").write_text(json.dumps({"run": link}))
+    if record:
+        (run / EXPORTS_NAME).write_text(json.dumps(exports_record(run, sha, root / "exported", tflite.parent,
+                                                                   {"float32": tflite})))
+    return run, tflite
+
+
+def test_a_run_moved_with_its_export_finds_it_by_the_model_checksum(tmp_path):
+    run, tflite = _fake_export(tmp_path / "old")
+    assert find_tflite_export(run).path == tflite
+    shutil.move(tmp_path / "old", tmp_path / "new")  # the absolute paths and the config's directory are gone
+    moved = tmp_path / "new" / "runs" / run.name
+    assert find_tflite_export(moved).path == tmp_path / "new" / tflite.relative_to(tmp_path / "old")
+    (moved / "model.keras").write_bytes(b"retrained")  # another model: the export is not its
+    found = find_tflite_export(moved)
+    assert found.path is None and "was made from another model.keras" in found.reason
+
+
+def test_without_exports_json_a_copy_does_not_take_the_originals_export_but_a_moved_run_does(tmp_path):
+    run, tflite = _fake_export(tmp_path, record=False)
+    copy = tmp_path / "elsewhere" / run.name
+    shutil.copytree(run, copy)
+    assert find_tflite_export(run).path == tflite  # the config's export directory, linked to this run
+    assert find_tflite_export(copy).path is None  # the export's run still holds that model
+    shutil.rmtree(run)  # now the copy is where the run went
+    assert find_tflite_export(copy).path == tflite
+
+
+def test_why_no_export_is_used_is_one_line(tmp_path):
+    run, tflite = _fake_export(tmp_path)
+    shutil.rmtree(tflite.parent)
+    gone = find_tflite_export(run).reason
+    assert gone.startswith(f"its export is gone: not at {tflite}") and "\n" not in gone
+    (run / EXPORTS_NAME).unlink()
+    assert find_tflite_export(run).reason.startswith("it has no TFLite export")
 
 
 @pytest.mark.slow
