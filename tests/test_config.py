@@ -1,4 +1,5 @@
-"""Pipeline config: YAML and overrides, errors that name the file and key, moved keys, save/load round trip."""
+"""Pipeline config: YAML and overrides, errors that name the file and key, moved and removed keys, the defaults
+being the default pipeline's, save/load round trip."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import pytest
 import yaml
 
 from age_estimation.config import (
+    MOVED_KEYS,
+    REMOVED_KEYS,
     ConfigError,
     PipelineConfig,
     load_config,
@@ -33,6 +36,13 @@ def test_defaults_yaml_and_overrides_combine(tmp_path: Path) -> None:
     assert cfg.train.epochs == 7 and cfg.runtime.seed == 3 and cfg.inference.test_time_flip is False
     assert cfg.model.conv_filters == [4, 8, 16] and cfg.source_file == str(path)
     assert cfg.train.learning_rate == PipelineConfig().train.learning_rate  # untouched keys keep defaults
+
+
+def test_the_library_defaults_are_the_default_pipelines() -> None:
+    assert to_dict(load_config(REPO / "pipelines" / "default.yaml")) == to_dict(PipelineConfig())
+    cfg = PipelineConfig()
+    assert cfg.model.dynamics and (cfg.align.eye_distance, cfg.align.eye_y) == (0.34, 0.48)
+    assert cfg.runtime.deterministic
 
 
 def test_truncated_videos_are_refused_unless_accepted() -> None:
@@ -68,6 +78,43 @@ def test_a_moved_key_given_as_override_is_named_too() -> None:
         load_config(None, ["train.strategy=mirrored"])
 
 
+REMOVED_ON = {
+    "model.dynamics_fusion": "late", "model.frame_summary_dropout": 0.1, "model.dynamics_statistics": True,
+    "model.landmark_frame": "eyes", "model.dynamics_quantiles": 8, "model.dynamics_quantile_features": 4,
+}
+
+
+def test_removed_keys_are_no_keys_of_today() -> None:
+    assert set(REMOVED_ON) == set(REMOVED_KEYS) and not set(REMOVED_KEYS) & set(MOVED_KEYS)
+    for key in REMOVED_KEYS:
+        section, name = key.split(".")
+        assert not hasattr(getattr(PipelineConfig(), section), name), key
+
+
+@pytest.mark.parametrize("key", sorted(REMOVED_ON))
+def test_a_removed_key_says_what_it_measured_naming_the_file(tmp_path: Path, key: str) -> None:
+    section, name = key.split(".")
+    path = _write(tmp_path, yaml.safe_dump({section: {name: REMOVED_ON[key]}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = f"{path}: '{key}' was removed: {REMOVED_KEYS[key].measured}, not kept (docs/experiments.md)"
+    assert str(err.value) == message and "measured" in message
+    with pytest.raises(ConfigError, match=f"<defaults>: '{key}' was removed"):
+        load_config(None, [f"{key}={yaml.safe_dump(REMOVED_ON[key]).splitlines()[0]}"])
+
+
+def test_a_removed_key_at_its_off_value_is_no_difference(tmp_path: Path) -> None:
+    off = {key.split(".")[1]: removed.off for key, removed in REMOVED_KEYS.items()}
+    assert to_dict(load_config(_write(tmp_path, yaml.safe_dump({"model": off})))) == to_dict(PipelineConfig())
+
+
+def test_the_quantile_example_reads_as_documented(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"pipe.yaml: 'model.dynamics_quantiles' was removed: quantile pooling "
+                                          r"of the landmark stream, measured 5.12 against 4.98 on five folds, "
+                                          r"not kept \(docs/experiments.md\)$"):
+        load_config(_write(tmp_path, "model:\n  dynamics_quantiles: 8\n"))
+
+
 def test_unknown_keys_and_sections_list_the_known_ones(tmp_path: Path) -> None:
     path = _write(tmp_path, "train:\n  epochz: 3\n")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) train.epochz in section 'train'; known: .*epochs"):
@@ -90,9 +137,8 @@ def test_unknown_keys_and_sections_list_the_known_ones(tmp_path: Path) -> None:
         ("data.augment=on", r"'data\.augment' must be a mapping"),
         ("data.fold=7", "data.fold must be in"),
         ("data.train_subjects=-1", r"data.train_subjects must be 0 \(all\) or more"),
-        ("model.dynamics_fusion=middle", r"'model.dynamics_fusion' must be one of \['early', 'late'\]"),
-        ("model.frame_summary_dropout=1.0", r"model.frame_summary_dropout must be in \[0, 1\)"),
-        ("model.landmark_frame=nose", r"'model.landmark_frame' must be one of \['template', 'eyes'\]"),
+        ("model.rnn=transformer", r"'model.rnn' must be one of \['lstm', 'gru'\]"),
+        ("model.dropout=1.0", r"model.dropout must be in \[0, 1\)"),
     ],
 )
 def test_wrong_types_and_values_name_the_key(override: str, message: str) -> None:
@@ -133,9 +179,16 @@ def test_same_config_reads_a_recorded_config_with_todays_defaults(tmp_path):
     save_config(cfg, path)
     assert same_config(path, cfg) and not same_config(path, load_config(None, ["train.epochs=4"]))
     recorded = yaml.safe_load(path.read_text())
-    del recorded["model"]["landmark_frame"]  # written before the key existed: its default is no change
+    del recorded["model"]["batch_norm_momentum"]  # written before the key existed: its default is no change
+    recorded["model"]["landmark_frame"] = "template"  # written before the key was removed, the option off
     path.write_text(yaml.safe_dump(recorded))
     assert same_config(path, cfg)
+    recorded["model"]["landmark_frame"] = "eyes"  # a run of a removed option: another model, said clearly
+    path.write_text(yaml.safe_dump(recorded))
+    assert not same_config(path, cfg)
+    with pytest.raises(ConfigError, match=f"{path}: 'model.landmark_frame' was removed: .*eye frame"):
+        load_config(path)
+    recorded["model"]["landmark_frame"] = "template"
     recorded["model"]["removed_key"] = 1  # a key this version does not know: another configuration
     path.write_text(yaml.safe_dump(recorded))
     assert not same_config(path, cfg) and not same_config(tmp_path / "missing.yaml", cfg)

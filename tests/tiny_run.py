@@ -13,6 +13,7 @@ from age_estimation.video.landmark_set import LANDMARK_COUNT
 CROP = 32
 CLIP = 8
 TINY_OVERRIDES = [
+    "model.dynamics=false",  # pixels only; dynamics_run.py's overrides add the landmark stream
     "model.conv_filters=[8, 12]",
     "model.attention_after_block=1",
     "model.attention_projection=4",

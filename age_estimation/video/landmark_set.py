@@ -23,5 +23,3 @@ LANDMARK_PAIRS: tuple[tuple[int, int], ...] = (
 LANDMARK_MIDLINE: tuple[int, ...] = (0, 13, 14, 17, 1, 168, 152)
 LANDMARK_INDICES: tuple[int, ...] = tuple(i for pair in LANDMARK_PAIRS for i in pair) + LANDMARK_MIDLINE
 LANDMARK_COUNT = len(LANDMARK_INDICES)
-# The outer eye corners' pair: the model's eye frame (``model.landmark_frame: eyes``) is built on it.
-EYE_CORNER_PAIR = LANDMARK_PAIRS.index((33, 263))

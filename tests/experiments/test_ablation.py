@@ -141,10 +141,12 @@ def test_ablation_resumes_and_rewrites_the_table_after_every_run(tmp_path, monke
 
     calls.clear()
     assert ablation(cfg, out, variants=("siam", "dynamics_only")) == summary and calls == []
-    # a run recorded before a config key existed (the key at its default) is still this configuration
+    # a run recorded before a config key existed (the key at its default), or while a since removed
+    # option was off, is still this configuration
     recorded = out / "siam-fold0" / CONFIG_NAME
     older = yaml.safe_load(recorded.read_text())
-    del older["model"]["landmark_frame"]
+    del older["model"]["batch_norm_momentum"]
+    older["model"].update(landmark_frame="template", dynamics_quantiles=0)
     recorded.write_text(yaml.safe_dump(older))
     assert ablation(cfg, out, variants=("siam",), folds=[0])["table"][0]["folds"] == [0, 1] and calls == []
     with pytest.raises(ValueError, match="siam-fold0: holds a run of another configuration"):
@@ -206,4 +208,5 @@ def test_an_ablation_config_sets_the_entry_and_fold_without_touching_the_origina
     changed = experiments.ablation_config(cfg, "no_temporal", 2)
     assert (changed.model.variant, changed.model.dynamics, changed.data.heldout_fold) == ("no_temporal", True, 2)
     assert changed.export.after_training is False
-    assert (cfg.model.variant, cfg.model.dynamics, cfg.data.heldout_fold) == ("siam", False, -1)
+    assert experiments.ablation_config(cfg, "siam", 2).model.dynamics is False  # the paper's pixel-only model
+    assert (cfg.model.variant, cfg.model.dynamics, cfg.data.heldout_fold) == ("siam", True, -1)

@@ -136,28 +136,3 @@ def test_dynamics_variants_take_the_landmark_stream_with_parity(tmp_path_factory
     np.testing.assert_allclose(ages(float32, steps=5), ages(keras, steps=5), atol=0.01)  # padded to T inside
     with pytest.raises(ValueError, match="reads the landmark stream"):
         float32.predict(frames)
-
-
-def test_stream_statistics_in_the_eye_frame_convert_with_parity(tmp_path):
-    """The optional landmark-stream features (eye frame, statistics and quantile pooling) are plain TFLite builtins."""
-    from age_estimation.config import load_config
-    from age_estimation.inference.spec import DeploymentSpec
-    from age_estimation.models.siam.model import build_siam
-
-    cfg = load_config(None, [f"data.clip_length={CLIP}", f"align.crop_size={CROP}", "model.dynamics=true",
-                             "model.dynamics_statistics=true", "model.dynamics_quantiles=4", "model.landmark_frame=eyes",
-                             "model.conv_filters=[8, 12]",
-                             "model.attention_after_block=1", "model.rnn_units=12", "model.dropout=0.0"])
-    model = build_siam(cfg.model, crop_size=CROP, age_prior=(30.0, 9.0))
-    twin = tflite.fixed_twin(model, CLIP)
-    twin.export(str(tmp_path / "twin"), verbose=False)
-    data = tflite.convert(tmp_path / "twin", "float32")
-    path = tflite.write_variant(tmp_path, "float32", data, DeploymentSpec.from_config(cfg).with_model(twin)).path
-    frames = random_clips(2, seed=3)
-    landmarks, found = random_landmarks(2, seed=4)
-    found[0, 3:6] = 0.0  # missed frames: left out of the statistics and the eye frame alike
-
-    def ages(predictor):
-        return predictor.predict(frames, test_time_flip=False, landmarks=landmarks, landmark_mask=found)["age"]
-
-    np.testing.assert_allclose(ages(TFLitePredictor(path, num_threads=1)), ages(KerasPredictor(model)), atol=0.01)

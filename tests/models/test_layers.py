@@ -1,16 +1,24 @@
-"""SpatialAttention, TemporalAttention and the time-folding layers: shapes, masking, serialization, gradients."""
+"""SpatialAttention, TemporalAttention, LandmarkDynamics and the time-folding layers: shapes, masking,
+serialization, gradients."""
+
+import inspect
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from age_estimation.models.siam import layers as layers_module
 from age_estimation.models.siam.layers import (
+    PACKAGE,
     FoldTime,
+    FrameNormalization,
+    LandmarkDynamics,
     MaskedTemporalPooling,
     SpatialAttention,
     TemporalAttention,
     UnfoldTime,
+    ValidFrames,
     masked_softmax,
 )
 
@@ -98,19 +106,33 @@ def test_masked_pooling_weights(mode):
         np.testing.assert_allclose(summary[0], states[0, 1], rtol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "layer",
-    [
-        SpatialAttention(projection=3, normalization="sigmoid", temperature=2.0, learn_temperature=False, mode="plain"),
-        TemporalAttention(units=7),
-        MaskedTemporalPooling("last"),
-    ],
-    ids=["spatial", "temporal", "pooling"],
-)
+SERIALIZED = [
+    SpatialAttention(projection=3, normalization="sigmoid", temperature=2.0, learn_temperature=False, mode="plain"),
+    TemporalAttention(units=7),
+    MaskedTemporalPooling("last"),
+    FrameNormalization("raw"),
+    FoldTime(),
+    UnfoldTime(),
+    ValidFrames(),
+    LandmarkDynamics(pairs=2, motion_scale=4.0),
+]
+
+
+@pytest.mark.parametrize("layer", SERIALIZED, ids=lambda layer: type(layer).__name__)
 def test_serialization_round_trip(layer):
     restored = keras.layers.deserialize(keras.layers.serialize(layer))
     assert type(restored) is type(layer)
     assert restored.get_config() == layer.get_config()
+    assert {"name", "trainable", "dtype"} <= set(layer.get_config())  # built on the base layer's config
+    assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_every_layer_is_registered_and_round_trip_tested():
+    defined = [cls for _, cls in inspect.getmembers(layers_module, inspect.isclass)
+               if issubclass(cls, keras.layers.Layer) and cls.__module__ == layers_module.__name__]
+    for cls in defined:
+        assert keras.saving.get_registered_name(cls) == f"{PACKAGE}>{cls.__name__}", cls
+    assert {type(layer) for layer in SERIALIZED} == set(defined) - {layers_module.TemporalSummary}
 
 
 def test_gradients_reach_every_attention_parameter():
@@ -151,8 +173,6 @@ def _mirrored(points, pairs):
 
 
 def test_landmark_dynamics_is_unchanged_by_a_mirror_image():
-    from age_estimation.models.siam.layers import LandmarkDynamics
-
     points = _features((2, 6, 7, 2))
     found = np.ones((2, 6), "float32")
     layer = LandmarkDynamics(pairs=3)
@@ -162,8 +182,6 @@ def test_landmark_dynamics_is_unchanged_by_a_mirror_image():
 
 
 def test_landmark_dynamics_masks_missing_frames_and_their_differences():
-    from age_estimation.models.siam.layers import LandmarkDynamics
-
     points = _features((1, 5, 3, 2))
     found = np.array([[1, 1, 0, 1, 1]], "float32")
     out = np.asarray(LandmarkDynamics(pairs=1)([points, found]))
@@ -178,29 +196,3 @@ def test_landmark_dynamics_masks_missing_frames_and_their_differences():
     changed = points.copy()
     changed[0, 2] += 5.0  # the missing frame's values do not reach the other frames
     np.testing.assert_allclose(LandmarkDynamics(pairs=1)([changed, found]), out, atol=1e-6)
-
-
-def test_landmark_dynamics_round_trips_its_config():
-    from age_estimation.models.siam.layers import LandmarkDynamics
-
-    layer = LandmarkDynamics(pairs=2, motion_scale=4.0)
-    clone = LandmarkDynamics.from_config(layer.get_config())
-    assert (clone.pairs, clone.motion_scale) == (2, 4.0)
-
-
-def test_landmark_dynamics_in_the_eye_frame_ignore_each_frames_rotation_scale_and_shift():
-    from age_estimation.models.siam.layers import LandmarkDynamics
-
-    points = _features((2, 5, 7, 2))  # pairs 0..2, pair 1 the eye corners, then one midline point
-    found = np.array([[1, 1, 0, 1, 1], [1, 1, 1, 1, 1]], "float32")
-    angle = RNG.uniform(-0.4, 0.4, (2, 5, 1, 1))
-    scale = RNG.uniform(0.7, 1.4, (2, 5, 1, 1))
-    shift = RNG.normal(0, 0.3, (2, 5, 1, 2))
-    x, y = points[..., :1], points[..., 1:]
-    moved = (scale * np.concatenate([np.cos(angle) * x - np.sin(angle) * y,
-                                     np.sin(angle) * x + np.cos(angle) * y], axis=-1) + shift).astype("float32")
-    layer = LandmarkDynamics(pairs=3, eye_pair=1)
-    np.testing.assert_allclose(layer([moved, found]), layer([points, found]), atol=2e-4)
-    assert not np.allclose(LandmarkDynamics(pairs=3)([moved, found]), LandmarkDynamics(pairs=3)([points, found]))
-    clone = LandmarkDynamics.from_config(layer.get_config())
-    assert clone.eye_pair == 1

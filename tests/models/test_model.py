@@ -1,4 +1,5 @@
-"""Siam / build_siam: config round trip, self-description, the fixed twin, variable clip length, padding, save/load in a fresh process, variants, and learning."""
+"""Siam / build_siam: config round trip, self-description, the fixed twin, variable clip length, padding,
+save/load in a fresh process, files saved before an option's removal, variants, and learning."""
 
 import dataclasses
 import inspect
@@ -6,13 +7,15 @@ import json
 import subprocess
 import sys
 import textwrap
+import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from age_estimation.config import ModelConfig
+from age_estimation.config import REMOVED_KEYS, ConfigError, ModelConfig, load_config
 from age_estimation.models.siam.model import Siam, build_siam, load_siam
 
 CROP = 32
@@ -20,9 +23,10 @@ LENGTHS = (6, 16, 24)
 
 
 def tiny_config(**overrides) -> ModelConfig:
+    """A small pixel-only architecture (the paper's model); ``dynamics=True`` adds the landmark stream."""
     base = {
-        "conv_filters": [8, 12], "attention_after_block": 1, "attention_projection": 4, "embedding_units": 16,
-        "rnn_units": 12, "temporal_attention_units": 6, "dropout": 0.0,
+        "dynamics": False, "conv_filters": [8, 12], "attention_after_block": 1, "attention_projection": 4,
+        "embedding_units": 16, "rnn_units": 12, "temporal_attention_units": 6, "dropout": 0.0,
     }
     base.update(overrides)
     return ModelConfig(**base)
@@ -178,9 +182,7 @@ VARIANT_CONFIGS = {
     "no_temporal": {"variant": "no_temporal"},
     "frame_average": {"variant": "frame_average"},
     "siam_dynamics": {"dynamics": True},
-    "siam_dynamics_late": {"dynamics": True, "dynamics_fusion": "late"},
-    "siam_dynamics_statistics": {"dynamics": True, "dynamics_statistics": True, "landmark_frame": "eyes"},
-    "siam_dynamics_quantiles": {"dynamics": True, "dynamics_quantiles": 4, "dynamics_quantile_features": 3},
+    "no_temporal_dynamics": {"variant": "no_temporal", "dynamics": True},
     "dynamics_only": {"variant": "dynamics_only"},
 }
 POINTS = 41
@@ -212,6 +214,13 @@ def test_siam_arguments_are_the_model_config_fields_with_its_defaults():
         ), name
 
 
+def test_the_default_siam_is_the_default_pipelines_model():
+    default = Siam()
+    assert default.reads_landmarks and set(default.input) == {"frames", "mask", "landmarks", "landmark_mask"}
+    pipeline = load_config(Path(__file__).resolve().parents[2] / "pipelines" / "default.yaml")
+    assert default.get_config() == build_siam(pipeline.model, crop_size=pipeline.align.crop_size).get_config()
+
+
 def test_model_describes_itself(model):
     assert isinstance(model, Siam)
     assert (model.crop_size, model.clip_length, model.batch_size) == (CROP, None, None)
@@ -227,6 +236,7 @@ def test_config_round_trip_gives_the_same_model(variant, clips):
     keras.utils.set_random_seed(4)
     original = build_siam(tiny_config(**VARIANT_CONFIGS[variant]), crop_size=CROP, age_prior=(30.0, 9.0))
     config = original.get_config()
+    assert {"name", "trainable"} <= set(config)  # the base Model's keys come first
     copy = Siam.from_config(config)
     assert copy.get_config() == config and json.loads(json.dumps(config)) == config
     copy.set_weights(original.get_weights())
@@ -270,12 +280,8 @@ def test_plain_functional_file_fails_naming_the_file(model, tmp_path):
 
 @pytest.mark.parametrize("overrides", [{"dynamics": True}, {"variant": "dynamics_only"},
                                        {"variant": "frame_average", "dynamics": True},
-                                       {"dynamics": True, "dynamics_fusion": "late"},
-                                       {"variant": "no_temporal", "dynamics": True, "dynamics_fusion": "late"},
-                                       {"dynamics": True, "dynamics_statistics": True},
-                                       {"dynamics": True, "dynamics_quantiles": 4, "dynamics_statistics": True},
-                                       {"variant": "dynamics_only", "dynamics_statistics": True,
-                                        "landmark_frame": "eyes"}])
+                                       {"variant": "no_temporal", "dynamics": True},
+                                       {"dynamics": True, "rnn": "gru", "bidirectional": True}])
 def test_dynamics_models_take_the_landmark_stream_and_respect_padding(overrides, clips):
     keras.utils.set_random_seed(6)
     model = build_siam(tiny_config(**overrides), crop_size=CROP)
@@ -302,36 +308,39 @@ def test_dynamics_model_reads_the_landmarks(clips):
     assert {"LandmarkDynamics", "Concatenate"} <= {layer.__class__.__name__ for layer in model.layers}
 
 
-def test_late_fusion_gives_the_stream_a_temporal_model_of_its_own(clips):
-    keras.utils.set_random_seed(8)
-    late = build_siam(tiny_config(dynamics=True, dynamics_fusion="late"), crop_size=CROP)
-    early = build_siam(tiny_config(dynamics=True), crop_size=CROP)
-    names = {layer.name for layer in late.layers}
-    assert {"dynamics_lstm0", "dynamics_temporal_attention_layer", "fuse_summaries"} <= names
-    assert "fuse_streams" not in names and "fuse_streams" in {layer.name for layer in early.layers}
-    # The pixel stream's LSTM reads the CNN embedding alone; the stream's its own codes.
-    kernel_rows = {name: late.get_layer(name).get_weights()[0].shape[0] for name in ("lstm0", "dynamics_lstm0")}
-    assert kernel_rows == {"lstm0": late.get_layer("frame_embedding").units,
-                           "dynamics_lstm0": late.get_layer("dynamics_embedding").units}
-    batch = with_landmarks(pad_batch(clips))
-    moved = {**batch, "landmarks": batch["landmarks"] + 0.3}
-    out = late(batch)
-    assert not np.allclose(np.asarray(out["age"]), np.asarray(late(moved)["age"]))
-    # The frame weights reported are the pixel stream's: they do not move with the landmarks.
-    np.testing.assert_allclose(out["temporal_attention"], late(moved)["temporal_attention"], atol=1e-6)
+REMOVED_OFF = {key.split(".", 1)[1]: removed.off for key, removed in REMOVED_KEYS.items()}
 
 
-def test_frame_summary_dropout_zeroes_whole_pixel_summaries_in_training_only(clips):
-    keras.utils.set_random_seed(9)
-    model = build_siam(tiny_config(dynamics=True, dynamics_fusion="late", frame_summary_dropout=0.5), crop_size=CROP)
-    summaries = keras.Model(model.input, model.get_layer("frame_summary_dropout").output)
-    batch = with_landmarks(pad_batch(clips * 16))
-    zeroed = np.abs(np.asarray(summaries(batch, training=True))).sum(axis=1) == 0
-    assert 0.2 < zeroed.mean() < 0.8
-    assert not (np.abs(np.asarray(summaries(batch, training=False))).sum(axis=1) == 0).any()
+def _with_saved_config(path, **changes):
+    """Rewrite the Siam config inside the .keras file at ``path`` with ``changes`` (a file of another version)."""
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    saved = json.loads(files["config.json"])
+    saved["config"].update(changes)
+    files["config.json"] = json.dumps(saved).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
 
 
-def test_eye_frame_needs_the_eye_corner_pair_in_the_stream():
-    with pytest.raises(ValueError, match="eye_pair 10 must index one of the stream's 2 mirror pairs.*'eyes'"):
-        Siam(crop_size=CROP, landmark_points=5, landmark_pairs=2, dynamics=True, landmark_frame="eyes",
-             conv_filters=[4], attention_after_block=0)
+def test_a_model_saved_before_the_removals_loads_while_the_removed_options_are_off(tmp_path, clips):
+    keras.utils.set_random_seed(10)
+    original = build_siam(tiny_config(dynamics=True), crop_size=CROP)
+    assert Siam.from_config({**original.get_config(), **REMOVED_OFF}).get_config() == original.get_config()
+    original.save(tmp_path / "older.keras")
+    _with_saved_config(tmp_path / "older.keras", **REMOVED_OFF)
+    loaded = load_siam(tmp_path / "older.keras")
+    batch = model_inputs(original, pad_batch(clips))
+    np.testing.assert_array_equal(np.asarray(loaded(batch)["age"]), np.asarray(original(batch)["age"]))
+
+
+@pytest.mark.parametrize("key, value", [("dynamics_fusion", "late"), ("frame_summary_dropout", 0.3),
+                                        ("dynamics_statistics", True), ("landmark_frame", "eyes"),
+                                        ("dynamics_quantiles", 8), ("dynamics_quantile_features", 4)])
+def test_a_model_saved_with_a_removed_option_on_is_refused_naming_it(key, value, model, tmp_path):
+    with pytest.raises(ConfigError, match=rf"'model.{key}' was removed: .*measured .*not kept"):
+        Siam.from_config({**model.get_config(), key: value})
+    model.save(tmp_path / "m.keras")
+    _with_saved_config(tmp_path / "m.keras", **{key: value})
+    with pytest.raises(ConfigError, match=rf"m\.keras: .*'model.{key}' was removed"):
+        load_siam(tmp_path / "m.keras")

@@ -1,8 +1,8 @@
-"""The functional pieces ``Siam`` assembles: per-frame encoders, recurrent stack, temporal summary, age head.
+"""The functional pieces ``Siam`` assembles: inputs, per-frame encoders, recurrent stack, temporal summary, age head.
 
 Each takes symbolic tensors and the architecture (a ``ModelConfig``) and returns symbolic tensors, so the
 model's ``__init__`` reads as the data flow. Layer names are part of the model's contract (training reads
-``get_layer("age")``), so they are fixed here.
+``get_layer("age")``, saved weights are matched by them), so they are fixed here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Any
 import keras
 
 from age_estimation.config import ModelConfig
-from age_estimation.models.siam.clip_statistics import MaskedQuantiles, MaskedStatistics
 from age_estimation.models.siam.layers import (
     FrameNormalization,
     LandmarkDynamics,
@@ -20,7 +19,6 @@ from age_estimation.models.siam.layers import (
     SpatialAttention,
     TemporalAttention,
 )
-from age_estimation.video.landmark_set import EYE_CORNER_PAIR
 
 # keras.applications backbones and the input range each expects.
 BACKBONE_SCALING = {
@@ -40,6 +38,32 @@ def input_scaling(config: ModelConfig) -> str:
     if name not in BACKBONE_SCALING:
         raise ValueError(f"model.backbone.name {name!r} is not supported; choose one of {sorted(BACKBONE_SCALING)}")
     return BACKBONE_SCALING[name]
+
+
+def reads_frames(config: ModelConfig) -> bool:
+    """Whether the architecture has the per-frame CNN (every variant but ``dynamics_only``)."""
+    return config.variant != "dynamics_only"
+
+
+def model_inputs(
+    config: ModelConfig, crop_size: int, clip_length: int | None, batch_size: int | None, landmark_points: int
+) -> dict[str, Any]:
+    """The named inputs of the architecture: ``frames`` (uint8) unless ``dynamics_only``, ``mask``, and
+    ``landmarks`` with ``landmark_mask`` when it reads the landmark stream."""
+    inputs = {}
+    if reads_frames(config):
+        inputs["frames"] = keras.Input(
+            (clip_length, crop_size, crop_size, 3), batch_size=batch_size, dtype="uint8", name="frames"
+        )
+    inputs["mask"] = keras.Input((clip_length,), batch_size=batch_size, dtype="float32", name="mask")
+    if config.reads_landmarks:
+        inputs["landmarks"] = keras.Input(
+            (clip_length, landmark_points, 2), batch_size=batch_size, dtype="float32", name="landmarks"
+        )
+        inputs["landmark_mask"] = keras.Input(
+            (clip_length,), batch_size=batch_size, dtype="float32", name="landmark_mask"
+        )
+    return inputs
 
 
 def frame_encoder(x: Any, config: ModelConfig, crop_size: int) -> tuple[Any, Any]:
@@ -95,98 +119,49 @@ def _spatial_attention(config: ModelConfig) -> SpatialAttention:
     )
 
 
-def landmark_encoder(
-    landmarks: Any, landmark_mask: Any, mask: Any, config: ModelConfig, pairs: int
-) -> tuple[Any, Any, Any]:
-    """The landmark stream's (B, T, F) per-frame features, their (B, T, dynamics_units) codes and the
-    (B, T) marks of found frames.
+def landmark_encoder(landmarks: Any, landmark_mask: Any, mask: Any, config: ModelConfig, pairs: int) -> Any:
+    """The landmark stream's (B, T, dynamics_units) per-frame codes: flip-invariant features, two dense layers.
 
-    The codes are flip-invariant features through two dense layers. A frame counts as found only when
-    it is also a real frame (``mask``), so padding never enters the clip's statistics whatever the
-    caller put in ``landmark_mask``. With ``model.landmark_frame: eyes`` the outer eye corners' pair is
-    the features' origin and axis.
+    A frame counts as found only when it is also a real frame (``mask``), so padding never enters the
+    clip's statistics whatever the caller put in ``landmark_mask``.
     """
     found = keras.layers.Multiply(name="found_frames")([landmark_mask, mask])
-    frame_pair = EYE_CORNER_PAIR if config.landmark_frame == "eyes" else None
-    features = LandmarkDynamics(pairs, eye_pair=frame_pair, name="landmark_dynamics")([landmarks, found])
+    features = LandmarkDynamics(pairs, name="landmark_dynamics")([landmarks, found])
     x = keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_hidden")(features)
-    codes = keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_embedding")(x)
-    return features, codes, found
+    return keras.layers.Dense(config.dynamics_units, activation="relu", name="dynamics_embedding")(x)
 
 
-def with_stream_statistics(
-    summary: Any, landmark_features: Any, landmark_codes: Any, found: Any, config: ModelConfig
-) -> Any:
-    """The clip summary, joined when the model reads the stream by the clip statistics configured: the
-    codes' mean, spread and maximum (``model.dynamics_statistics``) and the quantiles of a linear
-    projection of the per-frame features (``model.dynamics_quantiles``), both over the found frames."""
-    if landmark_codes is None:
-        return summary
-    parts = [summary]
-    if config.dynamics_statistics:
-        parts.append(MaskedStatistics(name="dynamics_statistics")(landmark_codes, found))
-    if config.dynamics_quantiles:
-        signals = keras.layers.Dense(config.dynamics_quantile_features, name="dynamics_quantile_projection")(
-            landmark_features
-        )
-        parts.append(MaskedQuantiles(config.dynamics_quantiles, name="dynamics_quantiles")(signals, found))
-    if len(parts) == 1:
-        return summary
-    return keras.layers.Concatenate(name="fuse_statistics")(parts)
+def fused_codes(frame_codes: Any, landmark_codes: Any) -> Any:
+    """The per-frame codes of the streams present (either may be None), concatenated when both are: one
+    temporal model then reads the pixels and the landmarks of each frame together (early fusion)."""
+    streams = [codes for codes in (frame_codes, landmark_codes) if codes is not None]
+    return streams[0] if len(streams) == 1 else keras.layers.Concatenate(name="fuse_streams")(streams)
 
 
-def reads_frames(config: ModelConfig) -> bool:
-    """Whether the architecture has the per-frame CNN (every variant but ``dynamics_only``)."""
-    return config.variant != "dynamics_only"
-
-
-def temporal_summary(embeddings: Any, valid: Any, config: ModelConfig, prefix: str = "") -> tuple[Any, Any]:
+def temporal_summary(embeddings: Any, valid: Any, config: ModelConfig) -> tuple[Any, Any]:
     """The (B, D) clip summary and (B, T) frame weights of the variant's temporal model.
 
-    ``siam``, ``no_spatial`` and ``dynamics_only``: RNN + temporal attention; ``no_temporal``: RNN + last valid state or
-    mean; ``frame_average``: mean of the frame embeddings, no RNN. ``prefix`` names the layers of a second
-    stream's copy (late fusion).
+    ``siam``, ``no_spatial`` and ``dynamics_only``: RNN + temporal attention; ``no_temporal``: RNN + last
+    valid state or mean; ``frame_average``: mean of the frame embeddings, no RNN.
     """
     if config.variant == "frame_average":
-        return MaskedTemporalPooling("mean", name=f"{prefix}temporal_pooling")(embeddings, mask=valid)
-    states = _recurrent(embeddings, valid, config, prefix)
+        return MaskedTemporalPooling("mean", name="temporal_pooling")(embeddings, mask=valid)
+    states = _recurrent(embeddings, valid, config)
     if config.variant == "no_temporal":
-        return MaskedTemporalPooling(config.no_temporal_pooling, name=f"{prefix}temporal_pooling")(states, mask=valid)
-    return TemporalAttention(config.temporal_attention_units, name=f"{prefix}temporal_attention_layer")(
-        states, mask=valid
-    )
+        return MaskedTemporalPooling(config.no_temporal_pooling, name="temporal_pooling")(states, mask=valid)
+    return TemporalAttention(config.temporal_attention_units, name="temporal_attention_layer")(states, mask=valid)
 
 
-def fused_summary(frame_codes: Any, landmark_codes: Any, valid: Any, config: ModelConfig) -> tuple[Any, Any]:
-    """The clip summary and frame weights of the streams present (either may be None), fused as configured.
-
-    Early fusion (one stream, or ``model.dynamics_fusion: early``): the per-frame codes are concatenated and
-    share one temporal model. Late: each stream has its own, their summaries are concatenated (in training,
-    ``frame_summary_dropout`` of the clips keep the stream's alone), and the frame weights reported are the
-    pixel stream's.
-    """
-    streams = [codes for codes in (frame_codes, landmark_codes) if codes is not None]
-    if len(streams) == 1 or config.dynamics_fusion == "early":
-        joined = streams[0] if len(streams) == 1 else keras.layers.Concatenate(name="fuse_streams")(streams)
-        return temporal_summary(joined, valid, config)
-    summary, weights = temporal_summary(frame_codes, valid, config)
-    if config.frame_summary_dropout > 0:  # whole summaries dropped: noise_shape broadcasts over the features
-        summary = keras.layers.Dropout(config.frame_summary_dropout, noise_shape=(None, 1),
-                                       name="frame_summary_dropout")(summary)
-    landmark_summary, _ = temporal_summary(landmark_codes, valid, config, prefix="dynamics_")
-    return keras.layers.Concatenate(name="fuse_summaries")([summary, landmark_summary]), weights
-
-
-def _recurrent(x: Any, valid: Any, config: ModelConfig, prefix: str = "") -> Any:
+def _recurrent(x: Any, valid: Any, config: ModelConfig) -> Any:
     """Stacked LSTM/GRU layers over the frame embeddings, returning every step's state."""
     rnn_class = keras.layers.LSTM if config.rnn == "lstm" else keras.layers.GRU
     if config.dropout > 0:
-        x = keras.layers.Dropout(config.dropout, name=f"{prefix}rnn_input_dropout")(x)
+        x = keras.layers.Dropout(config.dropout, name="rnn_input_dropout")(x)
     for index in range(config.rnn_layers):
-        name = f"{prefix}{config.rnn}{index}"
+        name = f"{config.rnn}{index}"
         layer = rnn_class(config.rnn_units, return_sequences=True, unroll=config.unroll, name=name)
         if config.bidirectional:
-            layer = keras.layers.Bidirectional(layer, name=f"{prefix}bi_{config.rnn}{index}")
+            layer = keras.layers.Bidirectional(layer, name=f"bi_{config.rnn}{index}")
         x = layer(x, mask=valid)
     return x
 

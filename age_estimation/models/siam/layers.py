@@ -5,9 +5,11 @@
 - ``TemporalAttention``: one weight per frame from the recurrent states, masked for padding.
 - ``LandmarkDynamics``: per-frame features of the landmark motion stream (positions, motion about
   the clip's mean, frame-to-frame differences), unchanged by a horizontal flip.
-- ``FrameNormalization``, ``FoldTime``, ``UnfoldTime``: the plumbing that runs a per-frame CNN on
-  (B, T, H, W, C) clips by folding time into the batch (Keras 3.15's ``TimeDistributed`` loops over
-  the wrong axis when T is unknown in graph mode; see DESIGN.md §3).
+- ``MaskedTemporalPooling``: the parameter-free pooling of the ablations (last valid state or mean).
+- ``FrameNormalization``, ``FoldTime``, ``UnfoldTime``, ``ValidFrames``: the plumbing that runs a
+  per-frame CNN on (B, T, H, W, C) clips by folding time into the batch. Keras 3.15's
+  ``TimeDistributed`` is not used: with an unknown T in graph mode it loops over the batch size instead
+  of the time steps and silently corrupts ``predict``, SavedModel and TFLite outputs.
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ class SpatialAttention(keras.layers.Layer):
     (mean 1, so the feature scale is kept) and ``m = a`` for sigmoid.
 
     Args:
-        projection: width of the shared tanh projection before the per-position scoring; 0 scores
+        projection: int. Width of the shared tanh projection before the per-position scoring; 0 scores
             the raw features.
-        normalization: "softmax" (the map sums to 1 over positions) or "sigmoid".
-        temperature: initial softmax temperature.
-        learn_temperature: whether the temperature is trained (as a log-temperature).
-        mode: "residual" or "plain" re-weighting.
+        normalization: str. "softmax" (the map sums to 1 over positions) or "sigmoid".
+        temperature: float. Initial softmax temperature.
+        learn_temperature: bool. Whether the temperature is trained (as a log-temperature).
+        mode: str. "residual" or "plain" re-weighting.
+        **kwargs: base layer arguments (``name``, ``dtype``, ``trainable``).
 
     Call arguments:
         inputs: (B, H, W, C) features with static H, W and C.
@@ -137,8 +140,16 @@ class SpatialAttention(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class TemporalSummary(keras.layers.Layer):
-    """Base of the layers that reduce (B, T, D) states to a (B, D) summary and (B, T) frame weights."""
+    """Base of the layers that reduce (B, T, D) states to a (B, D) summary and (B, T) frame weights.
+
+    It takes a Keras mask of valid frames and returns none (the summary has no time axis). Subclasses
+    implement ``call(inputs, mask=None) -> (summary, weights)``.
+
+    Args:
+        **kwargs: base layer arguments (``name``, ``dtype``, ``trainable``).
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -159,7 +170,8 @@ class TemporalAttention(TemporalSummary):
     frames only (padded frames get exactly 0 and the rest sum to 1); the summary is ``sum_t w_t h_t``.
 
     Args:
-        units: width of the scoring network.
+        units: int. Width of the scoring network.
+        **kwargs: base layer arguments (``name``, ``dtype``, ``trainable``).
 
     Call arguments:
         inputs: (B, T, D) recurrent states.
@@ -172,6 +184,10 @@ class TemporalAttention(TemporalSummary):
         >>> summary, weights = TemporalAttention(8)(keras.ops.ones((2, 5, 4)))
         >>> tuple(weights.shape)
         (2, 5)
+
+    Reference:
+        Pei et al., "Attended End-to-end Architecture for Age Estimation from Facial Expression
+        Videos", arXiv 1711.08690 (temporal attention).
     """
 
     def __init__(self, units: int = 32, **kwargs: Any) -> None:
@@ -221,6 +237,24 @@ class MaskedTemporalPooling(TemporalSummary):
 
     Returns ``(summary, weights)`` like ``TemporalAttention`` so the weights (one-hot on the last valid
     frame, or uniform over valid frames) stay comparable across variants.
+
+    Args:
+        mode: str. "mean" of the valid steps or the "last" valid step.
+        **kwargs: base layer arguments (``name``, ``dtype``, ``trainable``).
+
+    Call arguments:
+        inputs: (B, T, D) states.
+        mask: optional (B, T) boolean or 0/1 mask of valid frames (a Keras mask is used when given);
+            without one every frame is valid.
+
+    Returns:
+        ``(summary, weights)`` of shapes (B, D) and (B, T).
+
+    Example:
+        >>> pooling = MaskedTemporalPooling("last")
+        >>> summary, weights = pooling(keras.ops.ones((2, 4, 3)), mask=keras.ops.ones((2, 4)))
+        >>> keras.ops.convert_to_numpy(weights[0]).tolist()
+        [0.0, 0.0, 0.0, 1.0]
     """
 
     def __init__(self, mode: str = "mean", **kwargs: Any) -> None:
@@ -248,7 +282,22 @@ class MaskedTemporalPooling(TemporalSummary):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class FrameNormalization(keras.layers.Layer):
-    """Cast uint8 (or float 0..255) frames to the compute dtype and scale them to [-1, 1] or keep 0..255."""
+    """Cast uint8 (or float 0..255) frames to the compute dtype and scale them to [-1, 1] or keep 0..255.
+
+    Inside the model, so every runtime (Keras, SavedModel, TFLite) takes the same uint8 crops.
+
+    Args:
+        scale: str. "symmetric" (``x / 127.5 - 1``, the from-scratch CNN and MobileNetV2) or "raw"
+            (0..255, for backbones that normalise inside).
+        **kwargs: base layer arguments (``name``, ``dtype``, ``trainable``).
+
+    Call arguments:
+        inputs: frames of any shape, uint8 or float in 0..255.
+
+    Example:
+        >>> keras.ops.convert_to_numpy(FrameNormalization()(keras.ops.array([0, 255], "uint8"))).tolist()
+        [-1.0, 1.0]
+    """
 
     def __init__(self, scale: str = "symmetric", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -271,7 +320,15 @@ class FrameNormalization(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class FoldTime(keras.layers.Layer):
-    """(B, T, ...) -> (B*T, ...): lets a per-frame network run on every frame of every clip at once."""
+    """(B, T, ...) -> (B*T, ...): lets a per-frame network run on every frame of every clip at once.
+
+    Call arguments:
+        inputs: (B, T, ...) with static trailing dimensions; B and T may be unknown.
+
+    Example:
+        >>> tuple(FoldTime()(keras.ops.ones((2, 5, 4, 4, 3))).shape)
+        (10, 4, 4, 3)
+    """
 
     def call(self, inputs: Any) -> Any:
         return ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
@@ -282,7 +339,17 @@ class FoldTime(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class UnfoldTime(keras.layers.Layer):
-    """(B*T, ...) -> (B, T, ...), with B and T read from a reference (B, T, ...) tensor at run time."""
+    """(B*T, ...) -> (B, T, ...), with B and T read from a reference (B, T, ...) tensor at run time.
+
+    Call arguments:
+        inputs: ``[folded, reference]``: the (B*T, ...) per-frame tensor and the (B, T, ...) clip it
+            came from.
+
+    Example:
+        >>> clips = keras.ops.ones((2, 5, 4, 4, 3))
+        >>> tuple(UnfoldTime()([keras.ops.ones((10, 8)), clips]).shape)
+        (2, 5, 8)
+    """
 
     def call(self, inputs: Any) -> Any:
         folded, reference = inputs
@@ -296,7 +363,15 @@ class UnfoldTime(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ValidFrames(keras.layers.Layer):
-    """A 0/1 float frame mask (B, T) -> boolean mask, the form recurrent layers take."""
+    """A 0/1 float frame mask (B, T) -> boolean mask, the form recurrent layers take.
+
+    Call arguments:
+        inputs: (B, T) float, 1 for a real frame and 0 for padding.
+
+    Example:
+        >>> keras.ops.convert_to_numpy(ValidFrames()(keras.ops.array([[1.0, 0.0]]))).tolist()
+        [[True, False]]
+    """
 
     def call(self, inputs: Any) -> Any:
         return ops.greater(inputs, 0.5)
@@ -311,18 +386,23 @@ class LandmarkDynamics(keras.layers.Layer):
 
     The K points are ``pairs`` mirror pairs (right point, left point) then midline points, in eye
     distances about the template's eye midpoint. Per pair: the mean height and the half width
-    (``(x_left - x_right) / 2``); per midline point: its height. For these G geometric values per frame
+    (``(x_left - x_right) / 2``); per midline point: its height. For these K geometric values per frame
     the layer returns, masked by ``landmark_mask`` (0 where the mesh found no face or for padding):
     the values, their motion about the clip's mean over found frames, their difference from the
-    previous frame (0 where either frame is missing), and the mask itself: (B, T, 3G + 1).
+    previous frame (0 where either frame is missing), and the mask itself: (B, T, 3K + 1).
     Motion and differences are a few hundredths of an eye distance, so they are scaled by
-    ``motion_scale`` to the range of the positions. With ``eye_pair`` (the index of the outer eye
-    corners' pair) each frame's points are first put in the mesh's own eye frame: origin at the eye
-    midpoint, the eye line as x axis, the eye distance as unit. That removes what the alignment left of
-    head motion and detector jitter, which moves the template coordinates as much as a smile does.
+    ``motion_scale`` to the range of the positions.
+
+    Args:
+        pairs: int. How many mirror pairs lead the K points.
+        motion_scale: float. Factor on the motion and the frame-to-frame differences.
+        **kwargs: base layer arguments (``name``, ``dtype``, ``trainable``).
 
     Call arguments:
         inputs: ``[landmarks, landmark_mask]``, (B, T, K, 2) float and (B, T) 0/1.
+
+    Returns:
+        (B, T, 3K + 1) float32 features.
 
     Example:
         >>> features = LandmarkDynamics(pairs=1)([keras.ops.ones((2, 5, 3, 2)), keras.ops.ones((2, 5))])
@@ -330,21 +410,15 @@ class LandmarkDynamics(keras.layers.Layer):
         (2, 5, 10)
     """
 
-    def __init__(self, pairs: int, motion_scale: float = 10.0, eye_pair: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, pairs: int, motion_scale: float = 10.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pairs = int(pairs)
         self.motion_scale = float(motion_scale)
-        self.eye_pair = None if eye_pair is None else int(eye_pair)
-        if self.eye_pair is not None and not 0 <= self.eye_pair < self.pairs:
-            raise ValueError(f"eye_pair {self.eye_pair} must index one of the stream's {self.pairs} mirror pairs "
-                             "(model.landmark_frame 'eyes' needs the eye corners in the landmark stream)")
 
     def call(self, inputs: Any) -> Any:
         points, found = inputs
         points = ops.cast(points, "float32")
         found = ops.cast(found, "float32")[..., None]
-        if self.eye_pair is not None:  # missing frames are masked out of the geometry below
-            points = self._in_eye_frame(points)
         paired, midline = points[:, :, : 2 * self.pairs], points[:, :, 2 * self.pairs :]
         right, left = paired[:, :, 0::2], paired[:, :, 1::2]
         geometry = ops.concatenate(
@@ -357,22 +431,11 @@ class LandmarkDynamics(keras.layers.Layer):
         step = ops.concatenate([ops.zeros_like(geometry[:, :1]), step], axis=1)
         return ops.concatenate([geometry, self.motion_scale * motion, self.motion_scale * step, found], axis=-1)
 
-    def _in_eye_frame(self, points: Any) -> Any:
-        """(B, T, K, 2) points rotated and scaled so each frame's eye corners sit at (-0.5, 0) and (0.5, 0)."""
-        right, left = points[:, :, 2 * self.eye_pair], points[:, :, 2 * self.eye_pair + 1]
-        axis = left - right
-        length = ops.maximum(ops.sqrt(ops.sum(ops.square(axis), axis=-1, keepdims=True)), 1e-3)
-        cos, sin = (axis[..., :1] / length)[:, :, None], (axis[..., 1:] / length)[:, :, None]
-        offset = points - ((right + left) / 2)[:, :, None]
-        dx, dy = offset[..., :1], offset[..., 1:]
-        return ops.concatenate([cos * dx + sin * dy, cos * dy - sin * dx], axis=-1) / length[:, :, None]
-
     def compute_output_shape(self, input_shape: Any) -> tuple:
-        points_shape = input_shape[0]
-        groups = self.pairs * 2 + (points_shape[2] - 2 * self.pairs)
-        return (points_shape[0], points_shape[1], 3 * groups + 1)
+        points_shape = input_shape[0]  # two values per mirror pair, one per midline point: one per point
+        return (points_shape[0], points_shape[1], 3 * points_shape[2] + 1)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(pairs=self.pairs, motion_scale=self.motion_scale, eye_pair=self.eye_pair)
+        config.update(pairs=self.pairs, motion_scale=self.motion_scale)
         return config
