@@ -1,8 +1,13 @@
-"""The bench results as a Markdown table: each figure with its spread and its ratio to its own reference."""
+"""The bench results as Markdown: a table of each figure with its spread and its ratio to its own reference,
+and the performance page (``docs/performance.md``) that a full ``make bench`` rewrites around it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+# Where a full bench writes its page, relative to the working directory (``make bench`` runs in the root).
+PERFORMANCE_PAGE = Path("docs/performance.md")
 
 
 def format_bench(results: dict[str, Any]) -> str:
@@ -49,6 +54,32 @@ def format_bench(results: dict[str, Any]) -> str:
         ratio = f", {entry['ratio_to_clip']:.2f}x the clip" if "ratio_to_clip" in entry else ""
         lines.append(f"| peak RSS, {name} | {entry['peak_rss_mib']:.0f} MiB | exit {entry['exit_code']}{ratio} |")
     return "\n".join(lines) + "\n"
+
+
+def performance_page(results: dict[str, Any], command: str) -> str:
+    """The performance page: a header naming the command, the date and the machine, then the bench table.
+
+    The page is the bench's output and nothing else, so it cannot drift from what was measured; a person's
+    reading of the figures belongs elsewhere.
+    """
+    machine = results["machine"]
+    minutes = f" in {results['seconds'] / 60:.1f} minutes" if "seconds" in results else ""
+    return "\n".join([
+        f"<!-- written by: {command} on {results['date']} -->",
+        "",
+        "# Performance",
+        "",
+        (f"Measured by `{command}` on {results['date']}{minutes}, on {machine.get('platform', 'n/a')} "
+         f"({machine['processor']}, {machine['cpu_count']} cores, Python {machine.get('python', 'n/a')}, "
+         f"TF {machine['tensorflow']})."),
+        "",
+        ("Every speed is a median of repeats with its range, and a ratio to its own reference measured side "
+         "by side in the same run: decode-only for prepare, in-memory batches for the input pipeline, Keras "
+         "for the inference runtimes. A full `make bench` rewrites this page (a `--quick` run does not); do "
+         "not edit it by hand."),
+        "",
+        format_bench(results),
+    ])
 
 
 def _prepare_rows(figures: dict[str, Any], prefix: str, videos: str) -> list[str]:

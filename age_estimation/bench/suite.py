@@ -24,13 +24,20 @@ from age_estimation.bench.measure import FULL, QUICK, BenchSizes
 from age_estimation.bench.memory import bench_memory
 from age_estimation.bench.model import bench_training
 from age_estimation.bench.prepare import bench_prepare
-from age_estimation.bench.report import format_bench
+from age_estimation.bench.report import PERFORMANCE_PAGE, format_bench, performance_page
 from age_estimation.config import PipelineConfig
 from age_estimation.data.prepare import prepare_data
 
 
-def bench(cfg: PipelineConfig, quick: bool = False, out: Path | None = None) -> dict[str, Any]:
-    """Run the bench in a temporary folder and write ``bench.json`` and ``bench.md`` under ``out``."""
+def bench(
+    cfg: PipelineConfig, quick: bool = False, out: Path | None = None, page: Path | None = None
+) -> dict[str, Any]:
+    """Run the bench in a temporary folder and write ``bench.json`` and ``bench.md`` under ``out``.
+
+    A full run also rewrites the performance page: ``page``, by default ``docs/performance.md`` when the
+    working directory has a ``docs/`` folder (the repository root, where ``make bench`` runs). A ``quick``
+    run writes no page unless one is named: its CI-sized figures are not the ones to publish.
+    """
     sizes = QUICK if quick else FULL
     with tempfile.TemporaryDirectory(prefix="age-bench-") as tmp:
         results = run_bench(cfg, sizes, Path(tmp))
@@ -39,7 +46,17 @@ def bench(cfg: PipelineConfig, quick: bool = False, out: Path | None = None) -> 
     write_json_atomic(out / "bench.json", results)
     write_bytes_atomic(out / "bench.md", format_bench(results).encode())
     results["out"] = str(out)
+    page = page or (PERFORMANCE_PAGE if not quick and PERFORMANCE_PAGE.parent.is_dir() else None)
+    if page is not None:
+        write_bytes_atomic(page, performance_page(results, bench_command(cfg, quick)).encode())
+        results["page"] = str(page)
     return results
+
+
+def bench_command(cfg: PipelineConfig, quick: bool) -> str:
+    """The command line that measured these figures, for the performance page's header."""
+    config = f" --config {cfg.source_file}" if cfg.source_file and not cfg.source_file.startswith("<") else ""
+    return f"age-estimation bench{config}{' --quick' if quick else ''}"
 
 
 def run_bench(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> dict[str, Any]:

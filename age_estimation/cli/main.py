@@ -25,6 +25,7 @@ COMMANDS = {
     "evaluate": "Subject-independent k-fold cross-validation with plots.",
     "ablation": "The ablation: SIAM, its variants and the landmark stream over subject-independent k folds.",
     "readout": "Linear readers of the landmark stream: the age and smile cues it offers a model.",
+    "report": "Write the results page (ablation tables, learning curve) from run folders.",
     "tune": "Keras Tuner hyperparameter search; writes the best config as YAML.",
     "export": "Export a trained model as a SavedModel (TF Serving) and TFLite.",
     "predict": "Estimate the age of the person in each video.",

@@ -1,6 +1,9 @@
 """The bench table: every measured figure has a row; rejected videos are shown only when there are some."""
 
-from age_estimation.bench.report import format_bench
+from age_estimation.bench.report import format_bench, performance_page
+from age_estimation.bench.suite import bench_command
+from age_estimation.config import load_config
+from tests.conftest import REPO
 
 
 def _spread(value: float) -> dict:
@@ -53,3 +56,21 @@ def test_every_section_has_its_rows():
 
 def test_rejected_videos_are_counted_in_the_table():
     assert "| videos prepare rejected (their frames count as work) | 1 of 3 | |" in format_bench(_results(1))
+
+
+def test_the_performance_page_is_the_bench_table_under_a_header_naming_command_date_and_machine():
+    results = _results(0)
+    results["machine"].update(platform="Linux-x86_64", python="3.11.7")
+    results["seconds"] = 714.0
+    page = performance_page(results, "age-estimation bench --config pipelines/default.yaml")
+    lines = page.splitlines()
+    assert lines[0] == "<!-- written by: age-estimation bench --config pipelines/default.yaml on 2026-01-01 -->"
+    assert lines[4] == ("Measured by `age-estimation bench --config pipelines/default.yaml` on 2026-01-01 in "
+                        "11.9 minutes, on Linux-x86_64 (cpu, 2 cores, Python 3.11.7, TF 2.21.0).")
+    assert page.endswith(format_bench(results)) and "| peak RSS, prepare | 600 MiB | exit 0 |" in lines
+
+
+def test_the_page_names_the_config_the_bench_read():
+    config = REPO / "pipelines" / "default.yaml"
+    assert bench_command(load_config(config), quick=False) == f"age-estimation bench --config {config}"
+    assert bench_command(load_config(None), quick=True) == "age-estimation bench --quick"

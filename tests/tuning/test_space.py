@@ -32,7 +32,7 @@ def test_every_choice_maps_onto_a_valid_config_that_builds():
                 "gru", "sigmoid", "plain")
             assert tuned.data.batch_size == 8 and tuned.train.learning_rate == 1e-3
     model = build_siam(tuned.model, crop_size=32)
-    assert model.get_layer("spatial_attention_layer") is not None
+    assert model.spatial_grid == (32 // 2**block,) * 2  # the attention map sits after the tuned conv block
     assert cfg.model.conv_filters == [8, 16], "the base config must not be modified"
 
 
