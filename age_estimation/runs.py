@@ -8,6 +8,7 @@ Layout of ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>/``::
     metrics.json       held-out metrics and the training summary
     interval.json      the interval calibration (split-conformal on held-back validation subjects)
     model_card.json    what the model was trained on and how well it did, shown by predict and exports
+    face_ranges.json   the face measures' range over the training videos: predict refuses a face outside it
     heldout_predictions.csv  one row per held-out video: true and predicted age
     exports.json       where the newest export of this run went and which model.keras it holds (export)
     plots/             PNG figures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -26,13 +27,22 @@ def config_or_none(args: argparse.Namespace) -> PipelineConfig | None:
 
 
 def prepared_config(args: argparse.Namespace) -> PipelineConfig | None:
-    """``config_or_none`` with the config's data prepared (a quiet progress bar under ``--json``)."""
+    """``config_or_none`` with the config's data prepared (a quiet progress bar under ``--json``).
+
+    A cache another process is preparing, or a full disk, ends the command with its one-line error and
+    exit code 1.
+    """
     cfg = config_or_none(args)
     if cfg is not None:
         # Imported here so that a command's `--help` does not load TensorFlow.
-        from age_estimation.data.prepare import prepare_data
+        from age_estimation.data.cache_lock import CacheBusyError
+        from age_estimation.data.prepare import DiskFullError, prepare_data
 
-        prepare_data(cfg, progress=not args.json)
+        try:
+            prepare_data(cfg, progress=not args.json)
+        except (CacheBusyError, DiskFullError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(1) from err
     return cfg
 
 

@@ -5,8 +5,11 @@ The model is ``--model`` (``.keras``, a SavedModel folder or a ``.tflite`` varia
 (no TensorFlow import), else its ``model.keras``; the line names the runtime that answered. A model that
 reads the landmark stream gets it from the alignment (the face mesh runs only for such a model). Each age comes
 with the model's calibrated interval; the model card (and, for a model trained on synthetic faces, a
-warning) is printed once on stderr. A video with too little face gets no age. Exit 0 when every video
-gave an age, 1 when some gave none (each named with its reason on stderr), 2 on a setup error.
+warning) is printed once on stderr. A video with too little face, or a face unlike any the model can
+judge (too dark, blurred, small or turned: ``inference.quality``), gets no age; damaged frames and other
+persons in view are noted under the answer. ``--at-least AGE`` adds a yes / no / cannot tell from the
+interval. Exit 0 when every video gave an age, 1 when some gave none (each named with its reason on
+stderr), 2 on a setup error.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from age_estimation.config import load_config
+from age_estimation.inference.decision import age_decision
 from age_estimation.inference.explain import write_explanation
 from age_estimation.inference.predict import (
     PredictionError,
@@ -44,6 +49,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--explain", metavar="DIR", help="write attention pictures for each video into DIR")
     parser.add_argument("--json", action="store_true", help="print one JSON object per video")
     parser.add_argument(
+        "--at-least", type=float, metavar="AGE",
+        help="also answer yes / no / cannot tell: is the person at least AGE years old? yes only when the whole "
+             "calibrated interval is at or above AGE",
+    )
+    parser.add_argument(
+        "--all-faces", action="store_true",
+        help="estimate every person in view (each face seen in enough frames), not only the largest, most central",
+    )
+    parser.add_argument(
         "--timings", action="store_true",
         help="print on stderr a JSON line of Unix times: when decoding started and when predict ended",
     )
@@ -56,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         spec = predictor.spec.require("align")
         window = int(predictor.clip_length or spec.require("window").window)
         videos = collect_videos(args.videos)
+        if args.at_least is not None and spec.interval is None:
+            raise ValueError(f"--at-least needs the model's calibrated interval; {spec.origin or 'its spec'} has none")
         results = predict_videos(
             videos,
             predictor,
@@ -65,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             keep_frames=bool(args.explain),
             progress=len(videos) > 1 or sys.stderr.isatty(),
             timings=timings,
+            all_faces=args.all_faces,
         )
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -79,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         if args.explain:
             write_explanation(result, args.explain)
-        print(json.dumps(result.to_json()) if args.json else _human(result), flush=True)
+        decision = None if args.at_least is None else age_decision(*result.interval, args.at_least)
+        text = json.dumps(_json(result, args.at_least, decision)) if args.json else _human(result, args.at_least, decision)
+        print(text, flush=True)
     if args.timings:
         print(json.dumps({"timings": {**timings, "finished": time.time()}}), file=sys.stderr, flush=True)
     return 1 if failed else 0
@@ -115,7 +134,14 @@ def _runs_dir(args: argparse.Namespace) -> str:
     return load_config(args.config).runtime.runs_dir if args.config else "runs"
 
 
-def _human(result: VideoPrediction) -> str:
+def _json(result: VideoPrediction, at_least: float | None, decision: str | None) -> dict[str, Any]:
+    out = result.to_json()
+    if at_least is not None:
+        out["at_least"] = {"age": at_least, "answer": decision, "coverage": result.coverage}
+    return out
+
+
+def _human(result: VideoPrediction, at_least: float | None = None, decision: str | None = None) -> str:
     partial = (
         ""
         if result.frames_used == result.frames_total
@@ -123,7 +149,11 @@ def _human(result: VideoPrediction) -> str:
     )
     windows = len(result.window_ages)
     spread = f", spread ± {result.spread:.1f}" if windows > 1 else ""
-    return (
-        f"{result.path}: {result.age_text()} years ({windows} window(s){spread}{partial}; "
+    face = "" if result.face is None else f" [face {result.face}, box ({', '.join(f'{v:.0f}' for v in result.face_box)})]"
+    line = (
+        f"{result.path}{face}: {result.age_text()} years ({windows} window(s){spread}{partial}; "
         f"{result.runtime}, {result.seconds:.2f} s)"
     )
+    if at_least is not None:
+        line += f"\n  at least {at_least:g}? {decision}"
+    return "\n".join([line, *(f"  note: {note}" for note in result.notes)])

@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wall time: {wall / 60:.1f} min ({', '.join(f'{k} {v:.0f}s' for k, v in outcome.timings.items())})")
     if "interval" in metrics:
         print(interval_line(metrics["interval"]))
+    if "age_threshold" in metrics:
+        print(threshold_line(metrics["age_threshold"]))
     print(summary_line(metrics))
     return 0
 
@@ -67,11 +69,27 @@ def interval_line(interval: dict[str, Any]) -> str:
         f"interval: {interval['coverage']:.0%} nominal, {interval['empirical_coverage']:.1%} of held-out ages "
         f"inside, mean width {interval['mean_width']:.1f} years"
     )
+    others = [f"{float(level):.0%}: {one['empirical_coverage']:.1%} (width {one['mean_width']:.1f})"
+              for level, one in interval.get("levels", {}).items() if float(level) != interval["coverage"]]
+    if others:
+        line += f"; {', '.join(others)}"
     calibration, heldout = interval.get("calibration_mae"), interval.get("mae")
     if calibration and heldout and heldout > HARDER_HELDOUT * calibration:
-        line += (f"\n  the held-out videos were harder than the validation fold the interval is calibrated on "
+        line += (f"\n  the held-out videos were harder than the videos the interval is calibrated on "
                  f"(MAE {heldout:.2f} vs {calibration:.2f}), so fewer of their ages fall inside")
     return line
+
+
+def threshold_line(rates: dict[str, dict[str, Any]]) -> str:
+    """The held-out rates of the ``--at-least 18`` decision: minors passed, adults refused, undecided."""
+    def rate(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1%}"
+
+    one = rates.get("18") or next(iter(rates.values()))
+    threshold = "18" if "18" in rates else next(iter(rates))
+    return (f"at least {threshold}? held out: under-{threshold}s passed {rate(one['false_positive_rate'])}, "
+            f"over-{threshold}s refused {rate(one['over_refused_rate'])}, undecided {rate(one['undecided_rate'])} "
+            "(13, 21, 25 in metrics.json)")
 
 
 def summary_line(metrics: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from age_estimation.config import AugmentConfig, DataConfig, PipelineConfig
 from age_estimation.data.cache import parse_clip, read_index, read_shards
-from age_estimation.data.splits import dev_heldout_split, kfold_splits, subsample_subjects
+from age_estimation.data.splits import calibration_split, dev_heldout_split, kfold_splits, subsample_subjects
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Independent random streams drawn from one per-element seed.
@@ -42,13 +42,15 @@ class SplitData:
     train: tf.data.Dataset
     val: tf.data.Dataset
     train_ids: list[str]
-    val_ids: list[str]
+    val_ids: list[str]  # the validation subjects that select the checkpoint (early stopping, best epoch)
     heldout_ids: list[str]
     fold: int
     cache_dir: str
     batch_size: int
     counts: dict[str, int] = field(default_factory=dict)
     landmarks: bool = False  # whether the inputs carry the landmark stream
+    # The validation subjects held back to calibrate the interval (empty: it is calibrated on ``val_ids``).
+    calibration_ids: list[str] = field(default_factory=list)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -171,6 +173,7 @@ def build_split_datasets(
                                                  data.heldout_fold)
         train_ids, val_ids = kfold_splits(dev_ids, index, data.folds, data.split_seed)[fold]
         train_ids = subsample_subjects(train_ids, index, data.train_subjects, data.split_seed)
+        val_ids, calibration_ids = calibration_split(val_ids, index, data.calibration_share, data.split_seed)
     except ValueError as err:
         raise ValueError(f"{cache_dir}: dataset too small or unusable for the splits: {err}") from err
     return SplitData(
@@ -184,15 +187,19 @@ def build_split_datasets(
         cache_dir=str(cache_dir),
         batch_size=data.batch_size,
         landmarks=landmarks,
+        calibration_ids=calibration_ids,
         counts={
             "train": len(train_ids),
             "val": len(val_ids),
+            "calibration": len(calibration_ids),
             "heldout": len(heldout_ids),
             "subjects_train": _count_subjects(index, train_ids),
             "subjects_val": _count_subjects(index, val_ids),
+            "subjects_calibration": _count_subjects(index, calibration_ids),
             "subjects_heldout": _count_subjects(index, heldout_ids),
         },
     )
+
 
 
 def sample_indices(

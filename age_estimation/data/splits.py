@@ -21,6 +21,7 @@ import numpy as np
 
 HELDOUT_LABELS = frozenset({"test", "heldout", "held-out", "held_out"})
 DEV_LABELS = frozenset({"train", "dev", "val", "validation"})
+MIN_SPLIT_SUBJECTS = 4  # a validation fold this small both selects the checkpoint and calibrates
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,21 @@ def subsample_subjects(video_ids: Iterable[str], index: Mapping[str, Any], count
     if count <= 0 or count >= len(subjects):
         return sorted(vid for s in subjects for vid in s.video_ids)
     return sorted(vid for s in _one_per_stratum(subjects, count, seed) for vid in s.video_ids)
+
+
+def calibration_split(
+    val_ids: Iterable[str], index: Mapping[str, Any], share: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """(selection ids, calibration ids): ``share`` of the validation subjects, one per age stratum, set
+    aside to calibrate the interval; none when ``share`` rounds to no subject or the fold has fewer than
+    ``MIN_SPLIT_SUBJECTS`` (then the whole fold both selects the checkpoint and calibrates)."""
+    val_ids = sorted(val_ids)
+    subjects = len(group_subjects(val_ids, index))
+    count = min(round(share * subjects), subjects - 1)
+    if subjects < MIN_SPLIT_SUBJECTS or count < 1:
+        return val_ids, []
+    held = set(subsample_subjects(val_ids, index, count, seed))
+    return [v for v in val_ids if v not in held], [v for v in val_ids if v in held]
 
 
 def _explicit_side(subject: Subject, index: Mapping[str, Any]) -> str | None:

@@ -1,11 +1,13 @@
 """A calibrated interval for every age: locally scaled split-conformal prediction.
 
-On videos the model did not train on (the validation fold), the residuals |y - ŷ| are divided by a
-residual scale that depends on the predicted age (the mean absolute residual in quantile bins of ŷ,
-shrunk towards the overall mean so a small bin cannot explode or vanish). The conformal quantile q of
-those normalised residuals gives the interval ŷ ± q·scale(ŷ), clipped at 0 years: it holds the true age
-with the nominal coverage on new videos like the calibration ones, and is narrower where the model is
-better. numpy only, so every runtime (the edge path included) applies the same calibration.
+A residual scale that depends on the predicted age (the mean absolute residual |y - ŷ| in quantile bins
+of ŷ, shrunk towards the overall mean so a small bin cannot explode or vanish) is fitted on one set of
+videos the model did not train on; the conformal quantile q of the residuals divided by that scale is
+taken on another set, used for nothing else. The interval ŷ ± q·scale(ŷ), clipped at 0 years, then holds
+the true age with the nominal coverage on new videos like the calibration ones, and is narrower where
+the model is better. (Taking the quantile on the videos that fitted the scales, or that picked the
+checkpoint, makes it optimistic.) numpy only, so every runtime (the edge path included) applies the
+same calibration.
 """
 
 from __future__ import annotations
@@ -57,10 +59,14 @@ class IntervalCalibration:
         inner = np.asarray(self.bin_edges[1:-1], float)
         return np.asarray(self.bin_scales, float)[np.searchsorted(inner, np.asarray(age, float), side="right")]
 
-    def bounds(self, age: Any) -> tuple[np.ndarray | float, np.ndarray | float]:
-        """(low, high) of the interval around predicted ``age`` (a number or an array); low is >= 0."""
+    def bounds(self, age: Any, widest: bool = False) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """(low, high) of the interval around predicted ``age`` (a number or an array); low is >= 0.
+
+        ``widest`` takes the largest bin scale wherever the age falls: for an input that the calibration
+        videos were not like (damaged frames left out), whose age bin says little about its error.
+        """
         ages = np.asarray(age, float)
-        half = self.quantile * self.scale(ages)
+        half = self.quantile * (np.full(ages.shape, max(self.bin_scales)) if widest else self.scale(ages))
         low, high = np.maximum(ages - half, 0.0), ages + half
         if ages.ndim == 0:
             return float(low), float(high)
@@ -95,10 +101,16 @@ class IntervalCalibration:
 
 
 def fit_interval(
-    true: np.ndarray, pred: np.ndarray, coverage: float = 0.9, bins: int = 4
+    true: np.ndarray,
+    pred: np.ndarray,
+    coverage: float = 0.9,
+    bins: int = 4,
+    scale_data: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> IntervalCalibration:
-    """Calibrate the interval on held-out videos' true and predicted ages (``bins`` predicted-age bins).
+    """Calibrate the interval on videos' true and predicted ages (``bins`` predicted-age bins).
 
+    ``scale_data`` (true, predicted) fits the residual scales on other videos than the quantile's, so
+    the quantile is taken on residuals used for nothing else; without it both come from ``true``/``pred``.
     The quantile is the ⌈(n+1)·coverage⌉-th smallest normalised residual, the finite-sample conformal
     choice; with too few videos for it (n < coverage / (1 - coverage)) the largest one is used.
     """
@@ -106,6 +118,24 @@ def fit_interval(
     _check_coverage(coverage)
     if bins < 1:
         raise ValueError(f"interval bins must be at least 1, got {bins}")
+    edges, scales = fit_scales(*(_pair(*scale_data) if scale_data is not None else (true, pred)), bins)
+    residual = np.abs(true - pred)
+    which = np.searchsorted(edges[1:-1], pred, side="right")
+    normalised = np.sort(residual / np.asarray(scales)[which])
+    rank = min(math.ceil((len(normalised) + 1) * coverage), len(normalised))
+    return IntervalCalibration(
+        coverage=float(coverage),
+        quantile=float(normalised[rank - 1]),
+        bin_edges=tuple(float(e) for e in edges),
+        bin_scales=tuple(scales),
+        calibration_videos=len(pred),
+        calibration_mae=float(residual.mean()),
+    )
+
+
+def fit_scales(true: np.ndarray, pred: np.ndarray, bins: int) -> tuple[np.ndarray, list[float]]:
+    """Predicted-age bin edges and each bin's residual scale: the mean |residual| in the bin, shrunk
+    towards the overall mean and kept within ``SCALE_RATIO`` of it."""
     residual = np.abs(true - pred)
     overall = max(float(residual.mean()), FLOOR_YEARS)
     count = max(1, min(bins, len(pred) // MIN_PER_BIN))
@@ -118,16 +148,7 @@ def fit_interval(
         chosen = residual[which == b]
         shrunk = (chosen.sum() + SHRINK_VIDEOS * overall) / (len(chosen) + SHRINK_VIDEOS)
         scales.append(float(np.clip(shrunk, max(overall / SCALE_RATIO, FLOOR_YEARS), overall * SCALE_RATIO)))
-    normalised = np.sort(residual / np.asarray(scales)[which])
-    rank = min(math.ceil((len(normalised) + 1) * coverage), len(normalised))
-    return IntervalCalibration(
-        coverage=float(coverage),
-        quantile=float(normalised[rank - 1]),
-        bin_edges=tuple(float(e) for e in edges),
-        bin_scales=tuple(scales),
-        calibration_videos=len(pred),
-        calibration_mae=float(residual.mean()),
-    )
+    return edges, scales
 
 
 def interval_report(

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from age_estimation.config import AlignConfig, InferenceConfig
+from age_estimation.config import AlignConfig, InferenceConfig, QualityConfig
 from age_estimation.inference.model_card import ModelCard
+from age_estimation.inference.quality import QualityTracker, VideoQuality, video_verdict
 from age_estimation.inference.runtimes import Predictor
 from age_estimation.inference.spec import DeploymentSpec
+from age_estimation.logs import progress_bar
 from age_estimation.video.align import AlignmentError, FaceAligner, open_video
 from age_estimation.video.decode import VideoError
 from age_estimation.video.landmark_set import LANDMARK_COUNT
@@ -67,6 +68,16 @@ class VideoPrediction:
     interval: tuple[float, float] | None = None
     coverage: float | None = None
     model_card: ModelCard | None = None
+    quality: VideoQuality | None = field(default=None, repr=False)
+    windows_left_out: int = 0  # windows over damaged frames, not averaged
+    face: int | None = None  # with --all-faces: which of the persons in view (0 = seen in most frames)
+    face_box: list[float] | None = None  # ... and its median box (x, y, w, h) in source pixels
+    notes: list[str] = field(default_factory=list)  # what a reader must know about this answer
+
+    @property
+    def faces_seen(self) -> int:
+        """Persons in view: face tracks seen in enough frames (at least the one estimated)."""
+        return max(1, len(self.quality.persons)) if self.quality else 1
 
     @property
     def spread(self) -> float:
@@ -97,6 +108,13 @@ class VideoPrediction:
             "coverage": self.coverage,
             "runtime": self.runtime,
             "seconds": round(self.seconds, 3),
+            "quality": None if self.quality is None else self.quality.to_json(),
+            "windows_left_out": self.windows_left_out,
+            "faces_seen": self.faces_seen,
+            "faces": [] if self.quality is None else [
+                {"box": person.box(), "frames": person.frames} for person in self.quality.persons],
+            "notes": self.notes,
+            "face": None if self.face is None else {"index": self.face, "box": self.face_box},
             "model_card": None if self.model_card is None else self.model_card.to_json(),
         }
 
@@ -327,7 +345,7 @@ def predict_frames(
     points = itertools.repeat(None) if landmarks is None else landmarks
     found = itertools.repeat(landmarks is not None) if landmark_found is None else landmark_found
     for frame, frame_points, frame_found in zip(
-        tqdm(frames, desc="frames", unit="frame", leave=False, disable=not progress), points, found
+        progress_bar(frames, desc="frames", unit="frame", leave=False, disable=not progress), points, found
     ):
         windows.push(frame, frame_points, frame_found)
     return windows.finish()
@@ -373,6 +391,7 @@ def predict_video(
     spec = predictor.spec
     span = max(window, int(spec.window_span or window))
     windows = WindowStream(predictor, window, stride or max(1, span // 2), span, keep_frames=keep_frames)
+    quality = QualityTracker()
     found: list[bool] = []
     try:
         # Frames stream from the decoder through alignment into the windows: only the last window span of
@@ -380,8 +399,10 @@ def predict_video(
         with open_video(path, align) as video:
             for item in aligner.align_stream(video, fps=video.fps):
                 found.append(bool(item.face_found))
+                quality.push_faces(item.faces)
                 if item.face_found:
                     windows.push(item.crop, item.landmarks, item.landmark_found)
+                    quality.push_frame(item.crop, item.detection, item.frame, aligner.detect)
             fps = float(video.fps)
             sources = np.asarray(video.source_index(np.arange(len(found))))
     except (VideoError, AlignmentError) as err:
@@ -390,8 +411,16 @@ def predict_video(
     found_mask = np.asarray(found, bool)
     min_fraction = InferenceConfig.min_face_fraction if spec.min_face_fraction is None else spec.min_face_fraction
     check_enough_face(path, found_mask, window, min_fraction)
+    judged = quality.finish(window)
+    refusal = video_verdict(judged, spec.quality or QualityConfig(), spec.face_ranges)
+    if refusal:
+        raise PredictionError(f"{path}: {refusal}")
     out = windows.finish()
-    age = float(np.mean(out["window_ages"]))
+    kept = clean_windows(out["window_starts"], windows.span, windows.count, judged.damaged)
+    if not kept.any():  # damage in every window: all are averaged, and the interval takes its widest width
+        kept[:] = True
+    age = float(np.mean(np.asarray(out["window_ages"])[kept]))
+    notes = answer_notes(judged, int((~kept).sum()), len(kept))
     return VideoPrediction(
         path=str(path),
         age=age,
@@ -409,10 +438,34 @@ def predict_video(
         landmarks=out["landmarks"],
         landmark_found=out["landmark_found"],
         fps=fps,
-        interval=None if spec.interval is None else spec.interval.bounds(age),
+        interval=None if spec.interval is None else spec.interval.bounds(age, widest=bool(judged.damaged.size)),
         coverage=None if spec.interval is None else spec.interval.coverage,
         model_card=spec.model_card,
+        quality=judged,
+        windows_left_out=int((~kept).sum()),
+        notes=notes,
     )
+
+
+def clean_windows(starts: list[int], span: int, frames: int, damaged: np.ndarray) -> np.ndarray:
+    """Which windows (by their first face frame ``starts``, each covering ``span`` face frames, or all
+    ``frames`` of a shorter video) hold none of the ``damaged`` face frames."""
+    ends = np.minimum(np.asarray(starts) + span, max(frames, 1))
+    return np.array([not ((damaged >= start) & (damaged < end)).any() for start, end in zip(starts, ends)], bool)
+
+
+def answer_notes(quality: VideoQuality, left_out: int, windows: int) -> list[str]:
+    """What a reader of the answer must know: damaged frames left out (the interval then takes its widest
+    calibrated width) and other persons in view."""
+    notes = []
+    if len(quality.damaged):
+        notes.append(f"{len(quality.damaged)} face frames look damaged (their content jumps between frames); "
+                     f"{left_out} of {windows} windows left out, interval widened")
+    if len(quality.persons) > 1:
+        boxes = "; ".join(f"({', '.join(f'{v:.0f}' for v in p.box())})" for p in quality.persons)
+        notes.append(f"{len(quality.persons)} faces in view (x, y, w, h: {boxes}); estimated the largest, most "
+                     "central one; --all-faces estimates each")
+    return notes
 
 
 def predict_videos(
@@ -424,23 +477,40 @@ def predict_videos(
     keep_frames: bool = False,
     progress: bool | None = None,
     timings: dict[str, float] | None = None,
+    all_faces: bool = False,
 ) -> Iterator[VideoPrediction | PredictionError]:
     """Predict each video in turn, yielding a result or the error that stopped it (the loop goes on).
 
-    The alignment (``prediction_align_config``) is checked against the predictor at the call, so a
-    model the aligner cannot feed is a ``ValueError`` before any video is read.
+    By default the largest, most central face is estimated and other persons in view are noted; with
+    ``all_faces`` each person in view is estimated in a pass of its own that follows that face (one
+    result each, ``face`` numbering them). The alignment (``prediction_align_config``) is checked against
+    the predictor at the call, so a model the aligner cannot feed is a ``ValueError`` before any video is read.
     """
     aligned = prediction_align_config(align, predictor.landmark_points)
     progress = len(paths) > 1 if progress is None else progress
 
+    def one(path: Path, aligner: FaceAligner) -> VideoPrediction:
+        return predict_video(path, predictor, aligner, aligned, window, stride, progress, keep_frames, timings)
+
     def each() -> Iterator[VideoPrediction | PredictionError]:
         with FaceAligner(aligned) as aligner:
-            for path in tqdm(paths, desc="videos", unit="video", disable=not progress or len(paths) < 2):
+            for path in progress_bar(paths, desc="videos", unit="video", disable=not progress or len(paths) < 2):
                 try:
-                    yield predict_video(
-                        path, predictor, aligner, aligned, window, stride, progress, keep_frames, timings
-                    )
+                    result = one(path, aligner)
                 except PredictionError as err:
                     yield err
+                    continue
+                persons = result.quality.persons if result.quality else []
+                if not all_faces or len(persons) < 2:
+                    yield result
+                    continue
+                for number, person in enumerate(persons):
+                    try:
+                        with FaceAligner(aligned, follow=person.first) as follower:
+                            face = one(path, follower)
+                        yield dataclasses.replace(face, face=number, face_box=person.box(),
+                                                  notes=[n for n in face.notes if "faces in view" not in n])
+                    except PredictionError as err:
+                        yield PredictionError(f"{err} (face {number}, box {person.box()})")
 
     return each()

@@ -19,9 +19,10 @@ from typing import Any, Self
 
 import numpy as np
 
-from age_estimation.config import AlignConfig, PipelineConfig, from_dict
+from age_estimation.config import AlignConfig, PipelineConfig, QualityConfig, from_dict
 from age_estimation.inference.interval import IntervalCalibration
 from age_estimation.inference.model_card import ModelCard
+from age_estimation.inference.quality import FaceRanges
 from age_estimation.video.align import template_eyes
 from age_estimation.video.landmark_set import LANDMARK_COUNT
 
@@ -36,8 +37,9 @@ TFLITE_KEYS = ("tflite_variant", "quantization", "signature", "ops")
 # Files a finished run directory holds beside its model, written at the end of training.
 INTERVAL_NAME = "interval.json"
 MODEL_CARD_NAME = "model_card.json"
+FACE_RANGES_NAME = "face_ranges.json"
 # Fields that describe one trained model, never filled in from another run's or a config's spec.
-OWN_FIELDS = ("interval", "model_card", "run")
+OWN_FIELDS = ("interval", "model_card", "face_ranges", "run")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,8 @@ class DeploymentSpec:
     window_span: int | None = None  # source frames one window covers
     test_time_flip: bool | None = None
     min_face_fraction: float | None = None  # least share of decoded frames with a face (inference.*)
+    quality: QualityConfig | None = None  # when predict refuses a video's face (inference.quality)
+    face_ranges: FaceRanges | None = None  # the face measures' range over the model's training videos
     batch_size: int | None = None
     inputs: dict[str, Any] | None = None
     normalization: str | None = None
@@ -83,6 +87,7 @@ class DeploymentSpec:
             window_span=cfg.inference.window_span,
             test_time_flip=cfg.inference.test_time_flip,
             min_face_fraction=cfg.inference.min_face_fraction,
+            quality=dataclasses.replace(cfg.inference.quality),
             align=dataclasses.replace(cfg.align),
             template_eyes=np.asarray(template_eyes(cfg.align), dtype=float).round(3).tolist(),
             origin=cfg.source_file or "pipeline config",
@@ -111,10 +116,12 @@ class DeploymentSpec:
         )
 
     def with_run_files(self, run_dir: str | Path) -> Self:
-        """This spec with the interval and model card a finished run directory holds (when it has them)."""
+        """This spec with the interval, model card and face ranges a finished run directory holds (when it
+        has them)."""
         run_dir = Path(run_dir)
         found: dict[str, Any] = {}
-        for name, filename in (("interval", INTERVAL_NAME), ("model_card", MODEL_CARD_NAME)):
+        for name, filename in (("interval", INTERVAL_NAME), ("model_card", MODEL_CARD_NAME),
+                               ("face_ranges", FACE_RANGES_NAME)):
             path = run_dir / filename
             if path.is_file():
                 found[name] = _parsed(name, json.loads(path.read_text()), str(path))
@@ -154,9 +161,9 @@ class DeploymentSpec:
             value = getattr(self, f.name)
             if f.name == "origin" or (f.name in (*TFLITE_KEYS, "run") and value is None):
                 continue
-            if isinstance(value, AlignConfig):
+            if isinstance(value, (AlignConfig, QualityConfig)):
                 value = dataclasses.asdict(value)
-            elif isinstance(value, (IntervalCalibration, ModelCard)):
+            elif isinstance(value, (IntervalCalibration, ModelCard, FaceRanges)):
                 value = value.to_json()
             out[f.name] = value
         return out
@@ -246,19 +253,23 @@ def describe_outputs(
 
 
 def _typed(values: dict[str, Any], origin: str) -> dict[str, Any]:
-    """``values`` with ``align``, ``interval`` and ``model_card`` as their types (dicts from JSON are checked)."""
+    """``values`` with ``align``, ``quality``, ``interval`` and ``model_card`` as their types (dicts from JSON are checked)."""
     if isinstance(values.get("align"), Mapping):
         values["align"] = from_dict(AlignConfig, dict(values["align"]), origin or "deployment spec", "align.")
-    for name in ("interval", "model_card"):
+    if isinstance(values.get("quality"), Mapping):
+        values["quality"] = from_dict(QualityConfig, dict(values["quality"]), origin or "deployment spec",
+                                      "quality.")
+    for name in ("interval", "model_card", "face_ranges"):
         if isinstance(values.get(name), Mapping):
             values[name] = _parsed(name, values[name], origin)
     return values
 
 
-def _parsed(name: str, raw: Mapping[str, Any], origin: str) -> IntervalCalibration | ModelCard:
-    """The ``interval`` or ``model_card`` of a JSON object; a bad one is a ``ValueError`` naming the file."""
-    kind = IntervalCalibration if name == "interval" else ModelCard
+def _parsed(name: str, raw: Mapping[str, Any], origin: str) -> IntervalCalibration | ModelCard | FaceRanges:
+    """The ``interval``, ``model_card`` or ``face_ranges`` of a JSON object; a bad one is a ``ValueError``
+    naming the file."""
+    kind = {"interval": IntervalCalibration, "model_card": ModelCard, "face_ranges": FaceRanges}[name]
     try:
-        return kind.from_json(raw)
+        return kind.from_json(dict(raw))
     except (TypeError, ValueError) as err:
         raise ValueError(f"{origin or 'deployment spec'}: {name}: {err}") from err

@@ -2,7 +2,8 @@
 
 ``set_up`` reads the split's cache index, builds and compiles the model under the strategy's scope;
 ``finish`` loads the best checkpoint, predicts the held-out subjects, calibrates the age interval on the
-validation fold and writes the run directory (metrics, predictions, interval, model card, ``model.keras``,
+calibration subjects and writes the run directory (metrics, predictions, interval, model card, face ranges,
+``model.keras``,
 plots). ``fit`` and the multi-worker loop differ only in between.
 """
 
@@ -20,14 +21,16 @@ import tensorflow as tf
 
 from age_estimation.atomic_files import write_json_atomic
 from age_estimation.config import PipelineConfig, same_config, save_config
-from age_estimation.data.cache import read_index
+from age_estimation.data.cache import read_clip, read_index
 from age_estimation.data.pipeline import SplitData, build_dataset
 from age_estimation.evaluation.metrics import AGE_GROUPS, group_name, regression_report
 from age_estimation.evaluation.plots import plot_run
 from age_estimation.evaluation.predictions import Predictions, collect_predictions, write_predictions_csv
+from age_estimation.inference.decision import threshold_rates
 from age_estimation.inference.interval import IntervalCalibration, fit_interval, interval_report
 from age_estimation.inference.model_card import ModelCard
-from age_estimation.inference.spec import INTERVAL_NAME, MODEL_CARD_NAME
+from age_estimation.inference.quality import FaceRanges, clip_medians, fit_ranges
+from age_estimation.inference.spec import FACE_RANGES_NAME, INTERVAL_NAME, MODEL_CARD_NAME
 from age_estimation.models.siam.model import build_siam
 from age_estimation.runs import CONFIG_NAME, METRICS_NAME, MODEL_NAME, PREDICTIONS_NAME, new_run_dir
 from age_estimation.training.callbacks import BEST_WEIGHTS, read_history
@@ -41,6 +44,7 @@ from age_estimation.training.task import (
 )
 
 BACKUP_DIR = "backup"  # under checkpoints/: a run with one and no model.keras is unfinished
+REPORTED_COVERAGES = (0.5, 0.9, 0.95)  # held-out coverage and width reported beside the configured one
 # The age groups of the held-out report, as the interval report's name -> inclusive (low, high) years.
 AGE_GROUP_RANGES = {group_name(low, high): (low, high) for low, high in AGE_GROUPS}
 
@@ -111,8 +115,9 @@ def finish(
 ) -> TrainResult:
     """Load the best checkpoint into ``model``, score the held-out subjects and write the run directory.
 
-    The interval is calibrated on the validation fold and scored on the held-out subjects
-    (``metrics["interval"]``). Every task writes ``metrics.json``; only the chief writes the predictions,
+    The interval is calibrated on subjects that neither trained nor selected the model and scored on the
+    held-out subjects (``metrics["interval"]``, with the rates of the age-threshold decisions it gives in
+    ``metrics["age_threshold"]``). Every task writes ``metrics.json``; only the chief writes the predictions,
     ``interval.json``, ``model_card.json``, plots and, last, ``model.keras``: a run with a model is complete.
     """
     cfg, split, run_dir = session.cfg, session.split, session.run_dir
@@ -122,25 +127,59 @@ def finish(
     age_view(model).load_weights(best)
     heldout = collect_predictions(model, split.cache_dir, split.heldout_ids, cfg.data, keep_frames=8 if chief else 0,
                                   test_time_flip=cfg.inference.test_time_flip)
-    calibration = calibrate_interval(model, cfg, split)
+    calibrations = calibrate_interval(model, cfg, split)
+    calibration = calibrations[cfg.inference.coverage]
     metrics = run_metrics(cfg, split, session.index, heldout, session.train_ages, run_dir, train_seconds, nan_stop)
     metrics["interval"] = interval_report(calibration, heldout.true, heldout.pred, groups=AGE_GROUP_RANGES)
+    metrics["interval"]["calibrated_on"] = "calibration subjects" if split.calibration_ids else "validation fold"
+    metrics["interval"]["levels"] = {
+        f"{level:g}": {key: report[key] for key in ("empirical_coverage", "mean_width")}
+        for level, one in sorted(calibrations.items())
+        for report in [interval_report(one, heldout.true, heldout.pred)]
+    }
+    metrics["age_threshold"] = threshold_rates(heldout.true, *calibration.bounds(heldout.pred))
     metrics.update(extra or {})
     write_json_atomic(run_dir / METRICS_NAME, metrics)
     if chief:
         write_predictions_csv(run_dir / PREDICTIONS_NAME, heldout, session.index)
         write_json_atomic(run_dir / INTERVAL_NAME, calibration.to_json())
         write_json_atomic(run_dir / MODEL_CARD_NAME, model_card(cfg, metrics).to_json())
+        write_json_atomic(run_dir / FACE_RANGES_NAME, training_face_ranges(split.cache_dir, split.train_ids).to_json())
         plot_run(run_dir, heldout, read_history(run_dir))
         save_model_atomic(model, run_dir / MODEL_NAME)
     return TrainResult(run_dir=run_dir, model=model, metrics=metrics, heldout=heldout)
 
 
-def calibrate_interval(model: keras.Model, cfg: PipelineConfig, split: SplitData) -> IntervalCalibration:
-    """The interval of ``inference.coverage``, fitted on the validation fold predicted as held-out is."""
-    val = collect_predictions(model, split.cache_dir, split.val_ids, cfg.data,
-                              test_time_flip=cfg.inference.test_time_flip)
-    return fit_interval(val.true, val.pred, coverage=cfg.inference.coverage)
+def calibrate_interval(
+    model: keras.Model, cfg: PipelineConfig, split: SplitData
+) -> dict[float, IntervalCalibration]:
+    """Intervals of ``inference.coverage`` and of ``REPORTED_COVERAGES``, predicted as held-out is.
+
+    The residual scales come from the validation subjects that selected the checkpoint, the conformal
+    quantile from the calibration subjects, which did nothing else; a split without calibration subjects
+    takes both from the validation fold.
+    """
+    def predicted(ids: list[str]) -> Predictions:
+        return collect_predictions(model, split.cache_dir, ids, cfg.data, test_time_flip=cfg.inference.test_time_flip)
+
+    val = predicted(split.val_ids)
+    quantile_set = predicted(split.calibration_ids) if split.calibration_ids else val
+    return {
+        level: fit_interval(quantile_set.true, quantile_set.pred, coverage=level, scale_data=(val.true, val.pred))
+        for level in sorted({cfg.inference.coverage, *REPORTED_COVERAGES})
+    }
+
+
+def training_face_ranges(cache_dir: str | Path, video_ids: list[str]) -> FaceRanges:
+    """The range of the face measures over the training videos' cached crops (their face frames), which
+    ``predict`` holds a video's face to."""
+    index = read_index(cache_dir)
+    medians = []
+    for vid in video_ids:
+        clip = read_clip(Path(cache_dir) / index["videos"][vid]["shard"])
+        found = np.asarray(clip["face_found"], bool)
+        medians.append(clip_medians(clip["frames"][found] if found.any() else clip["frames"]))
+    return fit_ranges(np.array(medians))
 
 
 def model_card(cfg: PipelineConfig, metrics: dict[str, Any]) -> ModelCard:

@@ -85,6 +85,9 @@ class AlignedFrame:
         frame: the input frame itself, for callers that draw on it; drop it to free it.
         landmarks: (K, 2) float32 landmark stream of this frame (K = 0 without ``align.landmarks``).
         landmark_found: False where the face mesh found no face (the landmarks are then zeros).
+        detection: the tracked face's detection in this frame (None where it was not detected).
+        faces: every face the detector found in this frame, the tracked one included (empty where the
+            detector did not run).
     """
 
     index: int
@@ -95,6 +98,8 @@ class AlignedFrame:
     frame: np.ndarray
     landmarks: np.ndarray
     landmark_found: bool
+    detection: Detection | None = None
+    faces: list[Detection] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -106,6 +111,8 @@ class _Pending:
     detected: bool
     before: bool  # detected at the last tried frame before (skipped frames only)
     after: bool | None = None  # ... and at the next tried frame, once it has run
+    detection: Detection | None = None  # the tracked face, where detected
+    faces: list[Detection] = dataclasses.field(default_factory=list)  # every face found, where tried
 
 
 class FaceAligner:
@@ -116,8 +123,11 @@ class FaceAligner:
     hidden unless library logs are shown (``age_estimation.logs``).
     """
 
-    def __init__(self, cfg: AlignConfig) -> None:
+    def __init__(self, cfg: AlignConfig, follow: Detection | None = None) -> None:
+        """``follow``: the face to track from the first frame on (by overlap with its box), instead of the
+        largest, most central one."""
         self.cfg = cfg
+        self.follow = follow
         with native_logs_hidden():
             self._detector: FaceDetector | None = FaceDetector(cfg.min_detection_confidence)
             self._mesh = FaceMesh() if cfg.use_face_mesh else None
@@ -188,7 +198,7 @@ class FaceAligner:
         cfg, every = self.cfg, max(1, self.cfg.detect_every)
         pending: deque[_Pending] = deque()
         track: EyeTrack | None = None
-        last: Detection | None = None  # the tracked face, where it was last seen
+        last: Detection | None = self.follow  # the tracked face, where it was last seen
         newest: Detection | None = None  # the newest frame's face: pushed once the next frame shows it is not the last
         last_tried = False  # whether the face was found at the last frame the detector ran on
         tried = found = 0
@@ -199,19 +209,21 @@ class FaceAligner:
             else:
                 yield from self._emit(pending, track.push(None if newest is None else newest.eyes))
             attempted = index % every == 0
-            newest = self._track(frame, last) if attempted else None
+            faces = self.detect(frame) if attempted else []
+            newest = self._track(frame, last, faces) if attempted else None
             if attempted:
                 tried, found, last_tried = tried + 1, found + (newest is not None), newest is not None
                 last = newest or last
                 _settle_skipped(pending, last_tried)
-            pending.append(_Pending(frame, attempted, newest is not None, last_tried))
+            pending.append(_Pending(frame, attempted, newest is not None, last_tried, None, newest, faces))
         if track is None:
             raise AlignmentError("expected (N, H, W, 3) RGB frames with N >= 1, got none")
         tail = pending[-1]
         if not tail.attempted:  # the detector always runs on the last frame
-            newest = self._track(tail.frame, last)
+            tail.faces = self.detect(tail.frame)
+            newest = self._track(tail.frame, last, tail.faces)
             tried, found = tried + 1, found + (newest is not None)
-            tail.attempted, tail.detected = True, newest is not None
+            tail.attempted, tail.detected, tail.detection = True, newest is not None, newest
             _settle_skipped(pending, tail.detected)
         yield from self._emit(pending, track.push(None if newest is None else newest.eyes))
         yield from self._emit(pending, track.finish())
@@ -224,10 +236,10 @@ class FaceAligner:
         """
         return max(round(self.cfg.max_gap_seconds * (fps or DEFAULT_FPS)), 2 * max(1, self.cfg.detect_every))
 
-    def _track(self, frame: np.ndarray, last: Detection | None) -> Detection | None:
-        """The tracked face among this frame's detections (None when it is not there)."""
+    def _track(self, frame: np.ndarray, last: Detection | None, faces: list[Detection]) -> Detection | None:
+        """The tracked face among this frame's detections ``faces`` (None when it is not there)."""
         height, width = frame.shape[:2]
-        return track_step(last, self.detect(frame), width, height)
+        return track_step(last, faces, width, height)
 
     def _emit(self, pending: deque[_Pending], points: list[Any]) -> Iterator[AlignedFrame]:
         for point in points:
@@ -243,6 +255,8 @@ class FaceAligner:
                 frame=item.frame,
                 landmarks=NO_LANDMARKS,
                 landmark_found=False,
+                detection=item.detection,
+                faces=item.faces,
             )
 
     def align_image(self, image: np.ndarray) -> np.ndarray | None:

@@ -64,7 +64,7 @@ def _main_face(detections: list[Detection], width: int, height: int) -> int:
 
 
 def _match(last: Detection, candidates: list[Detection]) -> Detection | None:
-    overlaps = [_iou(last.box, det.box) for det in candidates]
+    overlaps = [box_iou(last.box, det.box) for det in candidates]
     best = int(np.argmax(overlaps))
     if overlaps[best] >= TRACK_MIN_IOU:
         return candidates[best]
@@ -73,7 +73,8 @@ def _match(last: Detection, candidates: list[Detection]) -> Detection | None:
     return candidates[nearest] if shifts[nearest] <= TRACK_MAX_SHIFT else None
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
     x0, y0 = np.maximum(a[:2], b[:2])
     x1, y1 = np.minimum(a[:2] + a[2:], b[:2] + b[2:])
     inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)

@@ -34,3 +34,24 @@ def test_output_dir_is_out_or_a_fresh_folder_under_runs_dir(tmp_path: Path) -> N
     assert output_dir(_parse("--out", str(tmp_path / "x")), cfg, "cv") == tmp_path / "x"
     fresh = output_dir(_parse(), cfg, "cv")
     assert fresh.parent == tmp_path and fresh.name.startswith("default-cv-") and not fresh.exists()
+
+
+@pytest.mark.parametrize("fault", ["busy", "full"])
+def test_a_prepare_fault_ends_any_command_with_its_line_and_exit_1(fault, monkeypatch, capsys) -> None:
+    from age_estimation.cli.common import prepared_config
+    from age_estimation.data import prepare
+    from age_estimation.data.cache_lock import CacheBusyError
+
+    error = CacheBusyError("data/cache is being prepared by process 7") if fault == "busy" else \
+        prepare.DiskFullError(Path("data/cache"), 3)
+
+    def failing(cfg, progress=True):
+        raise error
+
+    monkeypatch.setattr(prepare, "prepare_data", failing)
+    with pytest.raises(SystemExit) as stopped:
+        args = _parse()
+        args.json = True
+        prepared_config(args)
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err == f"error: {error}\n"

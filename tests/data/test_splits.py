@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from age_estimation.data.splits import group_subjects, heldout_split, kfold_splits, subsample_subjects
+from age_estimation.data.splits import (
+    calibration_split,
+    group_subjects,
+    heldout_split,
+    kfold_splits,
+    subsample_subjects,
+)
 
 
 def make_index(n_subjects: int = 40, seed: int = 0, splits: dict[str, str] | None = None) -> dict:
@@ -161,3 +167,21 @@ def test_subsampled_subjects_keep_whole_subjects_and_the_age_spread():
     assert all(sum(q[0] <= a <= q[-1] for a in ages) >= 3 for q in quarters)  # one per stratum: every quarter
     assert subsample_subjects(ids, index, 15, seed=0) == kept
     assert subsample_subjects(ids, index, 0, seed=0) == ids == subsample_subjects(ids, index, 99, seed=0)
+
+
+def test_calibration_subjects_are_a_share_of_the_validation_subjects_kept_whole():
+    index = make_index(40, seed=3)
+    val = sorted(index["videos"])
+    selection, calibration = calibration_split(val, index, 0.5, seed=0)
+    assert sorted(selection + calibration) == val
+    assert not subjects_of(index, selection) & subjects_of(index, calibration)
+    assert len(subjects_of(index, calibration)) == 20
+    assert abs(mean_age(index, selection) - mean_age(index, calibration)) < 5  # one per age stratum
+    assert calibration_split(val, index, 0.5, seed=0) == (selection, calibration)
+
+
+@pytest.mark.parametrize(("subjects", "share"), [(3, 0.5), (40, 0.0), (40, 0.01)])
+def test_a_small_fold_or_share_keeps_every_validation_subject_for_selection(subjects, share):
+    index = make_index(subjects)
+    val = sorted(index["videos"])
+    assert calibration_split(val, index, share, seed=0) == (val, [])

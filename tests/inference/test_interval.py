@@ -119,3 +119,24 @@ def test_bad_json_is_a_clear_value_error():
         IntervalCalibration.from_json({"coverage": 0.9, "bin_edges": [0, 1], "bin_scales": [1]})
     with pytest.raises(ValueError, match="k \\+ 1 bin edges"):
         IntervalCalibration.from_json({"coverage": 0.9, "quantile": 1, "bin_edges": [0], "bin_scales": [1]})
+
+
+def test_scales_from_one_set_and_the_quantile_from_another():
+    """The quantile is taken on the calibration videos alone: scales fitted elsewhere do not move it to
+    cover those videos' own residuals any better, and coverage on fresh videos stays nominal."""
+    scale_set, quantile_set = heteroscedastic(300, seed=11), heteroscedastic(300, seed=12)
+    calibration = fit_interval(*quantile_set, coverage=0.9, scale_data=scale_set)
+    assert calibration.calibration_videos == 300
+    assert calibration.calibration_mae == pytest.approx(np.abs(quantile_set[0] - quantile_set[1]).mean())
+    same_scales = fit_interval(*scale_set, coverage=0.9)
+    assert calibration.bin_scales == same_scales.bin_scales and calibration.quantile != same_scales.quantile
+    covered = [interval_report(calibration, *heteroscedastic(2000, seed=s))["empirical_coverage"] for s in range(20, 30)]
+    assert abs(np.mean(covered) - 0.9) < 0.03
+
+
+def test_the_widest_interval_takes_the_largest_scale_at_every_age():
+    calibration = fit_interval(*heteroscedastic(800, seed=5))
+    low, high = calibration.bounds(np.array([15.0, 65.0]), widest=True)
+    assert np.allclose(high - np.array([15.0, 65.0]), calibration.quantile * max(calibration.bin_scales))
+    narrow_low, narrow_high = calibration.bounds(15.0)
+    assert narrow_high - narrow_low < high[0] - low[0]

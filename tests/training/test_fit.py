@@ -15,8 +15,10 @@ import pytest
 
 from age_estimation.cli.train import interval_line, summary_line
 from age_estimation.config import ConfigError, load_config
+from age_estimation.evaluation.predictions import collect_predictions
 from age_estimation.inference.interval import IntervalCalibration
 from age_estimation.inference.model_card import ModelCard
+from age_estimation.inference.quality import FaceRanges
 from age_estimation.runs import latest_run
 from age_estimation.training.callbacks import NanGuard
 from age_estimation.training.fit import train
@@ -38,7 +40,7 @@ def test_train_writes_a_complete_run_directory(tiny_config):
     result = train(cfg, verbose=0)
     run = result.run_dir
     for name in ("config.yaml", "model.keras", "metrics.json", "heldout_predictions.csv", "interval.json",
-                 "model_card.json", "checkpoints/best.weights.h5", "logs/training.csv",
+                 "model_card.json", "face_ranges.json", "checkpoints/best.weights.h5", "logs/training.csv",
                  "plots/predicted_vs_true.png", "plots/error_by_age_group.png", "plots/training_curves.png",
                  "plots/attention.png"):
         assert (run / name).is_file(), name
@@ -63,6 +65,16 @@ def test_train_writes_a_complete_run_directory(tiny_config):
     assert groups and sum(g["count"] for g in groups.values()) == heldout["count"]
     assert all(g["mean_width"] > 0 and 0.0 <= g["empirical_coverage"] <= 1.0 for g in groups.values())
     assert interval_line(metrics["interval"]).startswith("interval: 90% nominal, ")
+    # ci_tiny's validation fold (3 subjects) is too small to hold calibration subjects back
+    assert interval["calibrated_on"] == "validation fold" and metrics["counts"]["calibration"] == 0
+    levels = interval["levels"]
+    assert set(levels) == {"0.5", "0.9", "0.95"} and levels["0.9"]["mean_width"] == interval["mean_width"]
+    assert levels["0.5"]["mean_width"] <= levels["0.9"]["mean_width"] <= levels["0.95"]["mean_width"]
+    assert set(metrics["age_threshold"]) == {"13", "18", "21", "25"}
+    under_18 = int((result.heldout.true < 18).sum())
+    assert metrics["age_threshold"]["18"]["under"] == under_18
+    ranges = FaceRanges.from_json(json.loads((run / "face_ranges.json").read_text()))
+    assert ranges.videos == metrics["counts"]["train"] and all(lo <= hi for lo, hi in zip(ranges.low, ranges.high))
     card = ModelCard.from_json(json.loads((run / "model_card.json").read_text()))
     assert card.synthetic and card.data_source == "synthetic" and card.config == "ci_tiny.yaml"
     assert card.splits["heldout"] == {"videos": metrics["counts"]["heldout"],
@@ -72,12 +84,16 @@ def test_train_writes_a_complete_run_directory(tiny_config):
     # model.keras comes last: a run with a model has its interval and card
     model_written = (run / "model.keras").stat().st_mtime_ns
     assert all((run / name).stat().st_mtime_ns <= model_written for name in ("interval.json", "model_card.json"))
-    # the saved model reproduces the held-out predictions it was scored with
-    reloaded = keras.saving.load_model(run / "model.keras")
+    # the saved model reproduces the held-out predictions it was scored with, and the CSV holds them
+    reloaded = collect_predictions(keras.saving.load_model(run / "model.keras"), cfg.data.cache_dir,
+                                   result.heldout.video_ids, cfg.data,
+                                   test_time_flip=cfg.inference.test_time_flip)
+    assert reloaded.video_ids == result.heldout.video_ids
+    np.testing.assert_allclose(reloaded.pred, result.heldout.pred, rtol=0, atol=1e-4)
     with open(run / "heldout_predictions.csv") as handle:
-        first = next(csv.DictReader(handle))
-    assert first["video_id"] == result.heldout.video_ids[0]
-    assert reloaded is not None
+        rows = list(csv.DictReader(handle))
+    assert [row["video_id"] for row in rows] == result.heldout.video_ids
+    np.testing.assert_allclose([float(row["predicted"]) for row in rows], reloaded.pred, rtol=0, atol=0.0051)
 
 
 def _launch(root: Path, log: Path) -> subprocess.Popen:
