@@ -33,6 +33,7 @@ from age_estimation.inference.spec import DeploymentSpec
 from age_estimation.logs import progress_bar
 from age_estimation.video.align import AlignmentError, FaceAligner, open_video
 from age_estimation.video.decode import VideoError
+from age_estimation.video.face_track import TRACK_MIN_IOU, box_iou
 from age_estimation.video.landmark_set import LANDMARK_COUNT
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -462,9 +463,13 @@ def answer_notes(quality: VideoQuality, left_out: int, windows: int) -> list[str
         notes.append(f"{len(quality.damaged)} face frames look damaged (their content jumps between frames); "
                      f"{left_out} of {windows} windows left out, interval widened")
     if len(quality.persons) > 1:
-        boxes = "; ".join(f"({', '.join(f'{v:.0f}' for v in p.box())})" for p in quality.persons)
-        notes.append(f"{len(quality.persons)} faces in view (x, y, w, h: {boxes}); estimated the largest, most "
-                     "central one; --all-faces estimates each")
+        def text(box: list[float] | None) -> str:
+            return "?" if box is None else f"({', '.join(f'{v:.0f}' for v in box)})"
+
+        others = [text(p.box()) for p in quality.persons if quality.box is None or box_iou(
+            np.asarray(p.box()), np.asarray(quality.box)) < TRACK_MIN_IOU]
+        notes.append(f"{len(quality.persons)} faces in view: estimated the largest, most central one at "
+                     f"{text(quality.box)} (x, y, w, h), also seen at {'; '.join(others)}; --all-faces estimates each")
     return notes
 
 

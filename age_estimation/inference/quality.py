@@ -31,6 +31,9 @@ CENTRE = (0.2, 0.8)  # the share of the crop, each axis, that holds the face wit
 # counts as a person in view.
 PERSON_MIN_SHARE = 0.2
 ROTATION_EVERY, ROTATION_SAMPLES = 10, 8  # face frames also detected turned: every 10th, at most 8
+# A turned face is told only by a sure detection turned upright (an upright face scores 0.8-0.95): on a
+# dark or blurred face every score is low, and their differences say nothing about its rotation.
+SURE_SCORE = 0.75
 # A face frame whose content steps this many times the video's median step, and this many grey levels,
 # from the previous one is damaged (clean synthetic and real clips step at most 14x and 50 levels, at a
 # face gap).
@@ -118,6 +121,7 @@ class QualityTracker:
 
     def __init__(self) -> None:
         self.measures: list[tuple[float, float, float, float, float]] = []
+        self.tracked: list[np.ndarray] = []  # the estimated face's box in each frame it was detected
         self.thumbs: list[np.ndarray] = []
         self.gains: list[np.ndarray] = []
         self.tracks: list[FaceTrack] = []
@@ -148,6 +152,8 @@ class QualityTracker:
         eyes = np.nan if detection is None else float(np.linalg.norm(detection.eyes[1] - detection.eyes[0]))
         score = np.nan if detection is None else float(detection.score)
         self.measures.append((brightness, contrast, sharpness, eyes, score))
+        if detection is not None:
+            self.tracked.append(detection.box)
         self.thumbs.append(thumb)
         if detection is not None and len(self.measures) % ROTATION_EVERY == 1 and len(self.gains) < ROTATION_SAMPLES:
             self.gains.append(rotation_gains(detect, frame, score))
@@ -162,6 +168,7 @@ class QualityTracker:
             brightness=median[0], contrast=median[1], sharpness=median[2], eye_distance=median[3],
             score=median[4], rotation_gains=np.median(self.gains, axis=0) if self.gains else np.zeros(3),
             damaged=damaged_frames(self.thumbs), persons=persons,
+            box=[round(float(v), 1) for v in np.median(self.tracked, axis=0)] if self.tracked else None,
         )
 
 
@@ -177,6 +184,7 @@ class VideoQuality:
     rotation_gains: np.ndarray  # (3,): median gain of the detector's score turned 90, 180, 270 degrees
     damaged: np.ndarray  # indices of damaged frames among the face frames
     persons: list[FaceTrack]
+    box: list[float] | None = None  # the estimated face's median box (x, y, w, h) in source pixels
 
     def to_json(self) -> dict[str, Any]:
         """The ``quality`` object of ``predict --json``."""
@@ -185,7 +193,7 @@ class VideoQuality:
 
         return {"brightness": num(self.brightness), "contrast": num(self.contrast),
                 "sharpness": num(self.sharpness), "eye_distance_px": num(self.eye_distance),
-                "detector_score": num(self.score),
+                "detector_score": num(self.score), "box": self.box,
                 "rotation_gains": [round(float(g), 2) for g in self.rotation_gains],
                 "damaged_frames": len(self.damaged)}
 
@@ -207,15 +215,16 @@ def video_verdict(quality: VideoQuality, limits: QualityConfig, ranges: FaceRang
     With the model's training ``ranges``, brightness, contrast and sharpness must lie within them;
     without, within ``limits``' fixed ones. The face's size and rotation are judged by ``limits``.
     """
-    checks = trained_checks(quality, ranges) if ranges is not None else fixed_checks(quality, limits)
-    checks += [
-        (quality.eye_distance < limits.min_eye_distance,
-         f"face too small: {quality.eye_distance:.0f} px between the eyes (at least {limits.min_eye_distance:.0f})"),
-        (quality.rotation_gains.max() >= limits.max_rotation_gain,
+    checks = [  # the causes first: a turned or tiny face also measures dark, flat or blurred
+        (quality.rotation_gains.max() >= limits.max_rotation_gain
+         and quality.score + quality.rotation_gains.max() >= SURE_SCORE,
          (f"face turned by about {90 * (1 + int(np.argmax(quality.rotation_gains)))} degrees: the detector is "
           f"{quality.rotation_gains.max():.2f} surer of it turned upright (at most {limits.max_rotation_gain:.2f}); "
           "rotate the video so the face is upright")),
+        (quality.eye_distance < limits.min_eye_distance,
+         f"face too small: {quality.eye_distance:.0f} px between the eyes (at least {limits.min_eye_distance:.0f})"),
     ]
+    checks += trained_checks(quality, ranges) if ranges is not None else fixed_checks(quality, limits)
     return next((reason for failed, reason in checks if failed), None)
 
 

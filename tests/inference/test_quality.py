@@ -126,3 +126,10 @@ def test_a_model_with_training_ranges_judges_the_face_by_them():
     # the fixed brightness limit no longer applies, the size and rotation limits still do
     assert video_verdict(quality(brightness=38.0), QualityConfig(min_brightness=30.0), None) is None
     assert "face too small" in video_verdict(quality(eye_distance=6.0), QualityConfig(), ranges)
+
+
+def test_a_turned_face_needs_a_sure_detection_turned_upright():
+    dim = quality(score=0.5, rotation_gains=np.array([0.15, 0.1, 0.0]))  # a dark face: every score is low
+    assert video_verdict(dim, QualityConfig()) is None
+    sure = quality(score=0.6, rotation_gains=np.array([0.0, 0.3, 0.0]))
+    assert "face turned by about 180 degrees" in video_verdict(sure, QualityConfig())
