@@ -37,6 +37,7 @@ from age_estimation.evaluation.robustness import (
 )
 from age_estimation.evaluation.robustness_report import goals, markdown_report
 from age_estimation.inference.predict import PredictionError
+from age_estimation.video.decode import read_video
 from tests.inference import face_frame
 
 SEVERITIES = (1, 2, 3)
@@ -61,17 +62,9 @@ def write_frames(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Pat
     return path
 
 
-def decoded(path: Path) -> tuple[list[np.ndarray], float]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    capture.release()
-    return frames, fps
+def decoded(path: Path) -> tuple[np.ndarray, float]:
+    video = read_video(path)
+    return video.frames, video.fps
 
 
 # --- each corruption changes frames as intended, at each severity ---
