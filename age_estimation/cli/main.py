@@ -18,7 +18,7 @@ import sys
 from age_estimation.logs import set_library_logs
 
 COMMANDS = {
-    "assets": "Fetch and verify the MediaPipe face models (once; then offline).",
+    "assets": "Fetch and verify the model files: MediaPipe face models, face-age network (once; then offline).",
     "synth": "Write the synthetic face-video dataset with its ground truth.",
     "prepare": "Detect, align and cache the face clips of a manifest or UvA-NEMO.",
     "train": "Train a pipeline config and write a run directory under runs/.",

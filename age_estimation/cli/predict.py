@@ -38,7 +38,11 @@ from age_estimation.runs import latest_run
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
-    parser.add_argument("--model", help="a .keras file, a SavedModel folder or a .tflite file")
+    parser.add_argument(
+        "--model",
+        help="a .keras file, a SavedModel folder, a .tflite file, or face-age-v1 (the pretrained per-frame "
+             "face-age network: `age-estimation assets` fetches it)",
+    )
     parser.add_argument(
         "--server", metavar="URL", help="TF Serving URL: http://host:8501 or grpc://host:8500"
     )

@@ -34,6 +34,10 @@ class ModelCard:
     heldout_coverage: float | None = None  # share of held-out true ages inside the interval
     mean_interval_width: float | None = None  # years, on the held-out videos
     trained: str = ""  # ISO date of the end of training
+    # A pretrained model not trained here (``predict --model face-age-v1``): what it is, said instead of the
+    # training summary, and why it has no interval (shown instead of the "exported before intervals" line).
+    description: str = ""
+    interval_note: str = ""
 
     @classmethod
     def from_run(
@@ -86,7 +90,9 @@ class ModelCard:
         return f"{kind} at {self.data_path}, {videos} videos and {subjects} subjects ({'/'.join(self.splits)})"
 
     def summary_line(self) -> str:
-        """One line for the terminal: data, held-out MAE and coverage, date and config."""
+        """One line for the terminal: data, held-out MAE and coverage, date and config (or the description)."""
+        if self.description:
+            return f"model: {self.description}"
         parts = [f"trained {self.trained or 'on an unknown date'} on {self.data_summary()}"]
         if self.heldout_mae is not None:
             parts.append(f"held-out MAE {self.heldout_mae:.2f} years")

@@ -126,7 +126,7 @@ def model_notices(spec: DeploymentSpec) -> list[str]:
     if spec.model_card and spec.model_card.synthetic_notice():
         notices.append(spec.model_card.synthetic_notice())
     if spec.interval is None:
-        notices.append(NO_INTERVAL)
+        notices.append((spec.model_card.interval_note if spec.model_card else "") or NO_INTERVAL)
     return notices
 
 

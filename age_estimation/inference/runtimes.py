@@ -1,4 +1,5 @@
-"""One ``Predictor`` interface over every runtime: Keras model, SavedModel, TFLite (LiteRT), TF Serving.
+"""One ``Predictor`` interface over every runtime: Keras model, SavedModel, TFLite (LiteRT), TF Serving, and the
+built-in pretrained per-frame face-age network (``face-age-v1``, on Keras).
 
 Every predictor takes ``frames`` uint8 (B, T, S, S, 3) aligned RGB crops and ``mask`` float32 (B, T)
 (1 = real frame, 0 = padding at the end of a clip), and for a model that reads the landmark stream
@@ -23,8 +24,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import sys
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from age_estimation.config import load_config
+from age_estimation.inference.face_age import face_age_spec
 from age_estimation.inference.spec import DeploymentSpec, read_spec, sidecar_path
 from age_estimation.logs import native_logs_hidden
 from age_estimation.runs import (
@@ -43,6 +47,7 @@ from age_estimation.runs import (
     read_exports,
     recorded_exports,
 )
+from age_estimation.video.face_models import AssetError
 
 SpecLike = DeploymentSpec | Mapping[str, Any] | None
 OUTPUTS = ("age", "temporal_attention", "spatial_attention")
@@ -51,6 +56,9 @@ DEFAULT_TFLITE = "float32.tflite"  # the variant whose answers match Keras (abou
 # The sidecar key export writes to say which run a TFLite file came from:
 # {"path": the run directory, "model_sha256": the sha256 of its model.keras at export}.
 RUN_LINK = "run"
+# Built-in pretrained models ``open_predictor(model=NAME)`` takes by name (inference/face_age.py).
+PRETRAINED_NAMES = ("face-age-v1",)
+FACE_AGE_CACHE_FRAMES = 512  # per-frame ages kept for frames that a later overlapping window holds again
 
 
 class Predictor:
@@ -206,6 +214,61 @@ class KerasPredictor(Predictor):
         return {name: np.asarray(value) for name, value in out.items()}
 
 
+class FaceAgePredictor(Predictor):
+    """``face-age-v1`` on Keras: each frame's expected age, averaged over a window's real frames.
+
+    The network reads one dlib-framed 64x64 chip at a time (spec and model card: ``inference/face_age.py``).
+    ``predict(frames, mask)`` returns ``age`` (B,), the mean of the per-frame expected ages where ``mask``
+    is 1, and a uniform ``temporal_attention`` (B, T) over those frames. ``frame_ages`` and
+    ``frame_probabilities`` give the per-frame figures (what the parity checks compare with onnxruntime).
+    """
+
+    name = "face-age-v1"
+
+    def __init__(self, name: str = "face-age-v1", batch_frames: int = 128) -> None:
+        # Keras (and TensorFlow under it) loads only here, like the Keras predictor.
+        from age_estimation.models.face_age.pretrained import load_face_age
+        from age_estimation.models.face_age.resnet import AGE_VALUES
+
+        super().__init__(face_age_spec(name))
+        try:
+            self.model = load_face_age(name)
+        except AssetError as err:  # the CLI reports a missing file as a setup error, without a traceback
+            raise FileNotFoundError(str(err)) from err
+        self.batch_frames = batch_frames
+        self._age_values = np.asarray(AGE_VALUES, np.float64)
+        self._cache: OrderedDict[bytes, float] = OrderedDict()
+
+    def frame_probabilities(self, frames: np.ndarray) -> np.ndarray:
+        """(N, 81) float32 softmax of (N, 64, 64, 3) uint8 RGB chips."""
+        frames = np.asarray(frames)
+        out = [np.asarray(self.model.predict_on_batch(frames[i: i + self.batch_frames].astype(np.float32)))
+               for i in range(0, len(frames), self.batch_frames)]
+        return np.concatenate(out) if out else np.zeros((0, len(self._age_values)), np.float32)
+
+    def frame_ages(self, frames: np.ndarray) -> np.ndarray:
+        """(N,) expected ages in years of (N, 64, 64, 3) uint8 RGB chips (recent frames from the cache)."""
+        keys = [hashlib.blake2b(np.ascontiguousarray(f).tobytes(), digest_size=16).digest() for f in frames]
+        todo = sorted({i for i, key in enumerate(keys) if key not in self._cache})
+        if todo:
+            ages = self.frame_probabilities(np.stack([frames[i] for i in todo])).astype(np.float64) @ self._age_values
+            for index, age in zip(todo, ages):
+                self._cache[keys[index]] = float(age)
+        out = np.array([self._cache[key] for key in keys], np.float64)
+        for key in keys:
+            self._cache.move_to_end(key)
+        while len(self._cache) > FACE_AGE_CACHE_FRAMES:
+            self._cache.popitem(last=False)
+        return out
+
+    def _run(self, clips: dict[str, np.ndarray]) -> dict[str, Any]:
+        frames, mask = clips["frames"], clips["mask"]
+        batch, steps = mask.shape
+        ages = self.frame_ages(frames.reshape(batch * steps, *frames.shape[2:])).reshape(batch, steps)
+        weights = mask / mask.sum(axis=1, keepdims=True)
+        return {"age": (ages * weights).sum(axis=1).astype(np.float32), "temporal_attention": weights}
+
+
 class SavedModelPredictor(Predictor):
     """An exported SavedModel (a version folder, or the model folder: the newest version) via ``padded``."""
 
@@ -324,12 +387,15 @@ def open_predictor(
     runs_dir: str | Path = "runs",
     num_threads: int = 2,
 ) -> Predictor:
-    """The predictor asked for: ``server`` URL, ``model`` path by kind, else the run's (``run_dir``, default
+    """The predictor asked for: ``server`` URL, ``model`` a built-in name (``face-age-v1``) or a path by kind,
+    else the run's (``run_dir``, default
     the newest under ``runs_dir``) exported float32 TFLite file when ``find_tflite_export`` finds one, else
     its ``model.keras``, saying on stderr in one line why the run's export was not used."""
     if server:
         spec = run_spec(Path(run_dir)) if run_dir else DeploymentSpec()
         return ServingPredictor(server, model_name=spec.model_name, spec=spec)
+    if model and str(model) in PRETRAINED_NAMES and not Path(model).exists():
+        return FaceAgePredictor(str(model))  # a built-in pretrained model, by name
     if model:
         path = Path(model)
         if path.suffix == ".tflite":
