@@ -32,15 +32,16 @@ class CacheBusyError(RuntimeError):
 
 
 @contextlib.contextmanager
-def cache_lock(cache_dir: str | Path) -> Iterator[Path]:
+def cache_lock(cache_dir: str | Path, wait: bool = False) -> Iterator[Path]:
     """Hold the prepare lock of ``cache_dir`` (created with its parents) for the block; yields the lock file.
 
-    Raises ``CacheBusyError`` at once, without waiting, when another process holds it.
+    When another process holds it: raises ``CacheBusyError`` at once, or with ``wait`` says so once and
+    waits until that process is done.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / LOCK_NAME
-    fd = _acquire(path, cache_dir)
+    fd = _acquire(path, cache_dir, wait)
     try:
         if fd is not None:
             _claim(fd, path)
@@ -51,7 +52,7 @@ def cache_lock(cache_dir: str | Path) -> Iterator[Path]:
             os.close(fd)
 
 
-def _acquire(path: Path, cache_dir: Path) -> int | None:
+def _acquire(path: Path, cache_dir: Path, wait: bool = False) -> int | None:
     """A descriptor of ``path`` holding its lock; None (after a warning) on a file system without locks."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -59,11 +60,14 @@ def _acquire(path: Path, cache_dir: Path) -> int | None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder(fd)
-            os.close(fd)
-            raise CacheBusyError(
-                f"{cache_dir} is being prepared by {holder}; wait for it to finish or stop it "
-                f"(the lock {path} is released when that process exits)"
-            ) from None
+            if not wait:
+                os.close(fd)
+                raise CacheBusyError(
+                    f"{cache_dir} is being prepared by {holder}; wait for it to finish or stop it "
+                    f"(the lock {path} is released when that process exits)"
+                ) from None
+            log.warning("%s is being prepared by %s; waiting for it", cache_dir, holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as err:  # e.g. ENOLCK, EOPNOTSUPP: a file system without flock
             os.close(fd)
             path.unlink(missing_ok=True)

@@ -79,16 +79,18 @@ def prepare(
     workers: int = 0,
     progress: bool = True,
     rejected: list[dict[str, str]] | None = None,
+    wait: bool = False,
 ) -> dict[str, Any]:
     """Align and cache every row's video; returns the report, also written to ``out_dir/report.json``.
 
     ``workers`` processes (0 = all cores); ``rejected`` pre-seeds the report with rows already
     refused while reading the manifest. Raises ``AssetError`` before any work if models are missing,
-    ``CacheBusyError`` if another process is preparing ``out_dir``, ``DiskFullError`` if its disk fills up.
+    ``DiskFullError`` if its disk fills up, and ``CacheBusyError`` if another process is preparing
+    ``out_dir`` (with ``wait``, it waits for that one instead, then reuses what it prepared).
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    with cache_run(out_dir):
+    with cache_run(out_dir, wait):
         index, report, jobs = plan_run(rows, out_dir, align, rejected)
         write_json_atomic(out_dir / cache.INDEX_NAME, index)
         bar = progress_bar(total=len(rows), initial=len(rows) - len(jobs), unit="video", disable=not progress,
@@ -104,11 +106,12 @@ def prepare(
 
 
 @contextlib.contextmanager
-def cache_run(out_dir: Path) -> Iterator[None]:
+def cache_run(out_dir: Path, wait: bool = False) -> Iterator[None]:
     """One run on the cache folder ``out_dir`` (created): under its lock, its temporary files removed at
-    the end, and a full disk anywhere turned into ``DiskFullError``; ``CacheBusyError`` if another runs."""
+    the end, and a full disk anywhere turned into ``DiskFullError``; ``CacheBusyError`` if another runs
+    (with ``wait``, once it has finished)."""
     try:
-        with cache_lock(out_dir):
+        with cache_lock(out_dir, wait):
             try:
                 yield
             finally:
@@ -433,5 +436,7 @@ def prepare_data(cfg: PipelineConfig, progress: bool = True) -> dict[str, Any]:
         problems = "; ".join(str(p) for p in scan.problems[:5])
         raise ValueError(f"{scan.source}: no usable video in the manifest ({problems})")
     rejected = [{"path": p.path, "reason": f"manifest row {p.row}: {p.reason}"} for p in scan.problems]
+    # Training processes started together (workers of one cluster, runs of a sweep) share the cache:
+    # each waits for the one preparing it, then finds its videos unchanged.
     return prepare(scan.rows, Path(cfg.data.cache_dir), cfg.align, workers=cfg.data.workers,
-                   progress=progress, rejected=rejected)
+                   progress=progress, rejected=rejected, wait=True)

@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,6 +116,21 @@ def test_the_lock_is_exclusive_and_released_on_exit(tmp_path: Path) -> None:
     assert not path.exists()
     with cache_lock(path.parent):  # free again
         pass
+
+
+def test_a_training_run_waits_for_the_prepare_that_holds_the_cache(
+    tmp_path: Path, manifest: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Workers of one cluster prepare the same cache at once: the later ones wait, then reuse it."""
+    out = tmp_path / "cache"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    threading.Timer(1.0, holder.communicate, [""]).start()  # lets go of the lock a second from now
+    started = time.monotonic()
+    with cache_lock(out, wait=True) as path:
+        assert time.monotonic() - started >= 0.9 and json.loads(path.read_text())["pid"] == os.getpid()
+    assert f"{out} is being prepared by process {holder.pid} on " in caplog.text and "waiting for it" in caplog.text
 
 
 # A full disk

@@ -58,10 +58,11 @@ def test_spec_asset_describes_inputs(exported):
     assert list(raw) == [
         "format", "model_name", "variant", "crop_size", "clip_length", "landmark_points", "window", "window_span",
         "test_time_flip",
-        "min_face_fraction", "batch_size", "inputs", "normalization", "outputs", "align", "template_eyes",
-        "interval", "model_card",
+        "min_face_fraction", "quality", "face_ranges", "batch_size", "inputs", "normalization", "outputs", "align",
+        "template_eyes", "interval", "model_card",
     ]
     assert raw["interval"] is None and raw["model_card"] is None  # no interval.json / model_card.json given
+    assert raw["face_ranges"] is None and raw["quality"]["min_eye_distance"] > 0  # no face_ranges.json given
 
 
 def signature_blocks(path):
