@@ -5,6 +5,7 @@ and the ones held back to calibrate) and its held-out subjects, and the interval
 
 - ``held back``: what training writes: age-bin scales from the selecting subjects, the conformal
   quantile from the held-back ones (used for nothing else);
+- ``held back, one bin``: the quantile of the held-back subjects' plain residuals (one scale);
 - ``whole fold``: scales and quantile both from every validation subject, the subjects that also chose
   the checkpoint (the calibration before ``data.calibration_share``);
 - ``whole fold, one bin``: the same with a single scale (no per-age scaling).
@@ -46,6 +47,7 @@ def compare_run(run_dir: Path) -> dict[str, Any]:
     fits = {
         "held back": lambda level: fit_interval(held_back.true, held_back.pred, level,
                                                 scale_data=(selecting.true, selecting.pred)),
+        "held back, one bin": lambda level: fit_interval(held_back.true, held_back.pred, level, bins=1),
         "whole fold": lambda level: fit_interval(*whole, level),
         "whole fold, one bin": lambda level: fit_interval(*whole, level, bins=1),
     }
@@ -57,7 +59,14 @@ def compare_run(run_dir: Path) -> dict[str, Any]:
 
 def markdown(results: list[dict[str, Any]], command: str) -> str:
     """One row per run and calibration: coverage (mean width) at each level, then the mean over runs."""
-    lines = [f"<!-- written by: {command} on {time.strftime('%Y-%m-%d')} -->", "",
+    lines = [f"<!-- written by: {command} on {time.strftime('%Y-%m-%d')} -->", "", "# Interval calibration", "",
+             (f"Written by `{command}` on {time.strftime('%Y-%m-%d')}. Each run's interval refitted four ways "
+             "and scored on its held-out subjects (coverage, and mean width in years): `held back` is what "
+             "training writes (age-bin scales from the validation subjects that chose the checkpoint, the "
+             "conformal quantile from the held-back ones); `held back, one bin` the held-back subjects' plain "
+             "residual quantile; `whole fold` scales and quantile from every validation subject, those that "
+             "chose the checkpoint included (the calibration before held-back subjects); `one bin` a single "
+             "scale."), "",
              "| run | held-out MAE | calibration MAE | calibration | "
              + " | ".join(f"{level:.0%} coverage (width)" for level in LEVELS) + " |",
              "|---|---|---|---|" + "---|" * len(LEVELS)]
