@@ -47,4 +47,14 @@ def tiny_config(tiny_root):
     return make
 
 
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """The tiny pixel-only run (interval and model card included) exported once per session: SavedModel and
+    float32 TFLite (``tests.tiny_run.TinyExport``). An export costs seconds and the predict, runtime, edge,
+    serving and bench tests only read one, so they share it; a test that changes a file of it puts it back."""
+    from tests.tiny_run import make_tiny_export
+
+    return make_tiny_export(tmp_path_factory.mktemp("tiny_export"))
+
+
 from tests.video_files import videos  # noqa: F401  (the session fixture of test videos)

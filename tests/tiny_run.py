@@ -3,6 +3,12 @@ inference tests. A run or cache with the landmark stream (``model.dynamics``) is
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
+import functools
+import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,31 +35,59 @@ TINY_OVERRIDES = [
 
 
 def make_tiny_run(root: Path, overrides: list[str] | None = None, name: str = "tiny-20250101-000000") -> Path:
-    """Train a tiny SIAM briefly on random clips (and random landmarks when the config reads them) and save
-    it as a run dir (model.keras + config.yaml)."""
-    import keras
+    """A run dir (model.keras + config.yaml) under ``root/runs/name`` holding a tiny SIAM trained briefly on
+    random clips (and random landmarks when the config reads them).
 
+    Each model config is trained once per test session (``_trained_model``); another call with the same
+    ``model.*`` settings gets a copy of that model.keras with its own config.yaml, so ``overrides`` outside
+    ``model.*`` (the cache, the export folder, inference settings) cost no training.
+    """
     from age_estimation.config import load_config, save_config
-    from age_estimation.models.siam.model import build_siam
 
     cfg = load_config(
         None, TINY_OVERRIDES + list(overrides or []) + [f"export.directory={root / 'exported'}"]
     )
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    inputs = {"frames": rng.integers(0, 256, (8, CLIP, CROP, CROP, 3), dtype=np.uint8),
-              "mask": np.ones((8, CLIP), np.float32)}
-    ages = rng.uniform(10, 70, (8, 1)).astype("float32")
-    if cfg.model.dynamics:
-        inputs["landmarks"], inputs["landmark_mask"] = random_landmarks(8, seed=0)
-    model = build_siam(cfg.model, crop_size=CROP, age_prior=(33.0, 12.0))  # not the default prior
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss={"age": "mse"})
-    model.fit({key: inputs[key] for key in model.input}, {"age": ages}, epochs=3, verbose=0)
     run = root / "runs" / name
     run.mkdir(parents=True)
-    model.save(run / "model.keras")
+    shutil.copyfile(_trained_model(cfg), run / "model.keras")
     save_config(cfg, run / "config.yaml")
     return run
+
+
+# model config (as JSON) -> the model.keras trained for it (in _models_folder())
+_TRAINED: dict[str, Path] = {}
+
+
+def _trained_model(cfg: Any) -> Path:
+    """The model.keras of ``cfg.model`` trained on noise: trained on the first call, read-only afterwards."""
+    key = json.dumps(dataclasses.asdict(cfg.model), sort_keys=True, default=str)
+    if key not in _TRAINED:
+        import keras
+
+        from age_estimation.models.siam.model import build_siam
+
+        keras.utils.set_random_seed(0)
+        rng = np.random.default_rng(0)
+        inputs = {"frames": rng.integers(0, 256, (8, CLIP, CROP, CROP, 3), dtype=np.uint8),
+                  "mask": np.ones((8, CLIP), np.float32)}
+        ages = rng.uniform(10, 70, (8, 1)).astype("float32")
+        if cfg.model.dynamics:
+            inputs["landmarks"], inputs["landmark_mask"] = random_landmarks(8, seed=0)
+        model = build_siam(cfg.model, crop_size=CROP, age_prior=(33.0, 12.0))  # not the default prior
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss={"age": "mse"})
+        model.fit({name: inputs[name] for name in model.input}, {"age": ages}, epochs=3, verbose=0)
+        path = _models_folder() / f"model{len(_TRAINED)}.keras"
+        model.save(path)
+        _TRAINED[key] = path
+    return _TRAINED[key]
+
+
+@functools.cache
+def _models_folder() -> Path:
+    """A temporary folder for the session's trained models, removed when the session ends."""
+    folder = Path(tempfile.mkdtemp(prefix="tiny-runs-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def load_tiny_run(run: Path) -> tuple[Any, Any]:
@@ -130,3 +164,27 @@ def write_run_facts(run: Path, source: str = "synthetic") -> tuple[Any, Any]:
     write_json_atomic(run / INTERVAL_NAME, interval.to_json())
     write_json_atomic(run / MODEL_CARD_NAME, card.to_json())
     return interval, card
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyExport:
+    """A tiny pixel-only run with its interval and model card, exported as ``export_run`` exports it: the
+    SavedModel version folder and the float32 TFLite file (with its sidecar), linked to the run."""
+
+    run: Path
+    cfg: Any
+    model: Any
+    savedmodel: Path
+    tflite: Path
+
+
+def make_tiny_export(root: Path) -> TinyExport:
+    """``make_tiny_run`` + ``write_run_facts`` under ``root``, then ``export_run`` (float32, no report)."""
+    from age_estimation.export.run import export_run
+
+    run = make_tiny_run(root)
+    write_run_facts(run)
+    result = export_run(run, variants=["float32"], report=False)
+    cfg, model = load_tiny_run(run)
+    return TinyExport(run, cfg, model, Path(result["savedmodel"]["path"]),
+                      Path(result["tflite"]["variants"]["float32"]))

@@ -1,22 +1,17 @@
 """The bench's predict figures: start-up, whole process and decode + detect of the same video; predict time."""
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
 from age_estimation.bench.inference import bench_predict, bench_predict_process
 from age_estimation.bench.measure import QUICK
-from age_estimation.export.run import export_run
-from tests.tiny_run import load_tiny_run, make_tiny_run
 
-pytestmark = pytest.mark.slow  # a tiny run, its float32 export and two predict processes
+pytestmark = pytest.mark.slow  # predict processes
 
 
-def test_predict_process_figures_are_produced(tmp_path):
-    run = make_tiny_run(tmp_path)
-    tflite = Path(export_run(run, variants=["float32"], report=False)["tflite"]["variants"]["float32"])
-    cfg, _ = load_tiny_run(run)
+def test_predict_process_figures_are_produced(tiny_export, tmp_path):
+    run, tflite, cfg = tiny_export.run, tiny_export.tflite, tiny_export.cfg
     sizes = dataclasses.replace(QUICK, repeats=1, predict_seconds=0.5)
     artifact = type("Artifact", (), {"variant": "float32", "path": tflite})
     out = bench_predict_process(cfg, sizes, tmp_path, run, [artifact])

@@ -185,7 +185,8 @@ def test_plan_defaults_to_every_variant_and_fold_and_checks_them():
 
 @pytest.mark.slow
 def test_ablation_trains_each_variant_on_each_held_out_fold(tiny_config, tmp_path):
-    cfg = tiny_config("train.epochs=1")
+    # four trainings: no BN recalibration and no test-time flip (none of the figures checked needs them)
+    cfg = tiny_config("train.epochs=1", "train.bn_recalibration_batches=0", "inference.test_time_flip=false")
     summary = ablation(cfg, tmp_path / "abl", variants=("siam", "siam_dynamics"), folds=[0, 1])
     assert [(r["variant"], r["fold"]) for r in summary["runs"]] == [
         ("siam", 0), ("siam_dynamics", 0), ("siam", 1), ("siam_dynamics", 1)]

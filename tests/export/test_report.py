@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from age_estimation.export import report
-from age_estimation.export.tflite import export_tflite
-from tests.tiny_run import load_tiny_run, make_tiny_run, random_clips
+from age_estimation.export.tflite import TFLiteArtifact
+from tests.tiny_run import random_clips
 
 
 def clip_list(count):
@@ -16,9 +16,10 @@ def clip_list(count):
 
 
 @pytest.mark.slow
-def test_report_measures_parity_latency_and_mae_change(tmp_path):
-    cfg, model = load_tiny_run(make_tiny_run(tmp_path))
-    artifacts = export_tflite(model, cfg, variants=["float32"])
+def test_report_measures_parity_latency_and_mae_change(tiny_export):
+    model, tflite, sidecar = tiny_export.model, tiny_export.tflite, tiny_export.tflite.with_suffix(".json")
+    ops = json.loads(sidecar.read_text())["ops"]
+    artifacts = [TFLiteArtifact("float32", tflite, sidecar, tflite.stat().st_size, ops)]
     clips = clip_list(3)
     keras_ages = report.keras_ages(model, clips)
     ages = list(keras_ages + 1.0)  # Keras is 1 year off on each clip

@@ -118,62 +118,75 @@ def stream_inputs(count, kind):
     return data, mask
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["pixels", "landmarks"])
-def test_fresh_process_without_package_matches_keras(exported, dynamics, kind, tmp_path):
-    model, path = (exported[0], exported[2]) if kind == "pixels" else dynamics
-    data, mask = stream_inputs(3, kind)
-    decoded = np.stack(
-        [
-            np.stack(
-                [tf.io.decode_jpeg(j).numpy() if j else np.zeros((CROP, CROP, 3), np.uint8) for j in row]
-            )
-            for row in data["jpegs"]
-        ]
-    )
-    np.savez(tmp_path / "in.npz", **data)
-    script = textwrap.dedent(f"""
-        import json, sys, numpy as np, tensorflow as tf
-        loaded = tf.saved_model.load({str(path)!r})
-        data = np.load({str(tmp_path / "in.npz")!r}, allow_pickle=True)
-        stream = {{k: tf.constant(data[k]) for k in ("landmarks", "landmark_mask") if k in data}}
+# Loads each SavedModel of argv[1] (JSON: kind -> [SavedModel folder, inputs .npz]) and prints every signature's
+# ages, as JSON.
+FRESH_PROCESS = textwrap.dedent("""
+    import json, sys, numpy as np, tensorflow as tf
+    out = {}
+    for kind, (path, inputs) in json.loads(sys.argv[1]).items():
+        loaded = tf.saved_model.load(path)
+        data = np.load(inputs, allow_pickle=True)
+        stream = {k: tf.constant(data[k]) for k in ("landmarks", "landmark_mask") if k in data}
         sig = loaded.signatures
         frames = tf.constant(data["frames"])
-        out = {{
+        got = {
             "default": sig["serving_default"](frames=frames, **stream)["age"].numpy().tolist(),
             "padded": sig["padded"](frames=frames, lengths=tf.constant(data["lengths"]), **stream),
             "jpeg": sig["jpeg"](jpeg_frames=tf.constant(data["jpegs"].tolist()), **stream)["age"].numpy().tolist(),
-        }}
-        out["names"] = sorted(out["padded"])
-        out["padded"] = out["padded"]["age"].numpy().tolist()
-        out["package_imported"] = any(m.startswith("age_estimation") for m in sys.modules)
-        print(json.dumps(out))
-    """)
+        }
+        got["names"] = sorted(got["padded"])
+        got["padded"] = got["padded"]["age"].numpy().tolist()
+        out[kind] = got
+    out["package_imported"] = any(m.startswith("age_estimation") for m in sys.modules)
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.slow
+def test_fresh_process_without_package_matches_keras(exported, dynamics, tmp_path):
+    """Both models (pixels only, and with the landmark stream) in one fresh process: one TensorFlow start-up."""
+    models = {"pixels": (exported[0], exported[2]), "landmarks": dynamics}
+    inputs = {kind: stream_inputs(3, kind) for kind in models}
+    for kind, (data, _) in inputs.items():
+        np.savez(tmp_path / f"{kind}.npz", **data)
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True
+        [sys.executable, "-c", FRESH_PROCESS,
+         json.dumps({kind: [str(path), str(tmp_path / f"{kind}.npz")] for kind, (_, path) in models.items()})],
+        capture_output=True, text=True, cwd=tmp_path, check=True,
     )
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    assert got["package_imported"] is False
-    assert got["names"] == ["age", "spatial_attention", "temporal_attention"]
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answers["package_imported"] is False
+    for kind, (model, _) in models.items():
+        data, mask = inputs[kind]
+        got = answers[kind]
+        assert got["names"] == ["age", "spatial_attention", "temporal_attention"]
+        decoded = np.stack(
+            [
+                np.stack(
+                    [tf.io.decode_jpeg(j).numpy() if j else np.zeros((CROP, CROP, 3), np.uint8) for j in row]
+                )
+                for row in data["jpegs"]
+            ]
+        )
 
-    def keras(frames, frame_mask):
-        inputs = {"frames": frames, "mask": frame_mask}
-        if kind == "landmarks":  # a padding frame has no landmarks
-            inputs.update(landmarks=data["landmarks"], landmark_mask=data["landmark_mask"] * frame_mask)
-        return np.asarray(model(inputs)["age"])[:, 0]
+        def keras(frames, frame_mask, model=model, data=data, kind=kind):
+            inputs = {"frames": frames, "mask": frame_mask}
+            if kind == "landmarks":  # a padding frame has no landmarks
+                inputs.update(landmarks=data["landmarks"], landmark_mask=data["landmark_mask"] * frame_mask)
+            return np.asarray(model(inputs)["age"])[:, 0]
 
-    keras_all = keras(data["frames"], np.ones((3, CLIP), np.float32))
-    keras_padded, keras_jpeg = keras(data["frames"], mask), keras(decoded, mask)
-    diffs = {name: float(np.max(np.abs(np.array(got[name]) - expected)))
-             for name, expected in (("default", keras_all), ("padded", keras_padded), ("jpeg", keras_jpeg))}
-    print(kind, "SavedModel parity", diffs)
-    assert max(diffs.values()) <= 1e-4
-    assert not np.allclose(keras_all, keras_padded)  # the lengths really mask frames
-    if kind == "landmarks":  # the model really reads the landmarks
-        moved = dict(data, landmarks=data["landmarks"] + 0.2)
-        assert not np.allclose(keras_all, np.asarray(model({"frames": moved["frames"], "mask": np.ones((3, CLIP),
-                               np.float32), "landmarks": moved["landmarks"],
-                               "landmark_mask": data["landmark_mask"]})["age"])[:, 0], atol=1e-3)
+        keras_all = keras(data["frames"], np.ones((3, CLIP), np.float32))
+        keras_padded, keras_jpeg = keras(data["frames"], mask), keras(decoded, mask)
+        diffs = {name: float(np.max(np.abs(np.array(got[name]) - expected)))
+                 for name, expected in (("default", keras_all), ("padded", keras_padded), ("jpeg", keras_jpeg))}
+        print(kind, "SavedModel parity", diffs)
+        assert max(diffs.values()) <= 1e-4, kind
+        assert not np.allclose(keras_all, keras_padded), kind  # the lengths really mask frames
+        if kind == "landmarks":  # the model really reads the landmarks
+            moved = dict(data, landmarks=data["landmarks"] + 0.2)
+            assert not np.allclose(keras_all, np.asarray(model({"frames": moved["frames"], "mask": np.ones((3, CLIP),
+                                   np.float32), "landmarks": moved["landmarks"],
+                                   "landmark_mask": data["landmark_mask"]})["age"])[:, 0], atol=1e-3)
 
 
 def test_signatures_reject_wrong_dtype_and_shape(exported):

@@ -12,9 +12,8 @@ from age_estimation.export.run import export_run
 from age_estimation.inference.runtimes import RUN_LINK, exported_tflite
 from age_estimation.runs import EXPORTS_NAME
 from tests.inference import write_video
-from tests.tiny_run import make_tiny_run, write_run_facts
 
-pytestmark = pytest.mark.slow  # a tiny run, one float32 TFLite export and predict processes
+pytestmark = pytest.mark.slow  # predict processes and one float32 TFLite export
 
 PREDICT = """
 import json, sys
@@ -25,12 +24,10 @@ print(json.dumps({"code": code, "tensorflow": "tensorflow" in sys.modules}))
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("default")
-    run = make_tiny_run(root)
-    write_run_facts(run)
-    tflite = Path(export_run(run, variants=["float32"], report=False)["tflite"]["variants"]["float32"])
-    return run, tflite, write_video(root / "face.mp4", "F" * 16)
+def exported(tiny_export, tmp_path_factory):
+    """The session's tiny export (the run, its float32 TFLite file) and a face video."""
+    video = write_video(tmp_path_factory.mktemp("default") / "face.mp4", "F" * 16)
+    return tiny_export.run, tiny_export.tflite, video
 
 
 def predict(*argv):
@@ -64,8 +61,8 @@ def test_an_export_of_another_model_is_not_used(exported, tmp_path):
     (run / "model.keras").touch()
     assert exported_tflite(run) == tflite
     sidecar = tflite.with_suffix(".json")
-    raw = json.loads(sidecar.read_text())
-    saved = json.dumps(raw)
+    saved = sidecar.read_text()  # the shared export: put back as it was
+    raw = json.loads(saved)
     raw[RUN_LINK]["model_sha256"] = "0" * 64  # the model was replaced after the export
     sidecar.write_text(json.dumps(raw))
     try:

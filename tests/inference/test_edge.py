@@ -7,25 +7,22 @@ import textwrap
 
 import pytest
 
-from age_estimation.export.tflite import export_tflite
 from age_estimation.inference.edge import EdgeEstimator
 from age_estimation.inference.predict import predict_videos
 from age_estimation.inference.runtimes import KerasPredictor
 from age_estimation.video.landmark_set import LANDMARK_COUNT
 from tests.inference import write_video
 from tests.inference.dynamics_run import dynamics_export
-from tests.tiny_run import CLIP, load_tiny_run, make_tiny_run
+from tests.tiny_run import CLIP
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tiny_export, tmp_path_factory):
+    """The session's tiny export (run, config, float32 TFLite file), a face video and a faceless one."""
     root = tmp_path_factory.mktemp("edge")
-    run = make_tiny_run(root)
-    cfg, model = load_tiny_run(run)
-    tflite = export_tflite(model, cfg, variants=["float32"])[0].path
     face = write_video(root / "face.mp4", "F" * 12)
     blank = write_video(root / "blank.mp4", "." * 6)
-    return run, cfg, tflite, face, blank
+    return tiny_export.run, tiny_export.cfg, tiny_export.tflite, face, blank
 
 
 @pytest.mark.slow

@@ -12,8 +12,6 @@ import pytest
 
 from age_estimation.cli.main import main
 from age_estimation.config import AlignConfig
-from age_estimation.export.savedmodel import export_savedmodel
-from age_estimation.export.tflite import export_tflite
 from age_estimation.inference import predict as predict_module
 from age_estimation.inference.explain import temporal_figure
 from age_estimation.inference.model_card import SYNTHETIC_NOTICE
@@ -30,12 +28,11 @@ from age_estimation.inference.predict import (
     window_starts,
 )
 from age_estimation.inference.runtimes import Predictor
-from age_estimation.inference.spec import DeploymentSpec
 from age_estimation.video.landmark_set import LANDMARK_COUNT, LANDMARK_INDICES
 from age_estimation.video.landmarks import mouth_width
 from tests.inference import write_video
 from tests.inference.dynamics_run import dynamics_export
-from tests.tiny_run import CLIP, load_tiny_run, make_tiny_run, write_run_facts
+from tests.tiny_run import CLIP, make_tiny_run, write_run_facts
 
 
 @pytest.fixture(scope="module")
@@ -180,14 +177,11 @@ def test_explain_writes_readable_pictures(setup, capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_every_runtime_gives_the_same_age_and_interval(setup, carded, capsys):
-    root, run, paths = setup
-    cfg, model = load_tiny_run(run)
-    spec = DeploymentSpec.from_config(cfg).with_run_files(carded[0])
-    saved = export_savedmodel(model, cfg, spec=spec)
-    tflite = export_tflite(model, cfg, variants=["float32"], spec=spec)[0].path
+def test_every_runtime_gives_the_same_age_and_interval(setup, tiny_export, capsys):
+    root, _, paths = setup  # the tiny export's model is the one of this module's run
     ages, intervals = {}, {}
-    for name, flag in [("keras", carded[0] / "model.keras"), ("savedmodel", saved.parent), ("tflite", tflite)]:
+    for name, flag in [("keras", tiny_export.run / "model.keras"), ("savedmodel", tiny_export.savedmodel.parent),
+                       ("tflite", tiny_export.tflite)]:
         code, results, err = run_cli(capsys, paths["face"], "--model", flag, "--json", "--stride", "4")
         assert code == 0, err
         assert results[0]["runtime"] == name

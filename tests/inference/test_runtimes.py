@@ -21,7 +21,7 @@ from age_estimation.inference.runtimes import (
     open_predictor,
     run_spec,
 )
-from age_estimation.inference.spec import DeploymentSpec
+from age_estimation.inference.spec import DeploymentSpec, run_link
 from age_estimation.models.siam.model import build_siam
 from age_estimation.runs import EXPORTS_NAME, exports_record, model_sha256
 from age_estimation.video.landmark_set import LANDMARK_COUNT
@@ -73,11 +73,13 @@ def test_keras_file_without_run_config_uses_the_model_facts(setup, tmp_path):
         predictor.spec.require("window")
 
 
-def test_savedmodel_and_tflite_read_the_exported_spec(setup):
-    _, cfg, model = setup
-    saved = SavedModelPredictor(export_savedmodel(model, cfg).parent)  # the model folder: newest version
-    assert saved.spec == DeploymentSpec.from_config(cfg, model)
-    tflite = TFLitePredictor(export_tflite(model, cfg, variants=["float32"])[0].path, num_threads=1)
+def test_savedmodel_and_tflite_read_the_exported_spec(tiny_export):
+    run, cfg, model = tiny_export.run, tiny_export.cfg, tiny_export.model
+    saved = SavedModelPredictor(tiny_export.savedmodel.parent)  # the model folder: newest version
+    written = DeploymentSpec.from_config(cfg, model).with_run_files(run)  # what export_run writes
+    assert saved.spec == dataclasses.replace(written, run=run_link(run, "model.keras"))
+    assert saved.spec.interval is not None and saved.spec.model_card is not None
+    tflite = TFLitePredictor(tiny_export.tflite, num_threads=1)
     assert (tflite.crop_size, tflite.clip_length, tflite.spec.batch_size) == (CROP, CLIP, 1)
     assert tflite.spec.tflite_variant == "float32" and tflite.spec.align == cfg.align
     expected = dataclasses.replace(saved.spec, clip_length=CLIP, batch_size=1)

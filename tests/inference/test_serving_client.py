@@ -19,7 +19,6 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from age_estimation.export.savedmodel import export_savedmodel
 from age_estimation.inference.runtimes import ServingPredictor
 from age_estimation.inference.serving_client import (
     ServingClient,
@@ -35,7 +34,7 @@ from age_estimation.inference.serving_client import (
 )
 from age_estimation.video.landmark_set import LANDMARK_COUNT
 from tests.inference.dynamics_run import dynamics_export
-from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_run, random_clips, random_landmarks
+from tests.tiny_run import CLIP, CROP, random_clips, random_landmarks
 
 MODEL = "siam"
 
@@ -91,12 +90,9 @@ def serve_grpc(signatures, request):
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("client")
-    run = make_tiny_run(root)
-    cfg, model = load_tiny_run(run)
-    path = export_savedmodel(model, cfg)
-    return model, tf.saved_model.load(str(path)).signatures, run
+def served(tiny_export):
+    """The session's tiny pixel-only model and the signatures of its SavedModel export."""
+    return tiny_export.model, tf.saved_model.load(str(tiny_export.savedmodel)).signatures
 
 
 def serve_http(signatures):
@@ -185,7 +181,7 @@ def stream_inputs():
 
 @pytest.mark.parametrize("build", [rest_row_request, rest_columnar_request])
 def test_rest_payloads_decode_as_tf_serving_does(served, build):
-    model, signatures, _ = served
+    model, signatures = served
     inputs = padded_inputs()
     body = json.loads(json.dumps(build(inputs, "padded")))  # exactly what goes over the wire
     status, response = serve_rest(signatures, body)
@@ -200,7 +196,7 @@ def test_rest_payloads_decode_as_tf_serving_does(served, build):
 
 
 def test_rest_jpeg_frames_travel_as_b64(served):
-    _, signatures, _ = served
+    _, signatures = served
     frames = random_clips(2, seed=12)
     mask = np.ones((2, CLIP), np.float32)
     mask[1, 5:] = 0
@@ -216,7 +212,7 @@ def test_rest_jpeg_frames_travel_as_b64(served):
 
 
 def test_grpc_request_survives_the_wire(served):
-    model, signatures, _ = served
+    model, signatures = served
     inputs = padded_inputs()
     request = grpc_request(inputs, MODEL, "padded", version=1)
     wire = predict_pb2.PredictRequest.FromString(request.SerializeToString())
@@ -234,7 +230,7 @@ def test_grpc_request_survives_the_wire(served):
 
 @pytest.mark.parametrize("fmt", ["columnar", "row"])
 def test_client_over_http(served, http_url, fmt):
-    model, _, _ = served
+    model, _ = served
     inputs = padded_inputs()
     client = ServingClient(f"{http_url}/v1/models/{MODEL}/versions/1", rest_format=fmt, crop_size=CROP)
     assert (client.model_name, client.version, client.protocol) == (MODEL, 1, "rest")
@@ -244,7 +240,7 @@ def test_client_over_http(served, http_url, fmt):
 
 
 def test_client_over_grpc_and_predictor(served, http_url, grpc_url):
-    model, _, _ = served
+    model, _ = served
     inputs = padded_inputs()
     outputs = ServingClient(grpc_url, model_name=MODEL).predict(inputs, signature="padded")
     assert np.max(np.abs(outputs["age"] - keras_ages(model, inputs))) <= 1e-4

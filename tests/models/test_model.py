@@ -171,7 +171,8 @@ def test_tiny_model_overfits_eight_clips():
     model = build_siam(tiny_config(), crop_size=16, age_prior=(float(ages.mean()), float(ages.std())))
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss={"age": "mse"})
     x = {"frames": frames, "mask": np.ones((8, 6), np.float32)}
-    history = model.fit(x, {"age": ages}, epochs=150, batch_size=8, verbose=0)
+    # the loss is down to about 3% of its start after 20 epochs and 0.2% after 40
+    history = model.fit(x, {"age": ages}, epochs=40, batch_size=8, verbose=0)
     losses = history.history["loss"]
     assert losses[-1] <= 0.1 * losses[0], (losses[0], losses[-1])
 

@@ -1,4 +1,5 @@
-"""Scale-out: two MultiWorkerMirroredStrategy workers on 127.0.0.1, a killed run resumed, MirroredStrategy via fit."""
+"""Scale-out: two MultiWorkerMirroredStrategy workers on 127.0.0.1, a killed run resumed (MirroredStrategy via fit:
+tests/test_workflow.py)."""
 
 import json
 import subprocess
@@ -14,6 +15,9 @@ from age_estimation.training.cluster import local_cluster
 from tests.conftest import TINY_CONFIG, tiny_overrides
 from tests.training.processes import run_together, weights
 
+# No BN recalibration and no test-time flip: seconds less per process, and what these tests check is the
+# distribution, not the scoring.
+QUICK_FINISH = ("train.bn_recalibration_batches=0", "inference.test_time_flip=false")
 RUN_FILES = ("config.yaml", "model.keras", "metrics.json", "heldout_predictions.csv", "checkpoints/best.weights.h5",
              "logs/training.csv", "plots/predicted_vs_true.png")
 
@@ -22,7 +26,8 @@ RUN_FILES = ("config.yaml", "model.keras", "metrics.json", "heldout_predictions.
 def test_two_workers_train_in_lockstep_and_the_chief_writes_the_run(tiny_root, tmp_path):
     runs = tmp_path / "runs"
     overrides = tiny_overrides(tiny_root) + [f"runtime.runs_dir={runs}", "runtime.strategy=multi_worker",
-                                             "train.epochs=2", "train.steps_per_epoch=3", "runtime.deterministic=true"]
+                                             "train.epochs=2", "train.steps_per_epoch=3", "runtime.deterministic=true",
+                                             *QUICK_FINISH]
     args = [sys.executable, "-m", "age_estimation.cli.main", "train", "--config", str(TINY_CONFIG), "--no-export", "--json"]
     for item in overrides:
         args += ["--set", item]
@@ -49,22 +54,12 @@ def test_two_workers_train_in_lockstep_and_the_chief_writes_the_run(tiny_root, t
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_trains_through_fit_on_one_device(tiny_config, tmp_path):
-    from age_estimation.training.fit import train
-
-    result = train(tiny_config("runtime.strategy=mirrored", "train.epochs=1", f"runtime.runs_dir={tmp_path}"), verbose=0)
-    for name in RUN_FILES:
-        assert (result.run_dir / name).is_file(), name
-    assert np.isfinite(result.metrics["heldout"]["mae"])
-
-
-@pytest.mark.slow
 def test_a_killed_multi_worker_run_resumes_from_its_last_epoch(tiny_root, tmp_path):
     runs = tmp_path / "runs"
     args = [sys.executable, "-m", "age_estimation.cli.main", "train", "--config", str(TINY_CONFIG), "--no-export"]
     for item in tiny_overrides(tiny_root) + [f"runtime.runs_dir={runs}", "runtime.strategy=multi_worker",
                                              "train.epochs=3", "train.steps_per_epoch=6",
-                                             "train.early_stopping_patience=5"]:
+                                             "train.early_stopping_patience=5", *QUICK_FINISH]:
         args += ["--set", item]
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)

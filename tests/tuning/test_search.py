@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from age_estimation.cli.main import main
 from age_estimation.config import ConfigError, load_config
 from age_estimation.training.cluster import free_port
 from age_estimation.training.fit import train
@@ -25,10 +26,14 @@ from age_estimation.tuning.search import (
 from tests.conftest import TINY_CONFIG, tiny_overrides
 from tests.training.processes import run_together
 
+# No BN recalibration after each trial: about a second less per trial, and no test here checks it
+# (tests/tuning/test_hypermodel.py does).
+FAST_TRIALS = ("train.bn_recalibration_batches=0",)
+
 
 def _tune_args(root: Path, *extra: str) -> list[str]:
     args = [sys.executable, "-m", "age_estimation.cli.main", "tune", "--config", str(TINY_CONFIG), "--json"]
-    for item in tiny_overrides(root) + list(extra):
+    for item in tiny_overrides(root) + list(FAST_TRIALS) + list(extra):
         args += ["--set", item]
     return args
 
@@ -46,17 +51,17 @@ def test_invalid_search_settings_fail_with_the_file_and_the_key(override, messag
     assert "ci_tiny.yaml" in str(err.value)
 
 
-def test_cli_rejects_bad_settings_before_any_work(tmp_path):
+def test_cli_rejects_bad_settings_before_any_work(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("tune:\n  algorithm: grid\n")
     with pytest.raises(ConfigError, match="'tune.algorithm' must be one of"):
         load_config(bad)
-    result = subprocess.run([sys.executable, "-m", "age_estimation.cli.main", "tune", "--config", str(bad)],
-                            check=False, capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 2 and "bad.yaml" in result.stdout and "tune.algorithm" in result.stdout
-    result = subprocess.run([sys.executable, "-m", "age_estimation.cli.main", "tune", "--config", str(TINY_CONFIG),
-                             "--max-trials", "0"], check=False, capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 2 and "tune.max_trials must be at least 1" in result.stdout
+    monkeypatch.chdir(tmp_path)  # where a search that started would write runs/ and data/
+    assert main(["tune", "--config", str(bad)]) == 2
+    out = capsys.readouterr().out
+    assert "bad.yaml" in out and "tune.algorithm" in out
+    assert main(["tune", "--config", str(TINY_CONFIG), "--max-trials", "0"]) == 2
+    assert "tune.max_trials must be at least 1" in capsys.readouterr().out
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
 
 
@@ -82,7 +87,7 @@ def test_a_recorded_search_is_read_with_todays_defaults(tmp_path):
 
 
 def test_search_resumes_writes_a_table_and_a_best_yaml_that_trains(tiny_config, tmp_path):
-    base = ("tune.algorithm=random", "tune.max_epochs=1", f"tune.directory={tmp_path / 'tune'}")
+    base = ("tune.algorithm=random", "tune.max_epochs=1", f"tune.directory={tmp_path / 'tune'}", *FAST_TRIALS)
     first = run_search(tiny_config(*base, "tune.max_trials=1"), verbose=0)
     assert [row["status"] for row in first.trials] == ["COMPLETED"]
     second = run_search(tiny_config(*base, "tune.max_trials=2"), verbose=0)
@@ -104,8 +109,8 @@ def test_search_resumes_writes_a_table_and_a_best_yaml_that_trains(tiny_config, 
     assert best.name == "ci_tiny_tuned" and best.model.rnn == hps["rnn"]
     assert best.data.batch_size == hps["batch_size"] and best.train.learning_rate == pytest.approx(hps["learning_rate"])
     assert len(best.model.conv_filters) == hps["conv_depth"]
-    result = train(load_config(second.best_config, ["train.epochs=1", f"runtime.runs_dir={tmp_path / 'runs'}"]),
-                   verbose=0)
+    result = train(load_config(second.best_config, ["train.epochs=1", "inference.test_time_flip=false",
+                                                     f"runtime.runs_dir={tmp_path / 'runs'}"]), verbose=0)
     assert (result.run_dir / "model.keras").is_file()
 
     with pytest.raises(TuneError, match="different config .*model.rnn_units.*--fresh"):
@@ -127,13 +132,29 @@ def test_cli_runs_hyperband_by_default_and_fresh_starts_over(tiny_root, tmp_path
     assert Path(result["best_config"]).is_file()
 
 
+# ``age-estimation tune`` as the chief, whose Keras Tuner oracle checks every second, not every 20, whether the
+# workers' last trials are done once the trial budget is spent (the 20 s wait is most of this test otherwise).
+PROMPT_CHIEF = """
+import sys
+from age_estimation.logs import set_library_logs
+set_library_logs(verbose=False)  # as main does, before TensorFlow is imported
+from keras_tuner.src.distribute import oracle_chief
+sleep = oracle_chief.time.sleep
+oracle_chief.time = type("PromptTime", (), {"sleep": staticmethod(lambda seconds: sleep(min(seconds, 1.0)))})
+from age_estimation.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_distributed_search_with_a_chief_and_two_workers(tiny_root, tmp_path):
     port = free_port()
     args = _tune_args(tiny_root, f"tune.directory={tmp_path}", "tune.algorithm=random", "tune.max_trials=2",
                       "tune.max_epochs=1")
+    chief_args = [sys.executable, "-c", PROMPT_CHIEF, *args[args.index("tune"):]]
     roles = ["chief", "tuner0", "tuner1"]
-    outputs = run_together([(args, tuner_env(role, "127.0.0.1", port)) for role in roles], tmp_path, timeout=300)
+    outputs = run_together([(chief_args if role == "chief" else args, tuner_env(role, "127.0.0.1", port))
+                            for role in roles], tmp_path, timeout=300)
     chief, *workers = (json.loads(out) for out in outputs)
     assert chief["role"] == "chief" and [w["role"] for w in workers] == ["worker", "worker"]
     assert [row["status"] for row in chief["trials"]] == ["COMPLETED"] * 2
