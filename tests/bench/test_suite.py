@@ -1,11 +1,12 @@
 """The bench runner: a quick smoke run on the tiny dataset measures every section and writes its table."""
 
 import dataclasses
+import functools
 import json
 
 import pytest
 
-from age_estimation.bench import suite
+from age_estimation.bench import memory, suite
 from age_estimation.bench.measure import QUICK
 from age_estimation.bench.report import format_bench
 from age_estimation.bench.suite import bench
@@ -20,6 +21,8 @@ SMOKE = dataclasses.replace(QUICK, videos=2, repeats=1, train_steps=1, latency_r
 @pytest.mark.slow
 def test_quick_bench_measures_every_section(tiny_config, tmp_path, monkeypatch):
     monkeypatch.setattr(suite, "QUICK", SMOKE)
+    # the long-video memory figures' 1080p clip: 20 frames, not 250 (writing and preparing those is 10 s here)
+    monkeypatch.setattr(memory, "long_video_memory", functools.partial(memory.long_video_memory, clip_frames=20))
     # no BN recalibration or test-time flip in the train and predict processes measured: no figure checked needs them
     results = bench(tiny_config("train.bn_recalibration_batches=0", "inference.test_time_flip=false"), quick=True,
                     out=tmp_path)
@@ -37,6 +40,7 @@ def test_quick_bench_measures_every_section(tiny_config, tmp_path, monkeypatch):
     # the predict process with --run takes the runtime a user's trained run gives: its TFLite export
     assert saved["inference"]["predict_process"]["default"]["runtime"] == "tflite"
     assert all(entry["exit_code"] == 0 and entry["peak_rss_mib"] > 50 for entry in saved["memory"].values())
+    assert {"prepare, 1080p 0.8 s clip", "predict, 1080p 2 s video"} <= set(saved["memory"])
     table = (tmp_path / "bench.md").read_text()
     assert table == format_bench(results) and "| peak RSS, train |" in table
     assert "| model frame_average forward" in table and "| still-head crop jitter, face mesh" in table

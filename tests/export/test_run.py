@@ -11,14 +11,24 @@ from pathlib import Path
 import keras
 import pytest
 
+from age_estimation.config import load_config, save_config
 from age_estimation.export.run import export_run
 from age_estimation.inference.runtimes import RUN_LINK, KerasPredictor, exported_tflite, open_predictor
 from age_estimation.inference.spec import DeploymentSpec, read_spec, run_link
+from age_estimation.models.siam.model import build_siam
 from age_estimation.runs import EXPORTS_NAME, model_sha256
 from age_estimation.video.landmark_set import LANDMARK_COUNT
 from tests.inference import write_video
-from tests.inference.dynamics_run import dynamics_export, make_dynamics_run
-from tests.tiny_run import CLIP, CROP, load_tiny_run, make_tiny_cache, make_tiny_run, write_run_facts
+from tests.inference.dynamics_run import DYNAMICS_OVERRIDES, dynamics_export
+from tests.tiny_run import (
+    CLIP,
+    CROP,
+    TINY_OVERRIDES,
+    load_tiny_run,
+    make_tiny_cache,
+    make_tiny_run,
+    write_run_facts,
+)
 
 pytestmark = pytest.mark.slow  # TFLite conversions and SavedModel exports
 
@@ -89,7 +99,12 @@ def test_export_run_carries_the_landmark_stream_with_parity(tmp_path_factory):
 
 
 def test_dynamics_only_is_refused_before_any_export(tmp_path):
-    run = make_dynamics_run(tmp_path, ["model.variant=dynamics_only"])
+    cfg = load_config(None, [*TINY_OVERRIDES, *DYNAMICS_OVERRIDES, "model.variant=dynamics_only",
+                             f"export.directory={tmp_path / 'exported'}"])
+    run = tmp_path / "runs" / "dynamics-only"
+    run.mkdir(parents=True)
+    build_siam(cfg.model, crop_size=CROP).save(run / "model.keras")  # refused by its variant: no need to train it
+    save_config(cfg, run / "config.yaml")
     with pytest.raises(ValueError, match="variant dynamics_only is an ablation model; export a model with frames"):
         export_run(run)
     assert not (tmp_path / "exported").exists()
