@@ -23,47 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A pipeline config is invalid; the message names the file and the key."""
-
-
-# Keys that belong to another section: the dotted name a file may still use -> the key's section.
-MOVED_KEYS = {
-    "model.test_time_flip": "inference.test_time_flip",
-    "data.window_span": "inference.window_span",
-    "train.seed": "runtime.seed",
-    "train.deterministic": "runtime.deterministic",
-    "train.mixed_precision": "runtime.mixed_precision",
-    "train.strategy": "runtime.strategy",
-    "train.runs_dir": "runtime.runs_dir",
-    "train.export_after": "export.after_training",
-}
-
-
-class RemovedKey(typing.NamedTuple):
-    """An option that was measured and not kept: what it measured (held-out MAE in years), its value when off."""
-
-    measured: str
-    off: Any
-
-
-# A file stating a removed key's off value, as every run saved before the removal does, describes a model
-# that exists and still loads; any other value asks for the removed option and fails (docs/experiments.md).
-REMOVED_KEYS = {
-    "model.dynamics_fusion": RemovedKey("late fusion (the landmark stream through its own recurrent and temporal "
-                                        "model), measured 5.35 against early fusion's 5.14 on fold 0", "early"),
-    "model.frame_summary_dropout": RemovedKey("late fusion's dropout of whole pixel summaries, measured 5.53 (0.1) "
-                                              "and 6.18 (0.3) against early fusion's 5.14 on fold 0", 0.0),
-    "model.dynamics_statistics": RemovedKey("statistics pooling of the landmark stream (its codes' mean, spread and "
-                                            "maximum), measured 5.39 against 5.14 on fold 0", False),
-    "model.landmark_frame": RemovedKey("the landmark stream in the face mesh's own eye frame ('eyes'), measured "
-                                       "5.84 against 5.14 on fold 0 (5.13 with statistics pooling)", "template"),
-    "model.dynamics_quantiles": RemovedKey("quantile pooling of the landmark stream, measured 5.12 against 4.98 on "
-                                           "five folds", 0),
-    "model.dynamics_quantile_features": RemovedKey("the signals of the landmark stream's quantile pooling, measured "
-                                                   "5.12 against 4.98 on five folds", 8),
-}
+from age_estimation.config_keys import MOVED_KEYS, ConfigError, without_removed_keys
 
 
 @dataclass
@@ -242,10 +202,9 @@ class RuntimeConfig:
 
 @dataclass
 class QualityConfig:
-    """When ``predict`` refuses a video's face: limits on the medians of its face frames' measures
-    (``inference/quality.py``). A trained run holds its face measures' range over its training videos
-    (``face_ranges.json``) and judges brightness, contrast and sharpness by it; the fixed limits below
-    serve a model without one. Size and rotation are always judged by these keys."""
+    """When ``predict`` refuses a video's face, from the medians of its face frames' measures (``inference/
+    quality.py``): brightness, contrast and sharpness by the run's training range (``face_ranges.json``), or
+    by the fixed limits below for a model without one; size and rotation always by these keys."""
 
     # Mean grey level of the face's centre, 0-255 (clean synthetic faces: 70-208).
     min_brightness: float = 40.0
@@ -259,9 +218,8 @@ class QualityConfig:
     # Distance between the eyes in the decoded frame's pixels (after align.max_side): a face this small
     # is upscaled into the crop from a few pixels.
     min_eye_distance: float = 10.0
-    # How much surer the face detector may be of the face turned by 90, 180 or 270 degrees than as it
-    # stands (median over sampled frames): an upside-down or sideways face is found more surely turned
-    # upright. Clean synthetic and real clips measure at most 0.07, an upside-down real face 0.35.
+    # How much surer the detector may be of the face turned by 90, 180 or 270 degrees than as it stands
+    # (median of sampled frames): clean synthetic and real clips measure at most 0.07, upside down 0.35.
     max_rotation_gain: float = 0.1
 
 
@@ -378,22 +336,6 @@ def from_dict(cls: type, raw: dict[str, Any], origin: str, prefix: str = "") -> 
         )
     kwargs = {name: _coerce(hints[name], value, origin, prefix + name) for name, value in raw.items()}
     return cls(**kwargs)
-
-
-def without_removed_keys(raw: dict[str, Any], origin: str, prefix: str) -> dict[str, Any]:
-    """``raw`` less the removed keys (``REMOVED_KEYS``) that hold their off value; any other value fails.
-
-    ``prefix`` is the section's dotted prefix ("model."). A run saved before a removal states every key
-    at its value then, so its config and model file still load while they describe a model that exists.
-    """
-    asked = [
-        f"'{prefix + key}' was removed: {REMOVED_KEYS[prefix + key].measured}, not kept (docs/experiments.md)"
-        for key, value in raw.items()
-        if prefix + key in REMOVED_KEYS and value != REMOVED_KEYS[prefix + key].off
-    ]
-    if asked:
-        raise ConfigError(f"{origin}: {'; '.join(asked)}")
-    return {key: value for key, value in raw.items() if prefix + key not in REMOVED_KEYS}
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

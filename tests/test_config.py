@@ -9,8 +9,6 @@ import pytest
 import yaml
 
 from age_estimation.config import (
-    MOVED_KEYS,
-    REMOVED_KEYS,
     ConfigError,
     PipelineConfig,
     load_config,
@@ -19,6 +17,7 @@ from age_estimation.config import (
     to_dict,
     with_changes,
 )
+from age_estimation.config_keys import MOVED_KEYS, REMOVED_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "age_estimation"
 
 # video -> aligned clip -> batch -> model -> (predictor) -> scoring -> training -> experiments / search
-# -> export -> the main job -> benchmarks -> command line. The foundation modules import no stage.
+# -> export -> the main job -> benchmarks -> command line. The foundation modules import no stage (the
+# config imports only its table of moved and removed keys).
 STAGES = (
+    ("config_keys",),
     ("config", "atomic_files", "logs", "runs"),
     ("video",),
     ("data",),

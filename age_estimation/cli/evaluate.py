@@ -186,7 +186,8 @@ def _open_predictor(args: argparse.Namespace, run_dir: Path | None) -> Any:
     """The predictor ``predict`` would open for ``--model``/the run, with its spec filled from the run (or,
     for a bare ``--model``, from the newest run, else the defaults), as ``cli.predict`` fills it."""
     from age_estimation.config import load_config
-    from age_estimation.inference.runtimes import open_predictor, run_spec
+    from age_estimation.inference.run_exports import run_spec
+    from age_estimation.inference.runtimes import open_predictor
     from age_estimation.inference.spec import DeploymentSpec
     from age_estimation.runs import latest_run
 

@@ -31,7 +31,8 @@ from age_estimation.inference.predict import (
     model_notices,
     predict_videos,
 )
-from age_estimation.inference.runtimes import Predictor, ServingPredictor, open_predictor, run_spec
+from age_estimation.inference.run_exports import run_spec
+from age_estimation.inference.runtimes import Predictor, ServingPredictor, open_predictor
 from age_estimation.inference.spec import DeploymentSpec
 from age_estimation.runs import latest_run
 

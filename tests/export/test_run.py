@@ -13,7 +13,8 @@ import pytest
 
 from age_estimation.config import load_config, save_config
 from age_estimation.export.run import export_run
-from age_estimation.inference.runtimes import RUN_LINK, KerasPredictor, exported_tflite, open_predictor
+from age_estimation.inference.run_exports import RUN_LINK, exported_tflite
+from age_estimation.inference.runtimes import KerasPredictor, open_predictor
 from age_estimation.inference.spec import DeploymentSpec, read_spec, run_link
 from age_estimation.models.siam.model import build_siam
 from age_estimation.runs import EXPORTS_NAME, model_sha256

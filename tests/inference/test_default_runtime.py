@@ -9,7 +9,7 @@ import pytest
 
 from age_estimation.config import load_config, save_config
 from age_estimation.export.run import export_run
-from age_estimation.inference.runtimes import RUN_LINK, exported_tflite
+from age_estimation.inference.run_exports import RUN_LINK, exported_tflite
 from age_estimation.runs import EXPORTS_NAME
 from tests.inference import write_video
 

@@ -1,4 +1,4 @@
-"""`age-estimation predict`: windows, combination, face handling, every runtime, explain pictures."""
+"""`age-estimation predict` and its windows: combination, face handling, every runtime, explain pictures."""
 
 import dataclasses
 import json
@@ -19,15 +19,12 @@ from age_estimation.inference.predict import (
     NO_INTERVAL,
     PredictionError,
     VideoPrediction,
-    WindowStream,
     collect_videos,
-    predict_frames,
     predict_videos,
     prediction_align_config,
-    window_indices,
-    window_starts,
 )
 from age_estimation.inference.runtimes import Predictor
+from age_estimation.inference.windows import WindowStream, predict_frames, window_indices, window_starts
 from age_estimation.video.landmark_set import LANDMARK_COUNT, LANDMARK_INDICES
 from age_estimation.video.landmarks import mouth_width
 from tests.inference import write_video

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from age_estimation.config import REMOVED_KEYS, ConfigError, ModelConfig, load_config
+from age_estimation.config import ConfigError, ModelConfig, load_config
+from age_estimation.config_keys import REMOVED_KEYS
 from age_estimation.models.siam.model import Siam, build_siam, load_siam
 
 CROP = 32

@@ -23,7 +23,8 @@ from typing import Any
 
 import keras
 
-from age_estimation.config import BackboneConfig, ConfigError, ModelConfig, without_removed_keys
+from age_estimation.config import BackboneConfig, ConfigError, ModelConfig
+from age_estimation.config_keys import without_removed_keys
 from age_estimation.models.siam.graph import (
     age_head,
     frame_encoder,
