@@ -6,7 +6,9 @@
 - held-out oracle MAE: the oracle floor restricted to the evaluated videos;
 - cue usage: for each cue, the correlation of the model's error (predicted - true age) with the
   video's cue residual (latent value - its mean at the true age), beside the oracle's. A cue the
-  model reads pulls its error the way the cue's noise points.
+  model reads pulls its error the way the cue's noise points. Errors of other origin dilute that
+  correlation, so each cue also has its slope share: the least-squares slope of the model's error on
+  the residual over the oracle's (1 = the cue's noise moves the age as much as the oracle's, 0 = not read).
 A model that ignores the cues scores 1.0 on both ratios and about 0 in cue usage.
 """
 
@@ -92,9 +94,11 @@ def attention_mass(predictions: Any, data_path: Path, cache_dir: str | Path) -> 
 
 
 def cue_usage(predictions: Any, data_path: Path, cache_dir: str | Path) -> dict[str, dict[str, float | None]]:
-    """Per cue, ``{"model": r, "oracle": r}``: how the model's and the oracle's errors follow that cue.
+    """Per cue, ``{"model": r, "oracle": r, "slope_share": s}``: how the model's and the oracle's errors
+    follow that cue, and the model's error slope on it as a share of the oracle's.
 
-    Example: ``{"hair_grey": {"model": -0.05, "oracle": 0.24}}`` says the model does not read greying.
+    Example: ``{"hair_grey": {"model": -0.05, "oracle": 0.24, "slope_share": -0.1}}`` says the model does
+    not read greying.
     """
     truth = load_ground_truth(data_path)
     generator, cue_model = truth["generator"], truth["cue_model"]
@@ -106,8 +110,22 @@ def cue_usage(predictions: Any, data_path: Path, cache_dir: str | Path) -> dict[
     usage = {}
     for name, spec in cue_model.items():
         residual = np.array([video["cues"][name] for _, video in rows]) - t ** spec["exponent"]
-        usage[name] = {"model": _correlation(model_error, residual), "oracle": _correlation(oracle_error, residual)}
+        usage[name] = {"model": _correlation(model_error, residual),
+                       "oracle": _correlation(oracle_error, residual),
+                       "slope_share": slope_share(model_error, oracle_error, residual)}
     return usage
+
+
+def slope_share(model_error: np.ndarray, oracle_error: np.ndarray, residual: np.ndarray) -> float | None:
+    """OLS slope of ``model_error`` on ``residual`` over that of ``oracle_error``: the share of the cue's
+    effect on age the model takes up, which its other errors, unlike a correlation's, leave whole."""
+    if len(residual) < 3 or np.var(residual) == 0:
+        return None
+    centred, oracle_centred = residual - residual.mean(), oracle_error - oracle_error.mean()
+    oracle_slope = float(np.dot(oracle_centred, centred))  # both slopes times the same n * var(residual)
+    if not abs(oracle_slope) > 1e-12 * np.linalg.norm(oracle_centred) * np.linalg.norm(centred):
+        return None  # the oracle's error does not follow this cue (or is not finite)
+    return float(np.dot(model_error - model_error.mean(), centred)) / oracle_slope
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -36,6 +36,8 @@ ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 _ABLATION_RESULT = "result.json"
+# The figures of one cue in ``cue_usage`` (``evaluation.attention.cue_usage``).
+CUE_FIGURES = ("model", "oracle", "slope_share")
 
 
 def ablation_plan(
@@ -264,10 +266,11 @@ def difference_from(runs: FoldPredictions, reference: FoldPredictions) -> dict[s
 
 
 def _mean_cue_usage(usages: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float | None]] | None:
-    """Per cue, the model's and the oracle's correlations, each averaged over the folds."""
+    """Per cue, the model's and the oracle's correlations and the slope share, each averaged over the folds
+    that know it (a record may lack the slope share)."""
     if not usages:
         return None
-    return {cue: {who: _mean_known([u[cue][who] for u in usages]) for who in ("model", "oracle")}
+    return {cue: {key: _mean_known([u[cue].get(key) for u in usages]) for key in CUE_FIGURES}
             for cue in usages[0]}
 
 
@@ -320,19 +323,31 @@ def ablation_markdown(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cue_usage_markdown(table: list[dict[str, Any]]) -> list[str]:
-    """Lines of a table: per variant, how its error follows each generator cue (the oracle's last)."""
+def cue_usage_markdown(table: list[dict[str, Any]], over: str = "mean over the folds") -> list[str]:
+    """Lines of two tables: per variant, how its error follows each generator cue (the oracle's last),
+    then its slope share of each cue where the records carry one; ``over`` says how folds were combined."""
     usages = [(row, row["cue_usage"]) for row in table if row.get("cue_usage")]
     if not usages:
         return []
     cues = list(usages[0][1])
     widest = max(usages, key=lambda item: len(item[0]["folds"]))[1]
-    lines = ["", "Cue usage, mean over the folds: correlation of the error with each cue's residual "
+    lines = ["", f"Cue usage, {over}: correlation of the error with each cue's residual "
              + "(0 = the cue is not read).", "",
              "| variant | " + " | ".join(cues) + " |", "|---|" + "---|" * len(cues)]
     rows = [(row["variant"], {c: u[c]["model"] for c in cues}) for row, u in usages]
     rows.append(("oracle", {c: widest[c]["oracle"] for c in cues}))
-    for name, values in rows:
-        cells = ["n/a" if values[c] is None else f"{values[c]:+.2f}" for c in cues]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [_cue_row(name, values, cues) for name, values in rows]
+    shares = [(row["variant"], {c: u[c].get("slope_share") for c in cues}) for row, u in usages]
+    if any(v is not None for _, values in shares for v in values.values()):
+        lines += ["", f"Slope share, {over}: slope of the error on each cue's residual over "
+                  + "the oracle's, which the model's other errors do not shrink (1 = read as the oracle "
+                  + "reads it, 0 = not read).", "",
+                  "| variant | " + " | ".join(cues) + " |", "|---|" + "---|" * len(cues)]
+        lines += [_cue_row(name, values, cues) for name, values in shares]
     return lines
+
+
+def _cue_row(name: str, values: dict[str, float | None], cues: list[str]) -> str:
+    """One row of a cue table: signed figures, n/a where unknown."""
+    cells = ["n/a" if values[c] is None else f"{values[c]:+.2f}" for c in cues]
+    return f"| {name} | " + " | ".join(cells) + " |"

@@ -7,7 +7,8 @@ from the runs it names. Two kinds of folder are read:
 - an ablation folder (``age-estimation ablation --out DIR``): one ``<variant>-fold<i>/`` run per variant
   and held-out fold. Its tables: held-out MAE per fold, mean and pooled, the ratio to the oracle floor,
   the paired difference from the reference variant with its subject-bootstrap interval, the age
-  interval's coverage and width per fold, attention ratios and cue usage where the runs carry them;
+  interval's coverage and width per fold, attention ratios, cue usage and its slope share where the runs
+  carry them;
 - a single run folder (``make train``): one row of a table of single runs.
 
 Ablation runs of one dataset at several ``data.train_subjects`` settings (from any of the ablation folders)
@@ -21,11 +22,13 @@ import os
 import platform
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from age_estimation.evaluation.attention import oracle_errors
+from age_estimation.evaluation.attention import cue_usage, oracle_errors
 from age_estimation.experiments.ablation import (
+    CUE_FIGURES,
     FoldPredictions,
     cue_usage_markdown,
     difference_from,
@@ -192,23 +195,50 @@ def attention_table(groups: dict[str, list[RunRecord]]) -> list[str]:
 
 
 def cue_table(groups: dict[str, list[RunRecord]]) -> list[str]:
-    """Cue usage, mean over each variant's folds, with the oracle's (``ablation.cue_usage_markdown``)."""
-    rows = []
+    """Cue usage and slope share of each variant with the oracle's usage (``ablation.cue_usage_markdown``):
+    scored on the held-out videos of all its folds pooled where the ground truth is at hand (a per-fold
+    slope share divides by a small, noisy oracle slope), else the mean of the folds' records."""
+    rows, pooled_everywhere = [], True
     for variant, runs in groups.items():
-        usages = [r.cue_usage for r in runs if r.cue_usage]
-        if usages:
-            rows.append({"variant": variant, "folds": [r.fold for r in runs],
-                         "cue_usage": mean_usage(usages)})
-    return cue_usage_markdown(rows)
+        usage = pooled_cue_usage(runs)
+        if usage is None:
+            pooled_everywhere = False
+            records = [r.cue_usage for r in runs if r.cue_usage]
+            usage = mean_usage(records) if records else None
+        if usage:
+            rows.append({"variant": variant, "folds": [r.fold for r in runs], "cue_usage": usage})
+    return cue_usage_markdown(rows, over="pooled over the folds' held-out videos" if pooled_everywhere
+                              else "mean over the folds")
+
+
+def pooled_cue_usage(runs: Sequence[RunRecord]) -> dict[str, dict[str, float | None]] | None:
+    """Cue usage scored once on the held-out predictions of all ``runs`` (one per fold) pooled; None when
+    the data is not synthetic or its ground truth and cache index are not where the config says."""
+    data = runs[0].config.get("data") or {}
+    if data.get("source", "synthetic") != "synthetic" or not data.get("path") or not data.get("cache_dir"):
+        return None
+    try:
+        pooled = fold_predictions(runs)
+        return cue_usage(HeldOut(pooled.videos, pooled.predicted), Path(data["path"]), data["cache_dir"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+class HeldOut(NamedTuple):
+    """The fields of a run's held-out predictions that ``cue_usage`` reads."""
+
+    video_ids: list[str]
+    pred: np.ndarray
 
 
 def mean_usage(usages: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float | None]]:
-    """Per cue, the model's and the oracle's correlations averaged over the runs that know them."""
+    """Per cue, the model's and the oracle's correlations and the slope share averaged over the runs that
+    know them."""
     def mean(values: list[float | None]) -> float | None:
         known = [v for v in values if v is not None]
         return float(np.mean(known)) if known else None
 
-    return {cue: {who: mean([u.get(cue, {}).get(who) for u in usages]) for who in ("model", "oracle")}
+    return {cue: {key: mean([u.get(cue, {}).get(key) for u in usages]) for key in CUE_FIGURES}
             for cue in usages[0]}
 
 

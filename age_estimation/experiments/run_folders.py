@@ -13,7 +13,7 @@ import datetime
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,8 @@ class RunRecord:
 
     @property
     def cue_usage(self) -> dict[str, dict[str, float | None]] | None:
-        """Per generator cue, the model's and the oracle's error correlation (synthetic data)."""
+        """Per generator cue, the model's and the oracle's error correlation and the slope share (synthetic
+        data; a record may lack the slope share)."""
         return self.result.get("cue_usage") or self.metrics.get("cue_usage")
 
     @property
@@ -92,6 +93,15 @@ class Study:
     def by_variant(self) -> dict[str, list[RunRecord]]:
         """Variant -> its runs by fold, the ablation's variants first in the ablation's order."""
         return group_by_variant(self.runs)
+
+
+def compared_study(studies: Sequence[Study]) -> Study:
+    """One study of several ablation folders, each variant labelled ``variant (folder name)``: the folders'
+    models (another backbone, another setting) side by side, paired on the folds they share."""
+    runs = [replace(run, variant=f"{run.variant} ({study.path.name})")
+            for study in studies for run in study.runs]
+    unfinished = [path for study in studies for path in study.unfinished]
+    return Study(Path(" + ".join(str(study.path) for study in studies)), runs, unfinished=unfinished)
 
 
 def group_by_variant(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:

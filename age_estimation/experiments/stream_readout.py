@@ -166,6 +166,7 @@ def _reader_scores(
                           cfg.data.cache_dir)
         scores["cue_usage"] = {cue: values["model"] for cue, values in usage.items()}
         scores["oracle_cue_usage"] = {cue: values["oracle"] for cue, values in usage.items()}
+        scores["cue_slope_share"] = {cue: values["slope_share"] for cue, values in usage.items()}
     return scores
 
 
@@ -177,7 +178,7 @@ def _regional_cues(video_ids: list[str], cfg: PipelineConfig) -> np.ndarray:
 
 
 def readout_markdown(summary: dict[str, Any]) -> str:
-    """The readers as a Markdown table: MAE and the dynamic cues' usage."""
+    """The readers as Markdown tables: MAE and the dynamic cues' usage, then their slope share."""
     title = (f"Linear readers, {summary['folds']}-fold by subject over {summary['videos']} clips "
              f"({summary['skipped']} without a landmark track):")
     lines = [title, "",
@@ -191,6 +192,14 @@ def readout_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"| {name} | {scores['mae']:.2f} | " + " | ".join(cells) + " |")
     if oracle:
         lines.append("| oracle | | " + " | ".join(_signed(oracle.get(cue)) for cue in DYNAMIC_CUES) + " |")
+    shares = {name: scores["cue_slope_share"] for name, scores in summary["readers"].items()
+              if scores.get("cue_slope_share")}
+    if shares:
+        lines += ["", "Slope share of each cue (the reader's error slope on its residual over the oracle's):",
+                  "",
+                  "| reader | " + " | ".join(DYNAMIC_CUES) + " |", "|---|" + "---|" * len(DYNAMIC_CUES)]
+        lines += [f"| {name} | " + " | ".join(_signed(share.get(cue)) for cue in DYNAMIC_CUES) + " |"
+                  for name, share in shares.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -46,7 +46,8 @@ def write_run(folder: Path, variant: str, fold: int, signed: list[float], train_
         (folder / "result.json").write_text(json.dumps({
             "variant": variant, "fold": fold, "run_dir": str(folder), "mae": mae, "mean_predictor_mae": 15.0,
             "temporal_ratio": 3.0 + fold, "spatial_ratio": 2.0, "oracle_mae": 0.5,
-            "cue_usage": {"smile_onset": {"model": 0.1 * (fold + 1), "oracle": 0.3}}}))
+            "cue_usage": {"smile_onset": {"model": 0.1 * (fold + 1), "oracle": 0.3,
+                                          **({"slope_share": 0.4} if fold == 0 else {})}}}))
     return folder
 
 
@@ -84,6 +85,9 @@ def test_the_ablation_tables_come_from_the_run_folders(tmp_path: Path) -> None:
     assert "| siam_dynamics | 90% | 80.0% / 80.0% | 80.0% | 10.0 / 10.0 |" in lines
     assert "| siam_dynamics | 3.00 / 4.00 | 3.00 | 2.00 / 2.00 | 2.00 |" in lines
     assert "| siam_dynamics | +0.15 |" in lines and "| oracle | +0.30 |" in lines
+    shares = lines[next(i for i, line in enumerate(lines) if line.startswith("Slope share")):]
+    assert shares[2:6] == ["| variant | smile_onset |", "|---|---|", "| siam_dynamics | +0.40 |",
+                          "| frame_average | +0.40 |"]
     assert "T = 16; training subjects per run 256; held-out subjects per fold 80" in page
     assert "## Learning curve" not in page
 
@@ -146,3 +150,50 @@ def test_the_command_writes_the_page_and_refuses_a_folder_without_runs(tmp_path:
     empty.mkdir()
     assert main(["report", str(empty)]) == 2
     assert f"error: {empty}: neither a run folder" in capsys.readouterr().out
+
+
+def test_compare_puts_two_ablation_folders_in_one_paired_table(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    """The same variant trained two ways: rows labelled by folder, differences paired on the shared folds
+    against the first folder's, and a single run refused."""
+    scratch = write_ablation(tmp_path / "scratch", {"siam_dynamics": {0: [1.0, -1.0, 2.0], 1: [1.0, 1.0]}})
+    other = write_ablation(tmp_path / "backbone", {"siam_dynamics": {0: [2.0, -2.0, 3.0], 1: [2.0, 2.0]}})
+    out = tmp_path / "compare.md"
+    assert main(["report", str(scratch), str(other), "--compare", "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "| minus siam_dynamics (scratch) [95% CI] |" in page
+    row = next(line for line in page.splitlines() if line.startswith("| siam_dynamics (backbone) | 0, 1 |"))
+    assert "+1.00" in row  # every error one year larger, paired on the same five videos
+    assert main(["report", str(scratch), str(scratch / "siam_dynamics-fold0"), "--compare"]) == 2
+    assert "--compare takes ablation folders" in capsys.readouterr().out
+
+
+def test_cue_usage_is_scored_on_the_pooled_held_out_videos(tmp_path: Path, tiny_config) -> None:
+    """Two folds whose predictions are the oracle's ages: scored again from the predictions CSVs pooled, every
+    cue's slope share is 1 whatever the runs' records say."""
+    from age_estimation.data.cache import read_index
+    from age_estimation.evaluation.attention import load_ground_truth, truth_rows
+    from age_estimation.experiments.report import pooled_cue_usage
+    from age_estimation.experiments.run_folders import RunRecord
+
+    cfg = tiny_config()
+    truth = load_ground_truth(Path(cfg.data.path))
+    ids = sorted(read_index(cfg.data.cache_dir)["videos"])
+    records = dict(truth_rows(ids, truth, Path(cfg.data.path), cfg.data.cache_dir))
+    config = {"data": {"source": "synthetic", "path": cfg.data.path, "cache_dir": cfg.data.cache_dir}}
+    runs = []
+    for fold in (0, 1):
+        folder = tmp_path / f"siam_dynamics-fold{fold}"
+        folder.mkdir()
+        lines = ["video_id,subject,label,age,predicted,abs_error,fold"]
+        lines += [f"{ids[row]},s{row},posed,{v['age']},{v['oracle_age']},0,{fold}"
+                  for row, v in records.items() if row % 2 == fold]
+        (folder / PREDICTIONS_NAME).write_text("\n".join(lines) + "\n")
+        stale = {"cue_usage": {"smile_onset": {"model": 0.0, "oracle": 0.3, "slope_share": 0.0}}}
+        runs.append(RunRecord(folder, "siam_dynamics", fold, {}, stale, config))
+    usage = pooled_cue_usage(runs)
+    assert set(usage) == set(truth["cue_model"])
+    for cue, figures in usage.items():
+        assert figures["slope_share"] == pytest.approx(1.0), cue
+    no_truth = [RunRecord(r.path, r.variant, r.fold, {}, r.result, {"data": {"source": "csv"}}) for r in runs]
+    assert pooled_cue_usage(no_truth) is None

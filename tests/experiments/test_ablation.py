@@ -33,22 +33,26 @@ def _predictions(run_dir, rows):
     return run_dir
 
 
-def _variant(root, name, errors):
-    """Hand-made runs of one variant: fold -> signed error per video of ``FOLD_VIDEOS[fold]``."""
+def _variant(root, name, errors, slope_shares=None):
+    """Hand-made runs of one variant: fold -> signed error per video of ``FOLD_VIDEOS[fold]``; fold -> the
+    hair_grey slope share in ``slope_shares`` (a fold left out has a record without one)."""
     runs, dirs = [], {}
     for fold, signed in errors.items():
         rows = [(vid, age, age + e) for (vid, age), e in zip(FOLD_VIDEOS[fold], signed)]
         dirs[fold] = _predictions(root / f"{name}-fold{fold}", rows)
+        usage = {"model": 0.1 * (fold + 1), "oracle": 0.2 + 0.2 * fold}
+        if fold in (slope_shares or {}):
+            usage["slope_share"] = slope_shares[fold]
         runs.append({"variant": name, "fold": fold, "mae": sum(abs(e) for e in signed) / len(signed),
                      "mean_predictor_mae": 10.0 + fold, "temporal_ratio": 2.0 + fold, "spatial_ratio": None,
-                     "cue_usage": {"hair_grey": {"model": 0.1 * (fold + 1), "oracle": 0.2 + 0.2 * fold}}})
+                     "cue_usage": {"hair_grey": usage}})
     return runs, FoldPredictions.read(dirs)
 
 
 def test_table_picks_the_lowest_pooled_mae_and_pairs_the_others_with_it(tmp_path):
-    a_runs, a = _variant(tmp_path, "a", {0: [1, 0, -2], 1: [1, -1]})  # pooled MAE 5 / 5 = 1.0
-    b_runs, b = _variant(tmp_path, "b", {0: [2, 0, 2], 1: [0, 0]})  # 4 / 5 = 0.8: the best
-    c_runs, c = _variant(tmp_path, "c", {0: [3, -3, 3]})  # one fold done, 3.0
+    a_runs, a = _variant(tmp_path, "a", {0: [1, 0, -2], 1: [1, -1]}, {0: 0.5})  # pooled MAE 5 / 5 = 1.0
+    b_runs, b = _variant(tmp_path, "b", {0: [2, 0, 2], 1: [0, 0]}, {0: 0.6, 1: 1.0})  # 4 / 5 = 0.8: the best
+    c_runs, c = _variant(tmp_path, "c", {0: [3, -3, 3]})  # one fold done, 3.0, no slope share recorded
     oracle = {vid: 0.5 for fold in FOLD_VIDEOS.values() for vid, _ in fold}
     table = ablation_table(a_runs + b_runs + c_runs, {"a": a, "b": b, "c": c}, oracle, folds_planned=2)
     a_row, b_row, c_row = table
@@ -66,13 +70,26 @@ def test_table_picks_the_lowest_pooled_mae_and_pairs_the_others_with_it(tmp_path
     assert c_row["mae_std"] is None and c_row["folds_planned"] == 2
     assert (a_row["temporal_ratio"], a_row["temporal_ratio_min"]) == ([2.0, 3.0], 2.0)
     assert (a_row["spatial_ratio"], a_row["spatial_ratio_min"]) == ([None, None], None)
-    assert a_row["cue_usage"]["hair_grey"] == {"model": pytest.approx(0.15), "oracle": pytest.approx(0.3)}
+    assert a_row["cue_usage"]["hair_grey"] == {"model": pytest.approx(0.15), "oracle": pytest.approx(0.3),
+                                               "slope_share": pytest.approx(0.5)}
+    assert b_row["cue_usage"]["hair_grey"]["slope_share"] == pytest.approx(0.8)
+    assert c_row["cue_usage"]["hair_grey"]["slope_share"] is None
     assert a_row["mean_predictor_mae"] == pytest.approx(10.5)
     markdown = ablation_markdown(table)
     assert "| minus b [95% CI] |" in markdown and "| b | 2/2 | 0.67 ± 0.67 | 1.33 / 0.00 | 0.80 | 1.60x [" in markdown
     assert "| c | 1/2 | 3.00 | 3.00 | 3.00 | 6.00x [" in markdown and "| best |" in markdown
     assert "| 2.00 / 3.00 (min 2.00) | n/a |" in markdown and "| oracle | +0.30 |" in markdown
     assert "Oracle floor on the held-out videos of 2 folds: 0.50 years" in markdown
+    shares = markdown[markdown.index("Slope share, mean over the folds"):].splitlines()
+    assert shares[2:7] == ["| variant | hair_grey |", "|---|---|", "| a | +0.50 |", "| b | +0.80 |",
+                           "| c | n/a |"]
+
+
+def test_cue_records_without_a_slope_share_render_without_its_table(tmp_path):
+    runs, a = _variant(tmp_path, "a", {0: [1, 0, -2], 1: [1, -1]})
+    markdown = ablation_markdown(ablation_table(runs, {"a": a}))
+    assert "| a | +0.15 |" in markdown and "| oracle | +0.30 |" in markdown
+    assert "Slope share" not in markdown
 
 
 def test_a_partial_best_is_compared_over_its_folds_only(tmp_path):

@@ -52,6 +52,22 @@ def test_ridge_recovers_a_linear_rule():
     np.testing.assert_allclose(shrunk, y.mean(), atol=1e-3)
 
 
+def test_the_readers_table_shows_the_slope_share_where_the_scores_carry_it():
+    usage = {"smile_onset": 0.1, "smile_amplitude": 0.2, "smile_apex": None}
+    share = {"smile_onset": 0.9, "smile_amplitude": -0.25, "smile_apex": None}
+    summary = {"folds": 2, "videos": 10, "skipped": 0, "readers": {
+        "smile track": {"mae": 5.0, "cue_usage": usage, "oracle_cue_usage": usage, "cue_slope_share": share},
+        "older record": {"mae": 6.0, "cue_usage": usage}}}
+    lines = readout_markdown(summary).splitlines()
+    assert "| smile track | 5.00 | +0.10 | +0.20 | n/a |" in lines
+    assert "| older record | 6.00 | +0.10 | +0.20 | n/a |" in lines
+    shares = lines[next(i for i, line in enumerate(lines) if line.startswith("Slope share")):]
+    assert shares[2:] == ["| reader | " + " | ".join(DYNAMIC_CUES) + " |", "|---|---|---|---|",
+                          "| smile track | +0.90 | -0.25 | n/a |"]
+    del summary["readers"]["smile track"]["cue_slope_share"]
+    assert "Slope share" not in readout_markdown(summary)
+
+
 @pytest.mark.slow
 def test_readout_scores_every_reader_on_the_synthetic_folds(tiny_config):
     cfg = tiny_config()
@@ -61,7 +77,7 @@ def test_readout_scores_every_reader_on_the_synthetic_folds(tiny_config):
                                         "regional cues, noise 0.1 + smile track"]
     for scores in summary["readers"].values():
         assert 0 < scores["mae"] < 60
-        assert set(DYNAMIC_CUES) <= set(scores["cue_usage"])
+        assert set(DYNAMIC_CUES) <= set(scores["cue_usage"]) == set(scores["cue_slope_share"])
     assert "| smile track |" in readout_markdown(summary)
 
 
