@@ -1,4 +1,5 @@
-"""``age-estimation export``: a trained run -> SavedModel (TF Serving layout) + TFLite variants + report.
+"""``age-estimation export``: a trained run -> SavedModel (TF Serving layout) + TFLite variants + report;
+``--model face-age-v1``: the pretrained face-age network -> TFLite float32 and float16 + parity report.
 
 The run is ``--run DIR`` or the newest finished run under ``runtime.runs_dir``; its config.yaml gives the
 model, alignment and T, and ``--config`` (when given) supplies the ``export`` section. The report
@@ -16,18 +17,28 @@ from typing import Any
 
 from age_estimation.cli.common import add_config_arguments
 from age_estimation.config import load_config
+from age_estimation.export.face_age import FACE_AGE_VARIANTS, export_face_age
 from age_estimation.export.report import format_table
 from age_estimation.export.run import export_run
+from age_estimation.inference.face_age import FACE_AGE_V1
 from age_estimation.inference.model_card import ModelCard
 from age_estimation.runs import latest_run
+
+FACE_AGE_MODELS = (FACE_AGE_V1,)  # built-in pretrained models `export --model` takes
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     # No default config: without --config the run's own config.yaml is used whole; --set overrides it.
     add_config_arguments(parser, default=None)
-    parser.add_argument("--run", help="run directory to export (default: the newest under runtime.runs_dir)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--run", help="run directory to export (default: the newest under runtime.runs_dir)")
+    source.add_argument("--model", choices=FACE_AGE_MODELS,
+                        help="export a built-in pretrained model instead of a run: TFLite float32 and float16 "
+                             "with a parity report (no SavedModel)")
+    parser.add_argument("--out", metavar="DIR", help="export folder (default: the config's export.directory)")
     parser.add_argument(
-        "--variants", help="comma-separated TFLite variants (default: export.tflite_variants)"
+        "--variants", help="comma-separated TFLite variants (default: export.tflite_variants; with --model: "
+                           f"{','.join(FACE_AGE_VARIANTS)})"
     )
     parser.add_argument("--no-tflite", action="store_true", help="write only the SavedModel")
     parser.add_argument("--no-report", action="store_true", help="skip the parity / size / latency report")
@@ -49,11 +60,24 @@ def run(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> dict[str, Any]:
     """Do the export described by ``args``; returns the JSON-ready summary."""
+    if args.model:
+        if args.no_tflite:
+            raise ValueError(f"{args.model} exports only TFLite variants; drop --no-tflite")
+        cfg = load_config(args.config, args.overrides)  # the export section: folder and latency runs
+        return export_face_age(
+            args.out or cfg.export.directory,
+            variants=args.variants.split(",") if args.variants else None,
+            report=not args.no_report,
+            runs=cfg.export.latency_runs,
+            name=args.model,
+        )
     pipeline = load_config(args.config) if args.config else None
+    if args.out and pipeline:
+        pipeline.export.directory = args.out
     run_dir = Path(args.run) if args.run else latest_run(pipeline.runtime.runs_dir if pipeline else "runs")
     return export_run(
         run_dir,
-        overrides=args.overrides,
+        overrides=[*args.overrides, *([f"export.directory={args.out}"] if args.out else [])],
         export_cfg=pipeline.export if pipeline else None,
         variants=args.variants.split(",") if args.variants else None,
         tflite=not args.no_tflite,
@@ -62,6 +86,9 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print_human(result: dict[str, Any]) -> None:
+    if "savedmodel" not in result:  # a pretrained model's TFLite export
+        _print_tflite(result["tflite"], f"model       {result['model']}")
+        return
     saved = result["savedmodel"]
     print(f"run         {result['run']}")
     card = result.get("model_card")
@@ -73,14 +100,21 @@ def _print_human(result: dict[str, Any]) -> None:
         else "interval    none (the run has no interval.json): predict gives ages without an interval"
     )
     print(f"SavedModel  {saved['path']}  (max |age diff| vs Keras {saved['max_abs_diff_years']:.2g} years)")
-    tfl = result.get("tflite")
-    if not tfl:
-        return
+    if result.get("tflite"):
+        _print_tflite(result["tflite"])
+
+
+def _print_tflite(tfl: dict[str, Any], first: str | None = None) -> None:
+    if first:
+        print(first)
     print(f"TFLite      {tfl['path']}")
     report = tfl.get("report")
     if report:
         print(f"parity on   {report['parity_source']}")
         print(format_table(report))
         for name, entry in report["variants"].items():
+            for key, parity in entry.get("parity", {}).items():  # per parity set (the face-age export)
+                print(f"{name} on {key}: max |diff| softmax {parity['max_abs_diff_softmax']:.3g}, "
+                      f"age {parity['max_abs_diff_years']:.3g} years")
             print(f"ops {name}: {' '.join(entry['ops'])}")
         print(f"report      {report['report_path']}")

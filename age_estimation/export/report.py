@@ -2,13 +2,15 @@
 
 Every figure runs one forward pass per clip on both sides (no test-time flip), so it measures the
 conversion alone; every side is a ``Predictor`` fed the clips' inputs (frames, mask and, for a model that
-reads it, the landmark stream). ``format_table`` prints the report; ``write_report`` saves it beside the variants.
+reads it, the landmark stream). ``format_table`` prints the report (with a softmax column for the per-frame
+face-age export's, ``export/face_age.py``); ``write_report`` saves it beside the variants.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +84,17 @@ def export_report(
 def measure_latency(path: str | Path, clip: Clip, num_threads: int, runs: int = 20) -> float:
     """Median milliseconds of one LiteRT call on ``clip`` with ``num_threads`` threads (after warm-up)."""
     predictor = TFLitePredictor(path, num_threads=num_threads)
-    for _ in range(3):
-        predictor.predict(test_time_flip=False, **clip)
+    return median_ms(lambda: predictor.predict(test_time_flip=False, **clip), runs)
+
+
+def median_ms(call: Callable[[], Any], runs: int = 20, warmup: int = 3) -> float:
+    """Median milliseconds of ``call()`` over ``runs`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        call()
     times = []
     for _ in range(max(1, runs)):
         start = time.perf_counter()
-        predictor.predict(test_time_flip=False, **clip)
+        call()
         times.append((time.perf_counter() - start) * 1000)
     return float(np.median(times))
 
@@ -95,7 +102,9 @@ def measure_latency(path: str | Path, clip: Clip, num_threads: int, runs: int = 
 def format_table(report: dict[str, Any]) -> str:
     """The size / parity / latency table of ``export_report`` as aligned text."""
     threads = sorted({t for v in report["variants"].values() for t in v["latency_ms"]}, key=int)
-    header = ["variant", "size KiB", "max|diff| y", "MAE change y"] + [f"ms @{t} thr" for t in threads]
+    softmax = any("max_abs_diff_softmax" in v for v in report["variants"].values())  # a per-frame model's
+    header = ["variant", "size KiB", *(["max|diff| p"] if softmax else []), "max|diff| y", "MAE change y"]
+    header += [f"ms @{t} thr" for t in threads]
     rows = [header]
     for name, v in report["variants"].items():
         change = v.get("mae_change_years")
@@ -103,6 +112,7 @@ def format_table(report: dict[str, Any]) -> str:
             [
                 name,
                 f"{v['size_bytes'] / 1024:.1f}",
+                *([f"{v.get('max_abs_diff_softmax', float('nan')):.4g}"] if softmax else []),
                 f"{v['max_abs_diff_years']:.4g}",
                 "-" if change is None else f"{change:+.3f}",
             ]

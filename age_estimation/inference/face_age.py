@@ -1,6 +1,7 @@
 """``predict --model face-age-v1``: the deployment spec and model card of the pretrained face-age network.
 
-``runtimes.FaceAgePredictor`` runs it; this module says what it needs and what it is.
+``runtimes.FaceAgePredictor`` runs it (on Keras, or its TFLite export from ``export/face_age.py`` on LiteRT);
+this module says what it needs and what it is.
 
 The network (``models/face_age``: dlib-models' age ResNet-10, converted from ``age-v1.onnx``) reads one
 64x64 face chip framed like dlib's 5-point chips (``models/face_age/framing.py``) and gives an 81-way
@@ -27,6 +28,8 @@ from age_estimation.inference.spec import DeploymentSpec, describe_inputs, descr
 from age_estimation.video.align import template_eyes
 
 FACE_AGE_V1 = "face-age-v1"  # the name ``predict --model`` takes (models/face_age/pretrained.py)
+# The age of each of the 81 classes: ``models/face_age/resnet.py``'s AGE_VALUES, here without Keras for LiteRT.
+FACE_AGE_VALUES = (0.25, *(float(k) for k in range(1, 81)))
 NORMALIZATION = "inside the model: (x - RGB means (122.782, 117.001, 104.298)) / 256; feed raw 0..255 RGB"
 CARD_DESCRIPTION = (
     "face-age-v1, a per-frame face-age network (dlib-models' dnn_age_predictor_v1, a ResNet-10 by Cydral "

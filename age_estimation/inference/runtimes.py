@@ -1,5 +1,5 @@
 """One ``Predictor`` interface over every runtime: Keras model, SavedModel, TFLite (LiteRT), TF Serving, and the
-built-in pretrained per-frame face-age network (``face-age-v1``, on Keras).
+built-in pretrained per-frame face-age network (``face-age-v1``, on Keras or, from its TFLite export, on LiteRT).
 
 Every predictor takes ``frames`` uint8 (B, T, S, S, 3) aligned RGB crops and ``mask`` float32 (B, T)
 (1 = real frame, 0 = padding at the end of a clip), and for a model that reads the landmark stream
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from age_estimation.inference.face_age import face_age_spec
+from age_estimation.inference.face_age import FACE_AGE_VALUES, face_age_spec
 from age_estimation.inference.run_exports import find_tflite_export, run_spec
 from age_estimation.inference.spec import DeploymentSpec, read_spec, sidecar_path
 from age_estimation.logs import native_logs_hidden
@@ -205,34 +205,49 @@ class KerasPredictor(Predictor):
 
 
 class FaceAgePredictor(Predictor):
-    """``face-age-v1`` on Keras: each frame's expected age, averaged over a window's real frames.
+    """``face-age-v1`` on Keras, or its TFLite export on LiteRT: each frame's expected age, averaged over a
+    window's real frames.
 
     The network reads one dlib-framed 64x64 chip at a time (spec and model card: ``inference/face_age.py``).
     ``predict(frames, mask)`` returns ``age`` (B,), the mean of the per-frame expected ages where ``mask``
     is 1, and a uniform ``temporal_attention`` (B, T) over those frames. ``frame_ages`` and
     ``frame_probabilities`` give the per-frame figures (what the parity checks compare with onnxruntime).
+    With ``tflite`` (a file of ``export/face_age.py``) LiteRT runs it and its sidecar is the spec: no TensorFlow.
     """
 
     name = "face-age-v1"
 
-    def __init__(self, name: str = "face-age-v1", batch_frames: int = 128) -> None:
+    def __init__(
+        self, name: str = "face-age-v1", batch_frames: int = 128, tflite: str | Path | None = None,
+        num_threads: int = 2,
+    ) -> None:
+        self.batch_frames = batch_frames
+        self._age_values = np.asarray(FACE_AGE_VALUES, np.float64)
+        self._cache: OrderedDict[bytes, float] = OrderedDict()
+        if tflite is not None:
+            self.path = Path(tflite)
+            if not self.path.is_file():
+                raise FileNotFoundError(f"{self.path}: TFLite model file not found")
+            spec = DeploymentSpec.read(sidecar_path(self.path)).require("model_name", "tflite_variant", "align")
+            super().__init__(spec)
+            self.name = f"{spec.model_name}-tflite-{spec.tflite_variant}"
+            runner = open_tflite(self.path, num_threads)
+            self._forward = lambda chips: runner(chips=chips.astype(np.uint8, copy=False))["probabilities"]
+            return
         # Keras (and TensorFlow under it) loads only here, like the Keras predictor.
         from age_estimation.models.face_age.pretrained import load_face_age
-        from age_estimation.models.face_age.resnet import AGE_VALUES
 
         super().__init__(face_age_spec(name))
         try:
             self.model = load_face_age(name)
         except AssetError as err:  # the CLI reports a missing file as a setup error, without a traceback
             raise FileNotFoundError(str(err)) from err
-        self.batch_frames = batch_frames
-        self._age_values = np.asarray(AGE_VALUES, np.float64)
-        self._cache: OrderedDict[bytes, float] = OrderedDict()
+        self._forward = lambda chips: self.model.predict_on_batch(chips.astype(np.float32))
 
     def frame_probabilities(self, frames: np.ndarray) -> np.ndarray:
         """(N, 81) float32 softmax of (N, 64, 64, 3) uint8 RGB chips."""
         frames = np.asarray(frames)
-        out = [np.asarray(self.model.predict_on_batch(frames[i: i + self.batch_frames].astype(np.float32)))
+        out = [np.asarray(self._forward(np.ascontiguousarray(frames[i: i + self.batch_frames])), np.float32)
                for i in range(0, len(frames), self.batch_frames)]
         return np.concatenate(out) if out else np.zeros((0, len(self._age_values)), np.float32)
 
@@ -297,18 +312,7 @@ class TFLitePredictor(Predictor):
         super().__init__(dataclasses.replace(spec, crop_size=crop_size, clip_length=int(frames[1])))
 
     def _open(self, default_delegates: bool) -> Any:
-        # LiteRT loads only for TFLite models (it is an optional dependency of the other runtimes).
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        resolver = (
-            OpResolverType.AUTO if default_delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        )
-        with native_logs_hidden():  # LiteRT prints its delegate set-up straight to fd 2, at the first allocation
-            interpreter = Interpreter(
-                model_path=str(self.path), num_threads=self.num_threads, experimental_op_resolver_type=resolver
-            )
-            interpreter.allocate_tensors()
-            return interpreter.get_signature_runner("serving_default")
+        return open_tflite(self.path, self.num_threads, default_delegates)
 
     def _run(self, clips: dict[str, np.ndarray]) -> dict[str, Any]:
         steps, names = self.clip_length, list(self._runner.get_input_details())
@@ -352,6 +356,19 @@ class ServingPredictor(Predictor):
         return self.client.predict(padded_request(clips), signature="padded")
 
 
+def open_tflite(path: str | Path, num_threads: int = 2, default_delegates: bool = True) -> Any:
+    """LiteRT's ``serving_default`` signature runner of a ``.tflite`` file (XNNPACK unless ``default_delegates``
+    is False)."""
+    # LiteRT loads only for TFLite models (it is an optional dependency of the other runtimes).
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if default_delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    with native_logs_hidden():  # LiteRT prints its delegate set-up straight to fd 2, at the first allocation
+        interpreter = Interpreter(model_path=str(path), num_threads=num_threads, experimental_op_resolver_type=resolver)
+        interpreter.allocate_tensors()
+        return interpreter.get_signature_runner("serving_default")
+
+
 def resolve_savedmodel(path: str | Path) -> Path:
     """A SavedModel version folder from ``path`` (the newest integer version of a model folder)."""
     path = Path(path)
@@ -389,6 +406,9 @@ def open_predictor(
     if model:
         path = Path(model)
         if path.suffix == ".tflite":
+            name = DeploymentSpec.read(sidecar_path(path)).model_name  # a face-age export's sidecar names it
+            if name in PRETRAINED_NAMES:
+                return FaceAgePredictor(name, tflite=path, num_threads=num_threads)
             return TFLitePredictor(path, num_threads=num_threads)
         if path.suffix == ".keras":
             return KerasPredictor(path)
