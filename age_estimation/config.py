@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Any, Literal
 
 import yaml
 
-from age_estimation.config_keys import MOVED_KEYS, ConfigError, without_removed_keys
+from age_estimation.config_keys import MOVED_KEYS, ConfigError, expand_framing, without_removed_keys
+from age_estimation.config_values import apply_override, coerce_value
 
 
 @dataclass
@@ -116,7 +116,13 @@ class DataConfig:
 
 @dataclass
 class BackboneConfig:
-    """A keras.applications backbone used instead of the from-scratch CNN."""
+    """A pretrained CNN used instead of the from-scratch conv blocks.
+
+    ``name`` "FaceAgeResNet10" with ``weights`` "face-age-v1" is the face-age network pretrained on real
+    faces (loaded offline from ``age-estimation assets``; needs ``align.framing: dlib_chip``), cut after
+    ``attention_layer`` "block1".."block5"; other names are keras.applications CNNs, whose weights
+    keras downloads. ``trainable`` false freezes it; ``train.learning_rate_scales`` slows it instead.
+    """
 
     name: str = ""
     weights: str | None = None
@@ -184,6 +190,9 @@ class TrainConfig:
     warmup_epochs: int = 1
     early_stopping_patience: int = 6
     steps_per_epoch: int = 0
+    # Learning-rate multipliers by variable path (shell patterns, first match wins), e.g.
+    # {"*face_age_backbone/*": 0.1} fine-tunes a pretrained backbone at a tenth of the rate.
+    learning_rate_scales: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -309,8 +318,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: not valid YAML: {err}") from err
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    expand_framing(raw, origin, overwrite=False)
     for item in overrides or []:
-        _apply_override(raw, item, origin)
+        apply_override(raw, item, origin)
+        expand_framing(raw, origin, overwrite=True)
     cfg = from_dict(PipelineConfig, raw, origin)
     cfg.source_file = origin
     validate(cfg, origin)
@@ -334,7 +345,8 @@ def from_dict(cls: type, raw: dict[str, Any], origin: str, prefix: str = "") -> 
             f"{origin}: unknown key(s) {', '.join(prefix + k for k in unknown)} in {where}; "
             f"known: {', '.join(sorted(names))}"
         )
-    kwargs = {name: _coerce(hints[name], value, origin, prefix + name) for name, value in raw.items()}
+    kwargs = {name: from_dict(hints[name], value, origin, prefix + name + ".") if dataclasses.is_dataclass(hints[name])
+              else coerce_value(hints[name], value, origin, prefix + name) for name, value in raw.items()}
     return cls(**kwargs)
 
 
@@ -362,57 +374,6 @@ def save_config(cfg: PipelineConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def _coerce(hint: Any, value: Any, origin: str, key: str) -> Any:
-    origin_type = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, origin, key + ".")
-    if origin_type is Literal:
-        if value not in typing.get_args(hint):
-            raise ConfigError(f"{origin}: '{key}' must be one of {list(typing.get_args(hint))}, got {value!r}")
-        return value
-    if origin_type in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        inner = [o for o in options if o is not type(None)]
-        return _coerce(inner[0], value, origin, key)
-    if origin_type is list:
-        (item_type,) = typing.get_args(hint)
-        if not isinstance(value, list):
-            raise ConfigError(f"{origin}: '{key}' must be a list, got {value!r}")
-        return [_coerce(item_type, v, origin, f"{key}[{i}]") for i, v in enumerate(value)]
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{origin}: '{key}' must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{origin}: '{key}' must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{origin}: '{key}' must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{origin}: '{key}' must be a string, got {value!r}")
-        return value
-    raise ConfigError(f"{origin}: '{key}' has an unsupported type {hint}")
-
-
-def _apply_override(raw: dict[str, Any], item: str, origin: str) -> None:
-    if "=" not in item:
-        raise ConfigError(f"{origin}: override {item!r} must look like section.key=value")
-    dotted, text = item.split("=", 1)
-    parts = dotted.strip().split(".")
-    node = raw
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{origin}: override {item!r}: '{part}' is not a section")
-    node[parts[-1]] = yaml.safe_load(text)
-
-
 def validate(cfg: PipelineConfig, origin: str) -> None:
     """Cross-field checks that types alone cannot express."""
     checks = [
@@ -428,6 +389,8 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
         (-1 <= cfg.data.heldout_fold < cfg.data.folds, "data.heldout_fold must be -1 or in [0, data.folds)"),
         (cfg.model.dynamics_units >= 1, "model.dynamics_units must be at least 1"),
         (cfg.align.crop_size >= 16, "align.crop_size must be at least 16"),
+        (cfg.model.backbone.name != "FaceAgeResNet10" or cfg.align.crop_size == 64,
+         "model.backbone.name FaceAgeResNet10 reads 64 px dlib face chips: set align.framing: dlib_chip"),
         (cfg.align.detect_every >= 1, "align.detect_every must be at least 1"),
         (cfg.data.train_subjects >= 0, "data.train_subjects must be 0 (all) or more"),
         (cfg.align.max_side >= 64, "align.max_side must be at least 64"),

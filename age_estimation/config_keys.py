@@ -1,5 +1,6 @@
-"""The pipeline config's error, and the keys a config file may still name: moved to another section, or
-removed after they were measured and not kept. Read by ``config.from_dict`` and by ``Siam.from_config``.
+"""The pipeline config's error, and the keys a config file may still name: moved to another section,
+removed after they were measured and not kept, or a named framing standing for the alignment geometry.
+Read by ``config.load_config`` and ``config.from_dict``, and by ``Siam.from_config``.
 """
 
 from __future__ import annotations
@@ -64,3 +65,27 @@ def without_removed_keys(raw: dict[str, Any], origin: str, prefix: str) -> dict[
     if asked:
         raise ConfigError(f"{origin}: {'; '.join(asked)}")
     return {key: value for key, value in raw.items() if prefix + key not in REMOVED_KEYS}
+
+
+# The framings ``align.framing`` names: dlib's 5-point face chip at 64 px with dlib's padding 0.2, the
+# framing the face-age backbone was trained on (``models/face_age/framing.py`` derives these values from
+# dlib's template; a test keeps them equal).
+ALIGN_FRAMINGS = {"dlib_chip": {"crop_size": 64, "eye_distance": 0.3753, "eye_y": 0.3009}}
+
+
+def expand_framing(raw: dict[str, Any], origin: str, overwrite: bool) -> None:
+    """Replace ``align.framing`` by the crop size and eye geometry it names (``ALIGN_FRAMINGS``).
+
+    In a file, a geometry key the file also states must agree with it; an override (``overwrite``)
+    replaces the file's geometry.
+    """
+    align = raw.get("align")
+    if not isinstance(align, dict) or "framing" not in align:
+        return
+    name = align.pop("framing")
+    if name not in ALIGN_FRAMINGS:
+        raise ConfigError(f"{origin}: 'align.framing' must be one of {sorted(ALIGN_FRAMINGS)}, got {name!r}")
+    for key, value in ALIGN_FRAMINGS[name].items():
+        if not overwrite and key in align and align[key] != value:
+            raise ConfigError(f"{origin}: 'align.{key}' is {align[key]!r}, but align.framing {name} sets {value}")
+        align[key] = value

@@ -191,3 +191,31 @@ def test_same_config_reads_a_recorded_config_with_todays_defaults(tmp_path):
     recorded["model"]["removed_key"] = 1  # a key this version does not know: another configuration
     path.write_text(yaml.safe_dump(recorded))
     assert not same_config(path, cfg) and not same_config(tmp_path / "missing.yaml", cfg)
+
+
+def test_align_framing_names_the_dlib_chip_geometry(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("align:\n  framing: dlib_chip\n")
+    align = load_config(path).align
+    assert (align.crop_size, align.eye_distance, align.eye_y) == (64, 0.3753, 0.3009)
+    # an override of the framing replaces the file's geometry; in one file the two must agree
+    overridden = load_config(REPO / "pipelines" / "default.yaml", ["align.framing=dlib_chip"]).align
+    assert (overridden.eye_distance, overridden.eye_y) == (0.3753, 0.3009)
+    path.write_text("align:\n  framing: dlib_chip\n  eye_y: 0.48\n")
+    with pytest.raises(ConfigError, match="align.eye_y"):
+        load_config(path)
+    path.write_text("align:\n  framing: tight\n")
+    with pytest.raises(ConfigError, match="align.framing"):
+        load_config(path)
+
+
+def test_learning_rate_scales_are_a_mapping_of_patterns_to_numbers(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("train:\n  learning_rate_scales:\n    'face_age_backbone/*': 0.1\n")
+    assert load_config(path).train.learning_rate_scales == {"face_age_backbone/*": 0.1}
+    path.write_text("train:\n  learning_rate_scales:\n    'face_age_backbone/*': slow\n")
+    with pytest.raises(ConfigError, match="learning_rate_scales"):
+        load_config(path)
+    path.write_text("model:\n  backbone:\n    name: FaceAgeResNet10\nalign:\n  crop_size: 48\n")
+    with pytest.raises(ConfigError, match="dlib_chip"):
+        load_config(path)

@@ -9,9 +9,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "age_estimation"
 
 # video -> aligned clip -> batch -> model -> (predictor) -> scoring -> training -> experiments / search
 # -> export -> the main job -> benchmarks -> command line. The foundation modules import no stage (the
-# config imports only its table of moved and removed keys).
+# config imports only its tables of keys and its value coercion).
 STAGES = (
     ("config_keys",),
+    ("config_values",),
     ("config", "atomic_files", "logs", "runs"),
     ("video",),
     ("data",),

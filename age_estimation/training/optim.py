@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
+from typing import Any
+
 import keras
 
 from age_estimation.config import TrainConfig
@@ -36,11 +39,71 @@ def make_optimizer(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers
 
     With ``train.ema`` the optimizer keeps an exponential moving average of the weights (Polyak
     averaging); validation, checkpoints and the saved model use it (see ``callbacks.make_callbacks``).
+    With ``train.learning_rate_scales`` the variables whose path matches a pattern step at a multiple of
+    the rate (a pretrained backbone fine-tuned slowly).
     """
     rate = make_schedule(train, steps_per_epoch)
     common = {"clipnorm": 5.0, "use_ema": train.ema, "ema_momentum": train.ema_momentum}
+    scales = dict(train.learning_rate_scales)
     if train.optimizer == "adamw":
+        if scales:
+            return ScaledAdamW(rate, weight_decay=train.weight_decay, rate_scales=scales, **common)
         return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay, **common)
     if train.optimizer == "sgd":
+        if scales:
+            return ScaledSGD(rate, momentum=0.9, nesterov=True, rate_scales=scales, **common)
         return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, **common)
+    if scales:
+        return ScaledAdam(rate, rate_scales=scales, **common)
     return keras.optimizers.Adam(rate, **common)
+
+
+def rate_scale(path: str, scales: dict[str, float]) -> float:
+    """The learning-rate multiplier of the variable at ``path``: the first matching pattern's, else 1.
+
+    Patterns are shell-style (``fnmatch``) on the variable's path, e.g. ``"*face_age_backbone/*"``.
+    """
+    for pattern, scale in scales.items():
+        if fnmatch.fnmatchcase(path, pattern):
+            return float(scale)
+    return 1.0
+
+
+class _ScaledRates:
+    """Mixin for a Keras optimizer: each variable steps at its ``rate_scale`` times the learning rate.
+
+    Scaling the gradient instead would not slow Adam, whose step does not depend on the gradient's scale.
+    """
+
+    def __init__(self, *args: Any, rate_scales: dict[str, float] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rate_scales = dict(rate_scales or {})
+
+    def build(self, variables: list[Any]) -> None:
+        super().build(variables)
+        self._variable_scales = [rate_scale(variable.path, self.rate_scales) for variable in variables]
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> Any:
+        # The backend may pass its own variable, without a path: look it up by the optimizer's index.
+        scale = self._variable_scales[self._get_variable_index(variable)]
+        if scale != 1.0:
+            learning_rate = keras.ops.multiply(learning_rate, scale)
+        return super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate_scales": dict(self.rate_scales)}
+
+
+@keras.saving.register_keras_serializable(package="age_estimation")
+class ScaledAdam(_ScaledRates, keras.optimizers.Adam):
+    """Adam with per-variable learning-rate multipliers (``rate_scales``: path pattern -> multiplier)."""
+
+
+@keras.saving.register_keras_serializable(package="age_estimation")
+class ScaledAdamW(_ScaledRates, keras.optimizers.AdamW):
+    """AdamW with per-variable learning-rate multipliers (``rate_scales``: path pattern -> multiplier)."""
+
+
+@keras.saving.register_keras_serializable(package="age_estimation")
+class ScaledSGD(_ScaledRates, keras.optimizers.SGD):
+    """SGD with per-variable learning-rate multipliers (``rate_scales``: path pattern -> multiplier)."""

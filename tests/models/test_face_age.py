@@ -190,3 +190,32 @@ def test_the_cli_reports_face_age_v1_without_an_interval(tmp_path: Path, capsys:
     assert answer["interval"] is None and answer["runtime"] == "face-age-v1" and answer["frames_used"] == 18
     assert "per-frame face-age network" in answer["model_card"]["description"]
     assert "no published accuracy" in captured.err and "none calibrated on real faces" in captured.err
+
+
+def test_the_backbone_cut_gives_the_pretrained_networks_own_feature_map(converted: FaceAgeResNet) -> None:
+    """Cut after stage 3 (the map spatial attention reads) it is the whole network's stem and first three
+    stages, with their weights: the same 7x7x128 map as running those layers of the converted network."""
+    from age_estimation.models.face_age.pretrained import face_age_backbone
+
+    backbone = face_age_backbone(stages=3)
+    chips = np.random.default_rng(2).integers(0, 256, (2, 64, 64, 3)).astype(np.float32)
+    x = (chips - np.float32(CHANNEL_MEANS)) / np.float32(256.0)
+    x = converted.stem_pool(keras.ops.relu(converted.stem_affine(converted.stem_conv(x))))
+    for stage in converted.stages[:3]:
+        x = stage(x)
+    features = np.asarray(backbone(chips))
+    assert features.shape == (2, 7, 7, 128) == backbone.compute_output_shape((2, 64, 64, 3))
+    np.testing.assert_allclose(features, np.asarray(x), atol=1e-5)
+    assert FaceAgeResNet.from_config(backbone.get_config()).get_config() == backbone.get_config()
+    untrained = face_age_backbone(stages=5, weights=None)
+    assert tuple(untrained(chips).shape) == (2, 3, 3, 256)
+    with pytest.raises(ValueError, match="whole network"):
+        FaceAgeResNet(include_top=True, stages=3)
+
+
+def test_the_dlib_chip_framing_key_is_the_presets_geometry() -> None:
+    from age_estimation.config_keys import ALIGN_FRAMINGS
+
+    align = dlib_chip_align()
+    assert ALIGN_FRAMINGS["dlib_chip"] == {
+        "crop_size": align.crop_size, "eye_distance": align.eye_distance, "eye_y": align.eye_y}

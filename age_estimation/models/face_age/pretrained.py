@@ -51,3 +51,20 @@ def _save_weights(model: FaceAgeResNet, cache: Path) -> None:
         tmp.replace(cache)
     except OSError:
         tmp.unlink(missing_ok=True)
+
+
+def face_age_backbone(stages: int, weights: str | None = FACE_AGE_V1, name: str = "face_age_backbone") -> FaceAgeResNet:
+    """The network without its top, cut after ``stages`` residual stages, giving its feature map.
+
+    ``weights`` ``"face-age-v1"`` copies the pretrained network's stem and stages; None leaves them at
+    their random initial values (a model rebuilt from its config before its own weights are loaded).
+    """
+    backbone = FaceAgeResNet(include_top=False, pooling=None, stages=stages, name=name)
+    backbone.build((None, CHIP_SIZE, CHIP_SIZE, 3))
+    if weights is None:
+        return backbone
+    source = load_face_age(weights)
+    for mine, theirs in zip([backbone.stem_conv, backbone.stem_affine, *backbone.stages],
+                            [source.stem_conv, source.stem_affine, *source.stages]):
+        mine.set_weights(theirs.get_weights())
+    return backbone

@@ -160,9 +160,13 @@ class FaceAgeResNet(keras.Model):
     """dlib-models' age ResNet-10 in NHWC: 64x64 raw RGB face chips -> 81 age-class probabilities.
 
     Args:
-        include_top: bool. True: the 81-way softmax; False: the (B, 256) pooled features (a backbone).
+        include_top: bool. True: the 81-way softmax; False: features (a backbone).
         normalize: bool. True: the model takes raw 0..255 RGB and subtracts ``CHANNEL_MEANS`` and scales
             by 1/256 itself; False: it takes inputs already normalised that way.
+        pooling: "avg" or None, without the top: the (B, C) pooled features, or the (B, h, w, C) map (for
+            spatial attention on it).
+        stages: int, 1..5. The residual stages kept (``STAGES``); fewer cut the network earlier, at a
+            larger map (after stage 3: 7x7x128; after 5: 3x3x256). Only without the top.
         **kwargs: base model arguments (``name``, ``trainable``).
 
     Call arguments:
@@ -170,26 +174,33 @@ class FaceAgeResNet(keras.Model):
             64, 0.2)`` (``video/align.py``'s ``dlib_chip`` preset).
 
     Returns:
-        (B, 81) probabilities over ages 0..80, or (B, 256) features without the top.
+        (B, 81) probabilities over ages 0..80, or the features without the top.
 
     Reference:
         dlib-models, ``dnn_age_predictor_v1.dat`` (Cydral Technology, CC0 1.0),
         https://github.com/davisking/dlib-models
     """
 
-    def __init__(self, include_top: bool = True, normalize: bool = True, **kwargs: Any) -> None:
+    def __init__(self, include_top: bool = True, normalize: bool = True, pooling: str | None = "avg",
+                 stages: int = len(STAGES), **kwargs: Any) -> None:
         kwargs.setdefault("name", "face_age_resnet")
         super().__init__(**kwargs)
+        if not 1 <= int(stages) <= len(STAGES):
+            raise ValueError(f"stages must be in 1..{len(STAGES)}, got {stages}")
+        if include_top and (pooling != "avg" or int(stages) != len(STAGES)):
+            raise ValueError("the age top needs the whole network, average-pooled (pooling='avg', stages=5)")
         self.include_top = bool(include_top)
         self.normalize = bool(normalize)
+        self.pooling = pooling
+        self.stage_count = int(stages)
         self.stem_conv = keras.layers.Conv2D(64, 7, strides=2, padding="valid", name="stem_conv")
         self.stem_affine = ChannelAffine(name="stem_affine")
         self.stem_pool = keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="stem_pool")
         self.stages = [
             ResidualBlock(filters, downsample, name=f"block{index}")
-            for index, (filters, downsample) in enumerate(STAGES, start=1)
+            for index, (filters, downsample) in enumerate(STAGES[: self.stage_count], start=1)
         ]
-        self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
+        self.pool = keras.layers.GlobalAveragePooling2D(name="pool") if pooling == "avg" else None
         self.classifier = keras.layers.Dense(NUM_CLASSES, name="classifier") if self.include_top else None
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
@@ -212,15 +223,22 @@ class FaceAgeResNet(keras.Model):
         x = self.stem_pool(ops.relu(self.stem_affine(self.stem_conv(x))))
         for stage in self.stages:
             x = stage(x)
+        if self.pool is None:
+            return x
         x = self.pool(x)
         return ops.softmax(self.classifier(x), axis=-1) if self.classifier is not None else x
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return (input_shape[0], NUM_CLASSES if self.include_top else STAGES[-1][0])
+        if self.include_top:
+            return (input_shape[0], NUM_CLASSES)
+        shape = self.stem_pool.compute_output_shape(self.stem_conv.compute_output_shape(tuple(input_shape)))
+        for stage in self.stages:
+            shape = stage.compute_output_shape(shape)
+        return shape if self.pool is None else (shape[0], shape[-1])
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "trainable": self.trainable, "include_top": self.include_top,
-                "normalize": self.normalize}
+                "normalize": self.normalize, "pooling": self.pooling, "stages": self.stage_count}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> FaceAgeResNet:

@@ -12,6 +12,8 @@ from typing import Any
 import keras
 
 from age_estimation.config import ModelConfig
+from age_estimation.models.face_age.pretrained import face_age_backbone
+from age_estimation.models.face_age.resnet import STAGES
 from age_estimation.models.siam.layers import (
     FrameNormalization,
     LandmarkDynamics,
@@ -20,8 +22,12 @@ from age_estimation.models.siam.layers import (
     TemporalAttention,
 )
 
-# keras.applications backbones and the input range each expects.
+# The face-age ResNet-10 of ``models/face_age`` (weights "face-age-v1": pretrained on real faces, loaded
+# offline from the cached asset); it normalises its raw 0..255 input itself.
+FACE_AGE_BACKBONE = "FaceAgeResNet10"
+# Backbones and the input range each expects: the face-age network and keras.applications CNNs.
 BACKBONE_SCALING = {
+    FACE_AGE_BACKBONE: "raw",
     "MobileNetV2": "symmetric",
     "MobileNetV3Small": "raw",
     "MobileNetV3Large": "raw",
@@ -87,20 +93,37 @@ def frame_encoder(x: Any, config: ModelConfig, crop_size: int) -> tuple[Any, Any
 
 
 def _backbone_encoder(x: Any, config: ModelConfig, crop_size: int) -> tuple[Any, Any]:
-    """A keras.applications backbone (optionally truncated at ``attention_layer``) + spatial attention."""
-    name = config.backbone.name
+    """A pretrained backbone (optionally truncated at ``attention_layer``) + spatial attention."""
     scaling = input_scaling(config)
-    base = getattr(keras.applications, name)(
-        include_top=False, weights=config.backbone.weights, input_shape=(crop_size, crop_size, 3)
-    )
-    if config.backbone.attention_layer:
-        base = keras.Model(base.input, base.get_layer(config.backbone.attention_layer).output, name=f"{name}_cut")
+    base = _face_age_backbone(config) if config.backbone.name == FACE_AGE_BACKBONE else _keras_application(
+        config, crop_size)
     base.trainable = config.backbone.trainable
     x = base(FrameNormalization(scaling, name="normalize")(x))
     spatial_map = None
     if config.variant != "no_spatial":
         x, spatial_map = _spatial_attention(config)(x)
     return _embed(x, config), spatial_map
+
+
+def _keras_application(config: ModelConfig, crop_size: int) -> keras.Model:
+    """A keras.applications CNN without its top, cut at ``attention_layer`` when one is named."""
+    name = config.backbone.name
+    base = getattr(keras.applications, name)(
+        include_top=False, weights=config.backbone.weights, input_shape=(crop_size, crop_size, 3)
+    )
+    if config.backbone.attention_layer:
+        base = keras.Model(base.input, base.get_layer(config.backbone.attention_layer).output, name=f"{name}_cut")
+    return base
+
+
+def _face_age_backbone(config: ModelConfig) -> keras.Model:
+    """The face-age ResNet's feature map, cut after stage ``attention_layer`` ("block1".."block5"; empty:
+    the whole network, a 3x3 map at 64 px), with the weights ``backbone.weights`` names (None: random)."""
+    layer = config.backbone.attention_layer or f"block{len(STAGES)}"
+    known = [f"block{index}" for index in range(1, len(STAGES) + 1)]
+    if layer not in known:
+        raise ValueError(f"model.backbone.attention_layer {layer!r}: {FACE_AGE_BACKBONE} has {', '.join(known)}")
+    return face_age_backbone(stages=known.index(layer) + 1, weights=config.backbone.weights)
 
 
 def _embed(x: Any, config: ModelConfig) -> Any:
