@@ -75,14 +75,19 @@ def variant_figures(cfg: PipelineConfig, crop_size: int, runs: int = 30) -> list
     rows = []
     for variant in VARIANTS:
         model = build_siam(dataclasses.replace(cfg.model, variant=variant), crop_size=crop_size)
-        clip = random_batch(model, 1, cfg.data.clip_length, crop_size)
-        for _ in range(3):
-            model.predict_on_batch(clip)
-        times = []
-        for _ in range(runs):
-            begin = time.perf_counter()
-            model.predict_on_batch(clip)
-            times.append((time.perf_counter() - begin) * 1000)
+        times = forward_ms(model, random_batch(model, 1, cfg.data.clip_length, crop_size), runs)
         rows.append({"variant": variant, "params": model.count_params(), "ms_median": statistics.median(times),
                      "ms_min": min(times), "ms_max": max(times)})
     return rows
+
+
+def forward_ms(model: keras.Model, clip: dict[str, np.ndarray], runs: int) -> list[float]:
+    """Milliseconds of ``runs`` compiled forward passes of ``model`` on ``clip``, after three warm-up passes."""
+    for _ in range(3):
+        model.predict_on_batch(clip)
+    times = []
+    for _ in range(runs):
+        begin = time.perf_counter()
+        model.predict_on_batch(clip)
+        times.append((time.perf_counter() - begin) * 1000)
+    return times
