@@ -17,6 +17,7 @@ from age_estimation.bench.model import default_model
 from age_estimation.config import PipelineConfig, save_config
 from age_estimation.data.cache import read_index
 from age_estimation.export.clips import cache_clips
+from age_estimation.export.report import call_ms
 from age_estimation.export.savedmodel import export_savedmodel
 from age_estimation.export.tflite import export_tflite
 from age_estimation.inference.predict import predict_video, prediction_align_config
@@ -44,15 +45,7 @@ def bench_inference(cfg: PipelineConfig, sizes: BenchSizes, workdir: Path) -> di
     clip = cache_clips(cfg, 1, "the latency benchmark", landmarks=model.reads_landmarks)[0][0]
 
     def latency(predictor: Predictor) -> dict[str, Any]:
-        for _ in range(3):
-            predictor.predict(test_time_flip=False, **clip)
-
-        def once() -> float:
-            begin = time.perf_counter()
-            predictor.predict(test_time_flip=False, **clip)
-            return (time.perf_counter() - begin) * 1000
-
-        return median_spread([once() for _ in range(sizes.latency_runs)])
+        return median_spread(call_ms(lambda: predictor.predict(test_time_flip=False, **clip), sizes.latency_runs))
 
     keras_ms = latency(KerasPredictor(run_dir / MODEL_NAME))
     table = {"keras": {"ms": keras_ms, "size_bytes": (run_dir / MODEL_NAME).stat().st_size},

@@ -15,6 +15,7 @@ from age_estimation.bench.measure import BenchSizes, repeat
 from age_estimation.config import VARIANTS, PipelineConfig
 from age_estimation.data.cache import read_index
 from age_estimation.export.clips import random_clips
+from age_estimation.export.report import call_ms
 from age_estimation.models.siam.model import build_siam
 from age_estimation.training.optim import make_loss, make_optimizer
 from age_estimation.training.task import age_view, crop_size_of
@@ -83,11 +84,4 @@ def variant_figures(cfg: PipelineConfig, crop_size: int, runs: int = 30) -> list
 
 def forward_ms(model: keras.Model, clip: dict[str, np.ndarray], runs: int) -> list[float]:
     """Milliseconds of ``runs`` compiled forward passes of ``model`` on ``clip``, after three warm-up passes."""
-    for _ in range(3):
-        model.predict_on_batch(clip)
-    times = []
-    for _ in range(runs):
-        begin = time.perf_counter()
-        model.predict_on_batch(clip)
-        times.append((time.perf_counter() - begin) * 1000)
-    return times
+    return call_ms(lambda: model.predict_on_batch(clip), runs)

@@ -89,6 +89,11 @@ def measure_latency(path: str | Path, clip: Clip, num_threads: int, runs: int = 
 
 def median_ms(call: Callable[[], Any], runs: int = 20, warmup: int = 3) -> float:
     """Median milliseconds of ``call()`` over ``runs`` calls, after ``warmup`` calls."""
+    return float(np.median(call_ms(call, runs, warmup)))
+
+
+def call_ms(call: Callable[[], Any], runs: int = 20, warmup: int = 3) -> list[float]:
+    """Milliseconds of each of ``runs`` calls of ``call()``, after ``warmup`` calls (compilation, caches)."""
     for _ in range(warmup):
         call()
     times = []
@@ -96,7 +101,7 @@ def median_ms(call: Callable[[], Any], runs: int = 20, warmup: int = 3) -> float
         start = time.perf_counter()
         call()
         times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
+    return times
 
 
 def format_table(report: dict[str, Any]) -> str:
