@@ -60,26 +60,21 @@ def run(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> dict[str, Any]:
     """Do the export described by ``args``; returns the JSON-ready summary."""
+    out = [f"export.directory={args.out}"] if args.out else []  # --out: the export folder, as any config gives it
+    variants = args.variants.split(",") if args.variants else None
     if args.model:
         if args.no_tflite:
             raise ValueError(f"{args.model} exports only TFLite variants; drop --no-tflite")
-        cfg = load_config(args.config, args.overrides)  # the export section: folder and latency runs
-        return export_face_age(
-            args.out or cfg.export.directory,
-            variants=args.variants.split(",") if args.variants else None,
-            report=not args.no_report,
-            runs=cfg.export.latency_runs,
-            name=args.model,
-        )
-    pipeline = load_config(args.config) if args.config else None
-    if args.out and pipeline:
-        pipeline.export.directory = args.out
+        cfg = load_config(args.config, [*args.overrides, *out])  # the export section: folder and latency runs
+        return export_face_age(cfg.export.directory, variants=variants, report=not args.no_report,
+                               runs=cfg.export.latency_runs, name=args.model)
+    pipeline = load_config(args.config, out) if args.config else None
     run_dir = Path(args.run) if args.run else latest_run(pipeline.runtime.runs_dir if pipeline else "runs")
     return export_run(
         run_dir,
-        overrides=[*args.overrides, *([f"export.directory={args.out}"] if args.out else [])],
+        overrides=[*args.overrides, *out],
         export_cfg=pipeline.export if pipeline else None,
-        variants=args.variants.split(",") if args.variants else None,
+        variants=variants,
         tflite=not args.no_tflite,
         report=not args.no_report,
     )
