@@ -43,19 +43,17 @@ def make_optimizer(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers
     the rate (a pretrained backbone fine-tuned slowly).
     """
     rate = make_schedule(train, steps_per_epoch)
-    common = {"clipnorm": 5.0, "use_ema": train.ema, "ema_momentum": train.ema_momentum}
-    scales = dict(train.learning_rate_scales)
+    kwargs: dict[str, Any] = {"clipnorm": 5.0, "use_ema": train.ema, "ema_momentum": train.ema_momentum}
     if train.optimizer == "adamw":
-        if scales:
-            return ScaledAdamW(rate, weight_decay=train.weight_decay, rate_scales=scales, **common)
-        return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay, **common)
-    if train.optimizer == "sgd":
-        if scales:
-            return ScaledSGD(rate, momentum=0.9, nesterov=True, rate_scales=scales, **common)
-        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, **common)
-    if scales:
-        return ScaledAdam(rate, rate_scales=scales, **common)
-    return keras.optimizers.Adam(rate, **common)
+        plain, scaled, kwargs["weight_decay"] = keras.optimizers.AdamW, ScaledAdamW, train.weight_decay
+    elif train.optimizer == "sgd":
+        plain, scaled = keras.optimizers.SGD, ScaledSGD
+        kwargs.update(momentum=0.9, nesterov=True)
+    else:
+        plain, scaled = keras.optimizers.Adam, ScaledAdam
+    if train.learning_rate_scales:
+        return scaled(rate, rate_scales=dict(train.learning_rate_scales), **kwargs)
+    return plain(rate, **kwargs)
 
 
 def rate_scale(path: str, scales: dict[str, float]) -> float:
