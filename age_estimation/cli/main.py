@@ -16,6 +16,7 @@ import logging
 import sys
 
 from age_estimation.logs import set_library_logs
+from age_estimation.video.face_models import AssetError
 
 COMMANDS = {
     "assets": "Fetch and verify the model files: MediaPipe face models, face-age network (once; then offline).",
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     args.verbose = known.verbose
     try:
         return int(module.run(args) or 0)
+    except AssetError as err:  # any command that loads a face model: a set-up step is missing, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -31,7 +31,6 @@ from age_estimation.inference.runtimes import FaceAgePredictor
 from age_estimation.inference.spec import DeploymentSpec
 from age_estimation.models.face_age.pretrained import load_face_age
 from age_estimation.models.face_age.resnet import CHIP_SIZE, NUM_CLASSES, ExpectedAge, FaceAgeResNet
-from age_estimation.video.face_models import AssetError
 
 FACE_AGE_VARIANTS = ("float32", "float16")
 # The astronaut's face in scikit-image's 512x512 photo: (top, left, side) of square crops around it.
@@ -167,10 +166,7 @@ def export_face_age(
 ) -> dict[str, Any]:
     """Export ``name`` to TFLite under ``directory`` and, with ``report``, measure and save its parity report;
     returns the JSON-ready summary (paths, and the report)."""
-    try:
-        network = load_face_age(name)
-    except AssetError as err:  # the CLI reports a missing file as a setup error, without a traceback
-        raise FileNotFoundError(str(err)) from err
+    network = load_face_age(name)
     artifacts = export_face_age_tflite(directory, variants, name, network)
     out_dir = artifacts[0].path.parent
     result: dict[str, Any] = {"model": name, "tflite": {"path": str(out_dir),

@@ -32,3 +32,12 @@ def test_unknown_command_and_unknown_flag_exit_non_zero(capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as exit_info:
         main(["synth", "--no-such-flag"])
     assert exit_info.value.code != 0 and "--no-such-flag" in capsys.readouterr().err
+
+
+def test_a_missing_face_model_is_a_one_line_setup_error(tmp_path, monkeypatch, capsys: pytest.CaptureFixture) -> None:
+    """Any command that loads a face model without its asset ends with exit 2 and the way to get it."""
+    monkeypatch.setenv("AGE_ESTIMATION_ASSETS", str(tmp_path / "empty"))
+    assert main(["export", "--model", "face-age-v1", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "age-v1.onnx: face model missing" in err and "age-estimation assets" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
