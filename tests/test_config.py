@@ -138,6 +138,7 @@ def test_unknown_keys_and_sections_list_the_known_ones(tmp_path: Path) -> None:
         ("data.train_subjects=-1", r"data.train_subjects must be 0 \(all\) or more"),
         ("model.rnn=transformer", r"'model.rnn' must be one of \['lstm', 'gru'\]"),
         ("model.dropout=1.0", r"model.dropout must be in \[0, 1\)"),
+        ("inference.interval_bins=0", "inference.interval_bins must be at least 1"),
     ],
 )
 def test_wrong_types_and_values_name_the_key(override: str, message: str) -> None:

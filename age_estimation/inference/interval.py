@@ -1,13 +1,12 @@
-"""A calibrated interval for every age: locally scaled split-conformal prediction.
+"""A calibrated interval for every age: split-conformal prediction, optionally scaled by predicted age.
 
-A residual scale that depends on the predicted age (the mean absolute residual |y - ŷ| in quantile bins
-of ŷ, shrunk towards the overall mean so a small bin cannot explode or vanish) is fitted on one set of
-videos the model did not train on; the conformal quantile q of the residuals divided by that scale is
-taken on another set, used for nothing else. The interval ŷ ± q·scale(ŷ), clipped at 0 years, then holds
-the true age with the nominal coverage on new videos like the calibration ones, and is narrower where
-the model is better. (Taking the quantile on the videos that fitted the scales, or that picked the
-checkpoint, makes it optimistic.) numpy only, so every runtime (the edge path included) applies the
-same calibration.
+The conformal quantile q of the residuals |y - ŷ| divided by a residual scale is taken on videos the model
+did not train on; the interval ŷ ± q·scale(ŷ), clipped at 0 years, then holds the true age with the
+nominal coverage on new videos like the calibration ones. The scale is the mean absolute residual in
+quantile bins of ŷ (one bin: a constant), shrunk towards the overall mean so a small bin cannot explode
+or vanish; with several bins it is fitted on other videos than the quantile's, since scales fitted on
+the quantile's own residuals make it optimistic. numpy only, so every runtime (the edge path included)
+applies the same calibration.
 """
 
 from __future__ import annotations

@@ -2,9 +2,8 @@
 
 ``set_up`` reads the split's cache index, builds and compiles the model under the strategy's scope;
 ``finish`` loads the best checkpoint, predicts the held-out subjects, calibrates the age interval on the
-calibration subjects and writes the run directory (metrics, predictions, interval, model card, face ranges,
-``model.keras``,
-plots). ``fit`` and the multi-worker loop differ only in between.
+validation subjects and writes the run directory (metrics, predictions, interval, model card, face ranges,
+``model.keras``, plots). ``fit`` and the multi-worker loop differ only in between.
 """
 
 from __future__ import annotations
@@ -115,7 +114,7 @@ def finish(
 ) -> TrainResult:
     """Load the best checkpoint into ``model``, score the held-out subjects and write the run directory.
 
-    The interval is calibrated on subjects that neither trained nor selected the model and scored on the
+    The interval is calibrated on validation subjects (``calibrate_interval``) and scored on the
     held-out subjects (``metrics["interval"]``, with the rates of the age-threshold decisions it gives in
     ``metrics["age_threshold"]``). Every task writes ``metrics.json``; only the chief writes the predictions,
     ``interval.json``, ``model_card.json``, plots and, last, ``model.keras``: a run with a model is complete.
@@ -155,9 +154,9 @@ def calibrate_interval(
 ) -> dict[float, IntervalCalibration]:
     """Intervals of ``inference.coverage`` and of ``REPORTED_COVERAGES``, predicted as held-out is.
 
-    The residual scales come from the validation subjects that selected the checkpoint, the conformal
-    quantile from the calibration subjects, which did nothing else; a split without calibration subjects
-    takes both from the validation fold.
+    With calibration subjects held back, the residual scales (``inference.interval_bins``) come from the
+    validation subjects that selected the checkpoint and the conformal quantile from the held-back ones,
+    which did nothing else; without them both come from the whole validation fold.
     """
     def predicted(ids: list[str]) -> Predictions:
         return collect_predictions(model, split.cache_dir, ids, cfg.data, test_time_flip=cfg.inference.test_time_flip)
@@ -165,7 +164,8 @@ def calibrate_interval(
     val = predicted(split.val_ids)
     quantile_set = predicted(split.calibration_ids) if split.calibration_ids else val
     return {
-        level: fit_interval(quantile_set.true, quantile_set.pred, coverage=level, scale_data=(val.true, val.pred))
+        level: fit_interval(quantile_set.true, quantile_set.pred, coverage=level, bins=cfg.inference.interval_bins,
+                            scale_data=(val.true, val.pred))
         for level in sorted({cfg.inference.coverage, *REPORTED_COVERAGES})
     }
 
