@@ -7,6 +7,8 @@ CONFIG ?= pipelines/default.yaml
 GPU_BUNDLE ?= exported/gpu_bundle
 ARGS   ?=
 PYTEST_ARGS ?=
+# pytest processes (pytest-xdist): the tests train and export in TensorFlow, each on its own core
+PYTEST_WORKERS ?= 2
 
 .PHONY: install assets train test lint tune export bench evaluate ablation readout gpu-bundle clean
 
@@ -48,7 +50,7 @@ gpu-bundle: assets
 	$(BIN)/python -m age_estimation.bench.gpu_bundle --config $(CONFIG) --out $(GPU_BUNDLE) $(ARGS)
 
 test: assets
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check --line-length 110 age_estimation tests
