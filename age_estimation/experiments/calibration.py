@@ -50,9 +50,11 @@ def compare_run(run_dir: Path) -> dict[str, Any]:
     if len(held_back[0]):
         fits["held back"] = lambda level: fit_interval(*held_back, level, bins=4, scale_data=selecting)
         fits["held back, one bin"] = lambda level: fit_interval(*held_back, level, bins=1)
-    scores = {name: {level: interval_report(fit(level), *heldout) for level in LEVELS} for name, fit in fits.items()}
-    minors = {name: threshold_rates(heldout[0], *fit(0.9).bounds(heldout[1]), thresholds=(18,))["18"]
-              for name, fit in fits.items()}
+    fitted = {name: {level: fit(level) for level in LEVELS} for name, fit in fits.items()}
+    scores = {name: {level: interval_report(one, *heldout) for level, one in by_level.items()}
+              for name, by_level in fitted.items()}
+    minors = {name: threshold_rates(heldout[0], *by_level[0.9].bounds(heldout[1]), thresholds=(18,))["18"]
+              for name, by_level in fitted.items()}
     return {"run": str(run_dir), "heldout_mae": float(np.abs(heldout[0] - heldout[1]).mean()),
             "calibration_mae": float(np.abs(whole[0] - whole[1]).mean()), "scores": scores, "at_18": minors}
 
