@@ -235,6 +235,22 @@ class QualityConfig:
 
 
 @dataclass
+class AtypicalityConfig:
+    """How training calibrates the interval on inputs unlike the clean validation videos (``inference/
+    atypicality.py``): an age-stratified share of the validation videos is predicted clean and as corrupted
+    copies (the corruption benchmark's), and the interval widens by atypicality bin, or predict refuses
+    beyond the atypicality the copies reached."""
+
+    # Validation videos whose copies are predicted (0: no widening, no refusal by atypicality). 40 videos
+    # by 18 settings cost about 3 minutes on 2 cores.
+    videos: int = 40
+    corruptions: list[str] = field(default_factory=lambda: [
+        "dark", "low_contrast", "blur", "noise", "small_face", "rotate90", "rotate180", "jpeg", "byte_damage",
+        "occlusion"])
+    severities: list[int] = field(default_factory=lambda: [1, 2])
+
+
+@dataclass
 class InferenceConfig:
     """How a trained model turns clips and videos into ages: held-out evaluation, predict, every runtime."""
 
@@ -257,6 +273,7 @@ class InferenceConfig:
     # its decoded frames: an age read off a few (often spurious) detections says nothing about the person.
     min_face_fraction: float = 0.2
     quality: QualityConfig = field(default_factory=QualityConfig)
+    atypicality: AtypicalityConfig = field(default_factory=AtypicalityConfig)
 
 
 @dataclass
@@ -394,6 +411,8 @@ def validate(cfg: PipelineConfig, origin: str) -> None:
         (0.0 < cfg.data.heldout_fraction < 1.0, "data.heldout_fraction must be in (0, 1)"),
         (0.0 <= cfg.data.calibration_share < 1.0, "data.calibration_share must be in [0, 1)"),
         (cfg.inference.interval_bins >= 1, "inference.interval_bins must be at least 1"),
+        (cfg.inference.atypicality.videos >= 0, "inference.atypicality.videos must be 0 (off) or more"),
+        (set(cfg.inference.atypicality.severities) <= {1, 2, 3}, "inference.atypicality.severities must be 1, 2 or 3"),
         (-1 <= cfg.data.heldout_fold < cfg.data.folds, "data.heldout_fold must be -1 or in [0, data.folds)"),
         (cfg.model.dynamics_units >= 1, "model.dynamics_units must be at least 1"),
         (cfg.align.crop_size >= 16, "align.crop_size must be at least 16"),

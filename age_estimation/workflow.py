@@ -1,4 +1,5 @@
-"""The main job as one call: data (generate if synthetic, then prepare) -> train -> evaluate -> export.
+"""The main job as one call: data (generate if synthetic, then prepare) -> train -> evaluate -> calibrate the
+interval's widening on corrupted validation copies -> export.
 
 ``make train`` runs :func:`run_pipeline` through ``age-estimation train``; every step is idempotent, so
 a rerun reuses the generated videos, the prepared cache and an unfinished run.
@@ -6,6 +7,7 @@ a rerun reuses the generated videos, the prepared cache and an unfinished run.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,7 @@ from age_estimation.atomic_files import write_json_atomic
 from age_estimation.config import PipelineConfig
 from age_estimation.data.prepare import prepare_data
 from age_estimation.evaluation.attention import synthetic_scores
+from age_estimation.evaluation.input_calibration import calibrate_run
 from age_estimation.evaluation.landmark_tracking import smile_tracking
 from age_estimation.export.run import export_run
 from age_estimation.runs import METRICS_NAME
@@ -33,7 +36,8 @@ class PipelineOutcome:
 
 
 def run_pipeline(cfg: PipelineConfig, progress: bool = True, export: bool | None = None) -> PipelineOutcome:
-    """Prepare, train, score attention on synthetic data, and export; returns the outcome with timings."""
+    """Prepare, train, score attention on synthetic data, calibrate the widening, and export; returns the
+    outcome with timings."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     report = prepare_data(cfg, progress)
@@ -52,6 +56,17 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, export: bool | None
         tracking = smile_tracking(result.heldout.video_ids, cfg.data.path, cfg.data.cache_dir, cfg.synth)
         if tracking is not None:
             metrics["landmark_tracking"] = tracking
+        write_json_atomic(result.run_dir / METRICS_NAME, metrics)
+
+    started = time.perf_counter()
+    try:
+        widening = calibrate_run(cfg, result.run_dir, progress)
+    except ValueError as err:  # the run stands; its interval keeps one width for every input
+        print(f"warning: {result.run_dir}: {err}", file=sys.stderr)
+        widening = {"skipped": str(err)}
+    if widening is not None:
+        timings["atypicality"] = time.perf_counter() - started
+        metrics["atypicality"] = widening
         write_json_atomic(result.run_dir / METRICS_NAME, metrics)
 
     exported = None

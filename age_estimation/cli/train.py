@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wall time: {wall / 60:.1f} min ({', '.join(f'{k} {v:.0f}s' for k, v in outcome.timings.items())})")
     if "interval" in metrics:
         print(interval_line(metrics["interval"]))
+    if "atypicality" in metrics:
+        print(atypicality_line(metrics["atypicality"]))
     if "age_threshold" in metrics:
         print(threshold_line(metrics["age_threshold"]))
     print(summary_line(metrics))
@@ -78,6 +80,16 @@ def interval_line(interval: dict[str, Any]) -> str:
         line += (f"\n  the held-out videos were harder than the videos the interval is calibrated on "
                  f"(MAE {heldout:.2f} vs {calibration:.2f}), so fewer of their ages fall inside")
     return line
+
+
+def atypicality_line(widening: dict[str, Any]) -> str:
+    """The widening calibrated on corrupted validation copies, in one line."""
+    if "skipped" in widening:
+        return f"atypical input: not calibrated ({widening['skipped']})"
+    factors = ", ".join(f"{f:.2f}x from {e:.1f}" for e, f in zip(widening["edges"], widening["factors"]))
+    limit = "never refused" if widening["limit"] is None else f"refused beyond {widening['limit']:.1f}"
+    return (f"atypical input: interval widened {factors or 'never'}, {limit} "
+            f"({widening['copies_answered']} answered copies of {widening['videos']} validation videos)")
 
 
 def threshold_line(rates: dict[str, dict[str, Any]]) -> str:

@@ -260,7 +260,14 @@ def _result_json(result: Any) -> dict[str, Any]:
     if isinstance(result, PredictCrash):
         return {"crashed": str(result)}
     interval = None if result.interval is None else [round(float(b), 3) for b in result.interval]
-    return {"age": round(float(result.age), 3), "interval": interval}
+    out: dict[str, Any] = {"age": round(float(result.age), 3), "interval": interval}
+    # What the widening on atypical input is calibrated from (evaluation.input_calibration), where predict gave it.
+    for name in ("flip_gap", "atypicality"):
+        if getattr(result, name, None) is not None:
+            out[name] = round(float(getattr(result, name)), 4)
+    if getattr(result, "quality", None) is not None:
+        out["quality"] = result.quality.to_json()
+    return out
 
 
 def _mean(values: list[float]) -> float | None:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from age_estimation.inference.atypicality import Atypicality
+
 METHOD = "split-conformal, residuals scaled per predicted-age bin"
 # A bin needs this many calibration videos; fewer videos give fewer bins (one bin at the least).
 MIN_PER_BIN = 10
@@ -40,6 +42,8 @@ class IntervalCalibration:
     # The calibration videos' MAE: beside the held-out MAE it shows whether they were as hard as the
     # videos the interval is used on (an easier calibration set gives narrower intervals than it should).
     calibration_mae: float | None = None
+    # How much wider the interval is on inputs unlike the clean validation videos (None: the same width).
+    atypicality: Atypicality | None = None
 
     def __post_init__(self) -> None:
         _check_coverage(self.coverage)
@@ -58,14 +62,17 @@ class IntervalCalibration:
         inner = np.asarray(self.bin_edges[1:-1], float)
         return np.asarray(self.bin_scales, float)[np.searchsorted(inner, np.asarray(age, float), side="right")]
 
-    def bounds(self, age: Any, widest: bool = False) -> tuple[np.ndarray | float, np.ndarray | float]:
+    def bounds(
+        self, age: Any, widest: bool = False, factor: float = 1.0
+    ) -> tuple[np.ndarray | float, np.ndarray | float]:
         """(low, high) of the interval around predicted ``age`` (a number or an array); low is >= 0.
 
         ``widest`` takes the largest bin scale wherever the age falls: for an input that the calibration
         videos were not like (damaged frames left out), whose age bin says little about its error.
+        ``factor`` widens it for an atypical input (``Atypicality.factor``).
         """
         ages = np.asarray(age, float)
-        half = self.quantile * (np.full(ages.shape, max(self.bin_scales)) if widest else self.scale(ages))
+        half = factor * self.quantile * (np.full(ages.shape, max(self.bin_scales)) if widest else self.scale(ages))
         low, high = np.maximum(ages - half, 0.0), ages + half
         if ages.ndim == 0:
             return float(low), float(high)
@@ -81,6 +88,7 @@ class IntervalCalibration:
             "bin_scales": list(self.bin_scales),
             "calibration_videos": self.calibration_videos,
             "calibration_mae": self.calibration_mae,
+            **({"atypicality": self.atypicality.to_json()} if self.atypicality else {}),
         }
 
     @classmethod
@@ -96,6 +104,7 @@ class IntervalCalibration:
             bin_scales=tuple(float(s) for s in data["bin_scales"]),
             calibration_videos=int(data.get("calibration_videos", 0)),
             calibration_mae=None if data.get("calibration_mae") is None else float(data["calibration_mae"]),
+            atypicality=Atypicality.from_json(data["atypicality"]) if data.get("atypicality") else None,
         )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from age_estimation.config import AlignConfig, InferenceConfig, QualityConfig
+from age_estimation.inference.atypicality import Judgement, input_measures
 from age_estimation.inference.model_card import ModelCard
 from age_estimation.inference.quality import QualityTracker, VideoQuality, video_verdict
 from age_estimation.inference.runtimes import Predictor
@@ -70,6 +71,8 @@ class VideoPrediction:
     model_card: ModelCard | None = None
     quality: VideoQuality | None = field(default=None, repr=False)
     windows_left_out: int = 0  # windows over damaged frames, not averaged
+    flip_gap: float | None = None  # mean |age - mirrored age| over the windows, with test-time flip
+    atypicality: float | None = None  # how unlike the clean validation videos the input is (None: not judged)
     face: int | None = None  # with --all-faces: which of the persons in view (0 = seen in most frames)
     face_box: list[float] | None = None  # ... and its median box (x, y, w, h) in source pixels
     notes: list[str] = field(default_factory=list)  # what a reader must know about this answer
@@ -110,6 +113,8 @@ class VideoPrediction:
             "seconds": round(self.seconds, 3),
             "quality": None if self.quality is None else self.quality.to_json(),
             "windows_left_out": self.windows_left_out,
+            "flip_gap": None if self.flip_gap is None else round(self.flip_gap, 3),
+            "atypicality": None if self.atypicality is None else round(self.atypicality, 3),
             "faces_seen": self.faces_seen,
             "faces": [] if self.quality is None else [
                 {"box": person.box(), "frames": person.frames} for person in self.quality.persons],
@@ -207,7 +212,8 @@ def predict_video(
                 quality.push_faces(item.faces)
                 if item.face_found:
                     windows.push(item.crop, item.landmarks, item.landmark_found)
-                    quality.push_frame(item.crop, item.detection, item.frame, aligner.detect)
+                    quality.push_frame(item.crop, item.detection, item.frame, aligner.detect,
+                                       item.landmarks, item.landmark_found)
             fps = float(video.fps)
             sources = np.asarray(video.source_index(np.arange(len(found))))
     except (VideoError, AlignmentError) as err:
@@ -225,7 +231,11 @@ def predict_video(
     if not kept.any():  # damage in every window: all are averaged, and the interval takes its widest width
         kept[:] = True
     age = float(np.mean(np.asarray(out["window_ages"])[kept]))
-    notes = answer_notes(judged, int((~kept).sum()), len(kept))
+    flip_gap = float(np.mean(out["flip_gaps"])) if out["flip_gaps"] else None
+    typicality = input_judgement(spec, judged, flip_gap)
+    if typicality.refusal:
+        raise PredictionError(f"{path}: {typicality.refusal}")
+    notes = answer_notes(judged, int((~kept).sum()), len(kept)) + ([typicality.note] if typicality.note else [])
     return VideoPrediction(
         path=str(path),
         age=age,
@@ -243,13 +253,25 @@ def predict_video(
         landmarks=out["landmarks"],
         landmark_found=out["landmark_found"],
         fps=fps,
-        interval=None if spec.interval is None else spec.interval.bounds(age, widest=bool(judged.damaged.size)),
+        interval=None if spec.interval is None else spec.interval.bounds(age, widest=bool(judged.damaged.size),
+                                                                         factor=typicality.factor),
         coverage=None if spec.interval is None else spec.interval.coverage,
         model_card=spec.model_card,
         quality=judged,
         windows_left_out=int((~kept).sum()),
+        flip_gap=flip_gap,
+        atypicality=typicality.score if spec.interval and spec.interval.atypicality else None,
         notes=notes,
     )
+
+
+def input_judgement(spec: DeploymentSpec, quality: VideoQuality, flip_gap: float | None) -> Judgement:
+    """How the interval of this input widens, or why it is refused, by the interval's calibrated
+    atypicality; a factor of 1 for a model calibrated without it."""
+    widening = spec.interval.atypicality if spec.interval else None
+    if widening is None:
+        return Judgement(0.0, 1.0)
+    return widening.judge(input_measures(quality.to_json(), flip_gap))
 
 
 def clean_windows(starts: list[int], span: int, frames: int, damaged: np.ndarray) -> np.ndarray:

@@ -126,6 +126,7 @@ class QualityTracker:
         self.gains: list[np.ndarray] = []
         self.tracks: list[FaceTrack] = []
         self.detector_frames = 0
+        self.points: list[np.ndarray | None] = []  # each face frame's landmarks (None: the mesh found none)
 
     def push_faces(self, faces: list[Detection]) -> None:
         """Follow every face of one frame the detector ran on (pass ``[]`` for a frame it found none in)."""
@@ -143,7 +144,8 @@ class QualityTracker:
 
     def push_frame(
         self, crop: np.ndarray, detection: Detection | None, frame: np.ndarray,
-        detect: Callable[[np.ndarray], list[Detection]],
+        detect: Callable[[np.ndarray], list[Detection]], landmarks: np.ndarray | None = None,
+        landmark_found: bool = False,
     ) -> None:
         """Measure one face frame: its crop and the tracked face's detection (None if interpolated); every
         ``ROTATION_EVERY``-th detected one (at most ``ROTATION_SAMPLES``) is also detected turned, in its
@@ -155,6 +157,8 @@ class QualityTracker:
         if detection is not None:
             self.tracked.append(detection.box)
         self.thumbs.append(thumb)
+        if landmarks is not None and len(landmarks):
+            self.points.append(np.asarray(landmarks, np.float32) if landmark_found else None)
         if detection is not None and len(self.measures) % ROTATION_EVERY == 1 and len(self.gains) < ROTATION_SAMPLES:
             self.gains.append(rotation_gains(detect, frame, score))
 
@@ -169,6 +173,8 @@ class QualityTracker:
             score=median[4], rotation_gains=np.median(self.gains, axis=0) if self.gains else np.zeros(3),
             damaged=damaged_frames(self.thumbs), persons=persons,
             box=[round(float(v), 1) for v in np.median(self.tracked, axis=0)] if self.tracked else None,
+            jitter=landmark_jitter(self.points),
+            mesh_found=float(np.mean([p is not None for p in self.points])) if self.points else float("nan"),
         )
 
 
@@ -185,17 +191,29 @@ class VideoQuality:
     damaged: np.ndarray  # indices of damaged frames among the face frames
     persons: list[FaceTrack]
     box: list[float] | None = None  # the estimated face's median box (x, y, w, h) in source pixels
+    jitter: float = float("nan")  # landmark_jitter of the face frames (NaN: no landmark stream)
+    mesh_found: float = float("nan")  # share of face frames the face mesh found the face in
 
     def to_json(self) -> dict[str, Any]:
         """The ``quality`` object of ``predict --json``."""
-        def num(value: float) -> float | None:
-            return None if not np.isfinite(value) else round(value, 2)
+        def num(value: float, digits: int = 2) -> float | None:
+            return None if not np.isfinite(value) else round(value, digits)
 
         return {"brightness": num(self.brightness), "contrast": num(self.contrast),
                 "sharpness": num(self.sharpness), "eye_distance_px": num(self.eye_distance),
                 "detector_score": num(self.score), "box": self.box,
                 "rotation_gains": [round(float(g), 2) for g in self.rotation_gains],
-                "damaged_frames": len(self.damaged)}
+                "damaged_frames": len(self.damaged), "landmark_jitter": num(self.jitter, 5),
+                "mesh_found": num(self.mesh_found, 3)}
+
+
+def landmark_jitter(points: list[np.ndarray | None]) -> float:
+    """The median size of the landmarks' second difference over runs of three consecutive frames the mesh found
+    the face in, in eye distances: a noisy or compressed face makes the mesh's points shake from frame to
+    frame, which an expression, smooth over several frames, does not. NaN with no such run."""
+    steps = [float(np.abs(a - 2 * b + c).mean()) for a, b, c in zip(points, points[1:], points[2:])
+             if a is not None and b is not None and c is not None]
+    return float(np.median(steps)) if steps else float("nan")
 
 
 def damaged_frames(thumbs: list[np.ndarray], factor: float = DAMAGE_FACTOR, floor: float = DAMAGE_FLOOR) -> np.ndarray:

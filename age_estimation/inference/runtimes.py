@@ -97,7 +97,9 @@ class Predictor:
         result = {"age": np.asarray(out["age"], np.float32).reshape(len(frames))}
         if bool(self.spec.test_time_flip) if test_time_flip is None else test_time_flip:
             mirrored = self._run({**clips, "frames": np.ascontiguousarray(frames[:, :, :, ::-1])})
-            result["age"] = (result["age"] + np.asarray(mirrored["age"], np.float32).reshape(len(frames))) / 2
+            mirrored_age = np.asarray(mirrored["age"], np.float32).reshape(len(frames))
+            result["flip_gap"] = np.abs(result["age"] - mirrored_age)
+            result["age"] = (result["age"] + mirrored_age) / 2
         for name in OUTPUTS[1:]:
             if name in out:
                 result[name] = np.asarray(out[name], np.float32)[:, : frames.shape[1]]

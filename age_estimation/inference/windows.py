@@ -78,6 +78,7 @@ class WindowStream:
         self._pending: list[np.ndarray] = []  # frame indices of the windows waiting for a batch
         self._clips: list[list[_Frame]] = []  # and their frames
         self._ages: list[float] = []
+        self._flip_gaps: list[float] = []  # |age - mirrored age| per window, with test-time flip
         self._starts: list[int] = []
         self._temporal: list[float] = []
         self._coverage: list[int] = []
@@ -127,6 +128,7 @@ class WindowStream:
         return {
             "seen": seen,
             "window_ages": self._ages,
+            "flip_gaps": self._flip_gaps,
             "window_starts": self._starts,
             "temporal_attention": temporal / max(temporal.sum(), 1e-12),
             "spatial_attention": spatial,
@@ -157,6 +159,7 @@ class WindowStream:
         frames = batch.pop("frames")
         out = self.predictor.predict(frames, np.ones(frames.shape[:2], np.float32), **batch)
         self._ages.extend(float(a) for a in out["age"])
+        self._flip_gaps.extend(float(g) for g in out.get("flip_gap", []))
         for row, indices in enumerate(self._pending):
             self._starts.append(int(indices[0]))
             for step, index in enumerate(indices):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from age_estimation.cli.train import interval_line, threshold_line
+from age_estimation.cli.train import atypicality_line, interval_line, threshold_line
 
 
 def interval(mae: float, calibration_mae: float | None) -> dict:
@@ -32,3 +32,12 @@ def test_the_threshold_line_gives_the_rates_at_18():
     rates = {"13": {}, "18": {"false_positive_rate": 0.0, "over_refused_rate": 0.021, "undecided_rate": 0.2}}
     assert threshold_line(rates) == ("at least 18? held out: under-18s passed 0.0%, over-18s refused 2.1%, "
                                      "undecided 20.0% (13, 21, 25 in metrics.json)")
+
+
+def test_the_atypicality_line_gives_each_bin_and_the_limit_or_why_there_is_none():
+    widening = {"videos": 40, "copies_answered": 420, "edges": [3.2, 6.5], "factors": [1.4, 2.1], "limit": 19.0}
+    assert atypicality_line(widening) == ("atypical input: interval widened 1.40x from 3.2, 2.10x from 6.5, refused "
+                                          "beyond 19.0 (420 answered copies of 40 validation videos)")
+    assert "never refused" in atypicality_line({**widening, "edges": [], "factors": [], "limit": None})
+    assert atypicality_line({"skipped": "no clean validation video got an age"}) == (
+        "atypical input: not calibrated (no clean validation video got an age)")

@@ -111,8 +111,12 @@ def test_test_time_flip_averages_the_clip_and_its_mirror_image():
     frames = np.zeros((2, 3, 4, 4, 3), np.uint8)
     frames[:, :, :, :2] = 10
     frames[1, :, :, 2:] = 30
-    np.testing.assert_allclose(LeftHalfPredictor({"test_time_flip": True}).predict(frames)["age"], [5.0, 20.0])
-    np.testing.assert_allclose(LeftHalfPredictor({"test_time_flip": False}).predict(frames)["age"], [10.0, 10.0])
+    flipped = LeftHalfPredictor({"test_time_flip": True}).predict(frames)
+    np.testing.assert_allclose(flipped["age"], [5.0, 20.0])
+    np.testing.assert_allclose(flipped["flip_gap"], [10.0, 20.0])  # |clip - mirror image|: 10 vs 0, 10 vs 30
+    unflipped = LeftHalfPredictor({"test_time_flip": False}).predict(frames)
+    np.testing.assert_allclose(unflipped["age"], [10.0, 10.0])
+    assert "flip_gap" not in unflipped
     flipping = LeftHalfPredictor({"test_time_flip": True})
     np.testing.assert_allclose(flipping.predict(frames, test_time_flip=False)["age"], [10.0, 10.0])
 

@@ -95,3 +95,34 @@ def test_at_least_without_an_interval_is_a_usage_error(clips, capsys):
     bare = run.parent.parent / "runs"  # the tiny run without interval.json
     code, _, err = predict(capsys, paths["clean"], "--run", next(bare.iterdir()), "--at-least", "18")
     assert code == 2 and "--at-least needs the model's calibrated interval" in err
+
+
+def test_an_atypical_input_gets_a_wider_interval_or_is_refused_beyond_the_calibrated_limit(clips, capsys, tmp_path):
+    from age_estimation.inference.atypicality import MEASURES, Atypicality, input_measures
+
+    run, paths = clips
+    code, out, _ = predict(capsys, paths["clean"], "--run", run, "--json")
+    plain = json.loads(out)
+    assert code == 0 and plain["atypicality"] is None and plain["flip_gap"] is not None
+    values = input_measures(plain["quality"], plain["flip_gap"])
+    # A calibration whose clean videos were the clip with a surer detector: its score is 3 spreads too low.
+    medians = [float(np.log(max(values[m.name], 1e-3)) if m.log else values[m.name]) for m in MEASURES]
+    medians[[m.name for m in MEASURES].index("detector_score")] += 0.03
+    spreads = [0.01] * len(MEASURES)
+    for limit, name in ((100.0, "widened"), (2.0, "refused")):
+        copy = tmp_path / name / run.name
+        shutil.copytree(run, copy)
+        interval = json.loads((copy / "interval.json").read_text())
+        widening = Atypicality(tuple(medians), tuple(spreads), (1.0,), (2.0,), limit, 40)
+        (copy / "interval.json").write_text(json.dumps({**interval, "atypicality": widening.to_json()}))
+        code, out, err = predict(capsys, paths["clean"], "--run", copy, "--json")
+        if name == "widened":
+            result = json.loads(out)
+            low, high = result["interval"]
+            plain_low, plain_high = plain["interval"]
+            assert code == 0 and result["atypicality"] == pytest.approx(3.0, abs=0.01)
+            assert high - low == pytest.approx(2 * (plain_high - plain_low), abs=0.01) or low == 0.0
+            assert any("face detector score" in n and "interval widened 2.00x" in n for n in result["notes"])
+        else:
+            assert code == 1 and "input unlike any video the interval was calibrated on: atypicality 3.0" in err
+            assert "calibrated up to 2.0" in err

@@ -17,6 +17,7 @@ from age_estimation.inference.quality import (
     damaged_frames,
     fit_ranges,
     frame_measures,
+    landmark_jitter,
     rotation_gains,
     video_verdict,
 )
@@ -133,3 +134,28 @@ def test_a_turned_face_needs_a_sure_detection_turned_upright():
     assert video_verdict(dim, QualityConfig()) is None
     sure = quality(score=0.6, rotation_gains=np.array([0.0, 0.3, 0.0]))
     assert "face turned by about 180 degrees" in video_verdict(sure, QualityConfig())
+
+
+def test_landmark_jitter_is_the_median_second_difference_over_frames_the_mesh_found():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, (5, 2)).astype(np.float32)
+    smooth = [base + 0.01 * t for t in range(20)]  # a steady movement: no second difference
+    assert landmark_jitter(smooth) == pytest.approx(0.0, abs=1e-6)
+    shaking = [base + rng.normal(0, 0.05, base.shape) for _ in range(20)]
+    assert landmark_jitter(shaking) > 0.03
+    # A frame without a face mesh breaks the runs of three; with no run left there is no jitter to tell.
+    assert landmark_jitter([smooth[0], None, smooth[2], smooth[3], smooth[4]]) == pytest.approx(0.0, abs=1e-6)
+    assert np.isnan(landmark_jitter([smooth[0], None, smooth[2], None]))
+
+
+def test_the_tracker_reports_jitter_and_the_share_of_frames_with_a_face_mesh():
+    tracker = QualityTracker()
+    points = np.zeros((5, 2), np.float32)
+    for i in range(8):
+        tracker.push_frame(crop(), None, np.zeros((8, 8, 3), np.uint8), lambda frame: [],
+                           points + (0.1 if i % 2 else 0.0), landmark_found=i != 3)
+    judged = tracker.finish(window=2)
+    assert judged.mesh_found == pytest.approx(7 / 8)
+    assert judged.jitter == pytest.approx(0.2)  # |a - 2b + c| of an alternating point is twice its step
+    assert judged.to_json()["mesh_found"] == 0.875 and judged.to_json()["landmark_jitter"] == pytest.approx(0.2)
+    assert np.isnan(quality().jitter) and quality().to_json()["landmark_jitter"] is None
