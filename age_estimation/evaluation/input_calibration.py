@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -98,8 +99,13 @@ def calibrate_run(cfg: PipelineConfig, run_dir: str | Path, progress: bool = Fal
     def predict_fn(paths: list[Path]) -> Iterable[Any]:
         return predict_videos(paths, predictor, cfg.align, window, progress=False)
 
-    widening, table = calibrate_atypicality(predict_fn, validation_videos(cfg), spec.interval,
-                                            cfg.inference.atypicality, progress)
+    settings = cfg.inference.atypicality
+    if progress:
+        print(f"atypical input: predicting {settings.videos} validation videos clean and as corrupted copies "
+              f"({', '.join(settings.corruptions)}; severities {', '.join(map(str, settings.severities))})",
+              file=sys.stderr, flush=True)
+    # The benchmark's per-row lines would read as results; the calibration's summary goes to metrics.json.
+    widening, table = calibrate_atypicality(predict_fn, validation_videos(cfg), spec.interval, settings)
     write_json_atomic(run_dir / INTERVAL_NAME,
                       dataclasses.replace(spec.interval, atypicality=widening).to_json())
     return {"videos": len(table["videos"]), "copies_answered": sum(r["answered"] for r in table["rows"]),
