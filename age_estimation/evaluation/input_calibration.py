@@ -29,7 +29,7 @@ from age_estimation.evaluation.corruptions import CORRUPTIONS
 from age_estimation.evaluation.robustness import Video, corruption_table, stratified_subset
 from age_estimation.inference.atypicality import (
     Atypicality,
-    _conformal_quantile,
+    conformal_quantile,
     fit_widening,
     input_measures,
 )
@@ -71,7 +71,7 @@ def calibrate_atypicality(
         reasons = "; ".join(f"{count} x {reason}" for reason, count in table["rows"][0]["reasons"].items())
         raise ValueError(f"no clean validation video got an age ({reasons or 'none answered'}), so the widening "
                          "on atypical input cannot be calibrated")
-    base = _conformal_quantile(np.array([r for _, r in clean]), interval.coverage)
+    base = conformal_quantile(np.array([r for _, r in clean]), interval.coverage)
     return fit_widening([m for m, _ in clean], copies, base, interval.coverage), table
 
 

@@ -1,10 +1,10 @@
 """How unlike the calibration videos a video's input is, and how much wider its interval must then be.
 
-A video's *atypicality* is the largest robust z-score of its input measures (``MEASURES``: the face's
-brightness, contrast and sharpness, its size, the detector's score, the landmarks' jitter, the share of
-frames the face mesh found and the test-time-flip gap) against the clean validation videos read through
-``predict``; a measure counts only in the direction that makes the input worse (a smaller face, a lower
-score, more jitter). ``fit_widening`` bins the atypicality of clean and corrupted copies of the validation
+A video's *atypicality* is the root sum of squares of the robust z-scores of its input measures
+(``MEASURES``: the face's brightness, contrast and sharpness, its size, the detector's score, the
+landmarks' jitter, the share of frames the face mesh found and the test-time-flip gap) against the clean
+validation videos read through ``predict``; a measure counts only in the direction that makes the input
+worse (a smaller face, a lower score, more jitter). ``fit_widening`` bins the atypicality of clean and corrupted copies of the validation
 videos (``evaluation.input_calibration``) and gives each bin above the typical one the factor by which
 its residuals' conformal quantile exceeds the clean one, so an input like a bin's copies gets an
 interval that holds there too; beyond the atypicality the copies reached, ``predict`` refuses. numpy
@@ -180,14 +180,14 @@ def fit_widening(
     above = above[np.argsort(above[:, 0])]
     edges, factors, limit = [typical], [], math.inf
     for chunk in np.array_split(above, min(BINS, len(above) // MIN_PER_BIN)) if len(above) >= MIN_PER_BIN else []:
-        quantile = _conformal_quantile(chunk[:, 1], coverage)
+        quantile = conformal_quantile(chunk[:, 1], coverage)
         factors.append(max(quantile / max(base_quantile, FLOOR), factors[-1] if factors else 1.0))
         limit = float(chunk[-1, 0])
         edges.append(limit)
     return Atypicality(medians, spreads, tuple(edges[: len(factors)]), tuple(factors), limit, len(clean))
 
 
-def _conformal_quantile(residuals: np.ndarray, coverage: float) -> float:
+def conformal_quantile(residuals: np.ndarray, coverage: float) -> float:
     """The ⌈(n+1)·coverage⌉-th smallest residual (the largest with too few)."""
     ordered = np.sort(np.asarray(residuals, float))
     return float(ordered[min(math.ceil((len(ordered) + 1) * coverage), len(ordered)) - 1])

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from age_estimation.inference.atypicality import Atypicality
+from age_estimation.inference.atypicality import Atypicality, conformal_quantile
 
 METHOD = "split-conformal, residuals scaled per predicted-age bin"
 # A bin needs this many calibration videos; fewer videos give fewer bins (one bin at the least).
@@ -129,11 +129,10 @@ def fit_interval(
     edges, scales = fit_scales(*(_pair(*scale_data) if scale_data is not None else (true, pred)), bins)
     residual = np.abs(true - pred)
     which = np.searchsorted(edges[1:-1], pred, side="right")
-    normalised = np.sort(residual / np.asarray(scales)[which])
-    rank = min(math.ceil((len(normalised) + 1) * coverage), len(normalised))
+    normalised = residual / np.asarray(scales)[which]
     return IntervalCalibration(
         coverage=float(coverage),
-        quantile=float(normalised[rank - 1]),
+        quantile=conformal_quantile(normalised, coverage),
         bin_edges=tuple(float(e) for e in edges),
         bin_scales=tuple(scales),
         calibration_videos=len(pred),
