@@ -28,6 +28,7 @@ COMMANDS = {
     "readout": "Linear readers of the landmark stream: the age and smile cues it offers a model.",
     "report": "Write the results page (ablation tables, learning curve) from run folders.",
     "tune": "Keras Tuner hyperparameter search; writes the best config as YAML.",
+    "calibrate": "Calibrate a trained run's interval widening on corrupted copies of its validation videos.",
     "export": "Export a trained model as a SavedModel (TF Serving) and TFLite.",
     "predict": "Estimate the age of the person in each video.",
     "bench": "Measure speed, memory and size; print a table and write JSON.",
