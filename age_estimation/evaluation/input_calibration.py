@@ -43,7 +43,6 @@ def calibrate_atypicality(
     videos: list[Video],
     interval: IntervalCalibration,
     cfg: AtypicalityConfig,
-    progress: bool = False,
 ) -> tuple[Atypicality, dict[str, Any]]:
     """The widening for ``interval`` from ``cfg.videos`` of ``videos`` (validation videos) predicted by
     ``predict_fn`` clean and corrupted, and the benchmark table it came from. ``predict_fn`` must not widen or
@@ -55,7 +54,7 @@ def calibrate_atypicality(
     chosen = stratified_subset(videos, cfg.videos)
     with tempfile.TemporaryDirectory(prefix="atypicality-") as workdir:
         table = corruption_table(predict_fn, chosen, list(cfg.corruptions), list(cfg.severities), workdir,
-                                 progress=progress)
+                                 progress=False)
     ages = np.array([video[1] for video in chosen], float)
     clean, copies = [], []
     for row in table["rows"]:

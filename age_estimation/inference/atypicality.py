@@ -59,10 +59,10 @@ def input_measures(quality: Mapping[str, Any] | None, flip_gap: float | None) ->
 
 @dataclass(frozen=True)
 class Judgement:
-    """What ``Atypicality.judge`` says of one video: its atypicality, the interval's factor, and a refusal
-    or a note for the reader (None when typical)."""
+    """What ``Atypicality.judge`` says of one video: its atypicality (None: not judged, the model has no
+    widening), the interval's factor, and a refusal or a note for the reader (None when typical)."""
 
-    score: float
+    score: float | None
     factor: float
     refusal: str | None = None
     note: str | None = None
@@ -178,13 +178,13 @@ def fit_widening(
     scored = np.array([(partial.score(m)[0], r) for m, r in copies], float).reshape(-1, 2)
     above = scored[scored[:, 0] >= typical]
     above = above[np.argsort(above[:, 0])]
-    edges, factors, limit = [typical], [], math.inf
+    edges, factors, lower, limit = [], [], typical, math.inf
     for chunk in np.array_split(above, min(BINS, len(above) // MIN_PER_BIN)) if len(above) >= MIN_PER_BIN else []:
         quantile = conformal_quantile(chunk[:, 1], coverage)
+        edges.append(lower)
         factors.append(max(quantile / max(base_quantile, FLOOR), factors[-1] if factors else 1.0))
-        limit = float(chunk[-1, 0])
-        edges.append(limit)
-    return Atypicality(medians, spreads, tuple(edges[: len(factors)]), tuple(factors), limit, len(clean))
+        lower = limit = float(chunk[-1, 0])
+    return Atypicality(medians, spreads, tuple(edges), tuple(factors), limit, len(clean))
 
 
 def conformal_quantile(residuals: np.ndarray, coverage: float) -> float:

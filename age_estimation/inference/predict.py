@@ -260,7 +260,7 @@ def predict_video(
         quality=judged,
         windows_left_out=int((~kept).sum()),
         flip_gap=flip_gap,
-        atypicality=typicality.score if spec.interval and spec.interval.atypicality else None,
+        atypicality=typicality.score,
         notes=notes,
     )
 
@@ -270,7 +270,7 @@ def input_judgement(spec: DeploymentSpec, quality: VideoQuality, flip_gap: float
     atypicality; a factor of 1 for a model calibrated without it."""
     widening = spec.interval.atypicality if spec.interval else None
     if widening is None:
-        return Judgement(0.0, 1.0)
+        return Judgement(None, 1.0)
     return widening.judge(input_measures(quality.to_json(), flip_gap))
 
 
