@@ -26,7 +26,7 @@ from age_estimation.config import AtypicalityConfig, PipelineConfig
 from age_estimation.data.cache import read_index
 from age_estimation.data.pipeline import build_split_datasets
 from age_estimation.evaluation.corruptions import CORRUPTIONS
-from age_estimation.evaluation.robustness import Video, corruption_table, stratified_subset
+from age_estimation.evaluation.robustness import Video, cached_sources, corruption_table, stratified_subset
 from age_estimation.inference.atypicality import (
     Atypicality,
     conformal_quantile,
@@ -114,8 +114,12 @@ def calibrate_run(cfg: PipelineConfig, run_dir: str | Path, progress: bool = Fal
 
 
 def validation_videos(cfg: PipelineConfig) -> list[Video]:
-    """(source path, age, subject) of the run config's validation videos, through its cache index."""
+    """(source path, age, subject) of the run config's validation videos, through its cache index; a
+    warning names each one whose source file is gone (it is left out)."""
     index = read_index(cfg.data.cache_dir)["videos"]
     split = build_split_datasets(cfg, landmarks=cfg.model.reads_landmarks)
-    return [(Path(index[vid]["source"]), float(index[vid]["age"]), str(index[vid]["subject"]))
-            for vid in split.val_ids if Path(index[vid]["source"]).is_file()]
+    videos, missing = cached_sources(cfg.data.cache_dir, {
+        vid: (str(index[vid]["subject"]), float(index[vid]["age"])) for vid in split.val_ids})
+    for line in missing:
+        print(f"warning: atypical input: left out validation video {line}", file=sys.stderr)
+    return videos

@@ -158,17 +158,23 @@ def heldout_videos(run_dir: str | Path) -> tuple[list[Video], list[str]]:
     """The held-out videos of a run (its ``heldout_predictions.csv``), each found through the cache index at
     the run config's ``data.cache_dir``; and a line for each one whose source file is gone."""
     from age_estimation.config import load_config
-    from age_estimation.data.cache import read_index
     from age_estimation.runs import CONFIG_NAME, PREDICTIONS_NAME
 
     run_dir = Path(run_dir)
     table = run_dir / PREDICTIONS_NAME
     if not table.is_file():
         raise FileNotFoundError(f"{table}: the run has no held-out predictions (not a finished training run?)")
-    cache_dir = load_config(run_dir / CONFIG_NAME).data.cache_dir
+    return cached_sources(load_config(run_dir / CONFIG_NAME).data.cache_dir, _heldout_ages(table))
+
+
+def cached_sources(cache_dir: str | Path, ages: dict[str, tuple[str, float]]) -> tuple[list[Video], list[str]]:
+    """(source path, age, subject) of each video id of ``ages`` (id -> (subject, true age)), found through
+    the cache index at ``cache_dir``; and a line for each one whose source file is gone."""
+    from age_estimation.data.cache import read_index
+
     index = read_index(cache_dir)["videos"]
     videos, missing = [], []
-    for vid, (subject, age) in _heldout_ages(table).items():
+    for vid, (subject, age) in ages.items():
         source = Path(index[vid]["source"]) if vid in index else None
         if source is None or not source.is_file():
             missing.append(f"{vid}: " + (f"source video {source} not found" if source else

@@ -73,3 +73,25 @@ def test_an_unknown_corruption_is_named(videos):
 def test_without_atypicality_drops_only_the_widening():
     interval = fit_interval(np.array(AGES), np.array(AGES) + 2.0, bins=1)
     assert without_atypicality(interval) == interval and without_atypicality(None) is None
+
+
+def test_validation_videos_come_through_the_cache_index_and_a_missing_source_is_named(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from age_estimation.atomic_files import write_json_atomic
+    from age_estimation.config import AlignConfig, load_config
+    from age_estimation.data.cache import empty_index
+    from age_estimation.evaluation.input_calibration import validation_videos
+
+    present = tmp_path / "a.mp4"
+    present.write_bytes(b"x")
+    index = empty_index(AlignConfig())
+    index["videos"] = {"a-1": {"source": str(present), "subject": "s1", "age": 31},
+                       "b-2": {"source": str(tmp_path / "gone.mp4"), "subject": "s2", "age": 40},
+                       "c-3": {"source": str(present), "subject": "s3", "age": 50}}
+    write_json_atomic(tmp_path / "cache" / "index.json", index)
+    monkeypatch.setattr("age_estimation.evaluation.input_calibration.build_split_datasets",
+                        lambda cfg, landmarks: SimpleNamespace(val_ids=["a-1", "b-2"]))
+    videos = validation_videos(load_config(None, [f"data.cache_dir={tmp_path / 'cache'}"]))
+    assert videos == [(present, 31.0, "s1")]
+    assert "left out validation video b-2: source video" in capsys.readouterr().err
