@@ -128,7 +128,11 @@ class Atypicality:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Atypicality:
-        """What ``to_json`` wrote; other measures than this version's are a ``ValueError`` naming them."""
+        """What ``to_json`` wrote; a missing key, or other measures than this version's, is a ``ValueError``
+        naming it."""
+        missing = [k for k in ("medians", "spreads", "edges", "factors") if k not in data]
+        if missing:
+            raise ValueError(f"interval widening (atypicality) lacks {', '.join(missing)}")
         names = [m.name for m in MEASURES]
         if list(data.get("measures", [])) != names:
             raise ValueError(f"atypicality measures {data.get('measures')} are not this version's {names}; "

@@ -114,3 +114,5 @@ def test_widening_of_other_measures_is_refused_by_name():
     data = fit_widening(*calibration_copies(rng), 1.6, 0.9).to_json()
     with pytest.raises(ValueError, match="recalibrate the run"):
         Atypicality.from_json({**data, "measures": ["brightness"]})
+    with pytest.raises(ValueError, match="interval widening .atypicality. lacks spreads, factors"):
+        Atypicality.from_json({k: v for k, v in data.items() if k not in ("spreads", "factors")})
