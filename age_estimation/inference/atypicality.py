@@ -1,10 +1,11 @@
 """How unlike the calibration videos a video's input is, and how much wider its interval must then be.
 
 A video's *atypicality* is the root sum of squares of the robust z-scores of its input measures
-(``MEASURES``: the face's brightness, contrast and sharpness, its size, the detector's score, the
-landmarks' jitter, the share of frames the face mesh found and the test-time-flip gap) against the clean
-validation videos read through ``predict``; a measure counts only in the direction that makes the input
-worse (a smaller face, a lower score, more jitter). ``fit_widening`` bins the atypicality of clean and corrupted copies of the validation
+(``MEASURES``: the face's brightness, contrast and sharpness, its re-blur ratio and sharpness per grey
+level of contrast, its size, the detector's score, the landmarks' jitter, the share of frames the face
+mesh found and the test-time-flip gap) against the clean validation videos read through ``predict``; a
+measure counts only in the direction that makes the input worse (a smaller face, a lower score, more
+jitter). ``fit_widening`` bins the atypicality of clean and corrupted copies of the validation
 videos (``evaluation.input_calibration``) and gives each bin above the typical one the factor by which
 its residuals' conformal quantile exceeds the clean one, so an input like a bin's copies gets an
 interval that holds there too; beyond the atypicality the copies reached, ``predict`` refuses. numpy
@@ -38,15 +39,18 @@ MEASURES = (
     Measure("brightness", False, 0, "mean brightness"),
     Measure("contrast", False, 0, "contrast"),
     Measure("sharpness", True, 0, "sharpness"),
+    Measure("reblur_ratio", True, 0, "re-blur ratio (high: blurred, low: noisy)"),
+    Measure("relative_sharpness", True, 0, "sharpness per grey level of contrast"),
     Measure("eye_distance_px", True, -1, "eye distance (px)"),
     Measure("detector_score", False, -1, "face detector score"),
     Measure("landmark_jitter", True, 1, "landmark jitter"),
     Measure("mesh_found", False, -1, "share of frames with a face mesh"),
     Measure("flip_gap", False, 1, "mirror-image disagreement (years)"),
 )
+BY_NAME = {m.name: m for m in MEASURES}
 FLOOR = 1e-3  # smallest value of a log-scale measure, and smallest robust spread of any
 MIN_PER_BIN = 20  # calibration copies a bin above the typical one needs for its own quantile
-BINS = 3  # bins above the typical one, of equal counts of calibration copies
+BINS = 4  # bins above the typical one, of equal counts of calibration copies
 TYPICAL = 0.95  # the typical bin holds this share of the clean calibration videos
 TYPICAL_Z = 2.0  # a refusal or note names a measure's clean range as its median +- this many spreads
 
@@ -71,7 +75,9 @@ class Judgement:
 @dataclass(frozen=True)
 class Atypicality:
     """The clean validation videos' median and robust spread of each measure, the atypicality bins above the
-    typical one (their lower edges) with their interval factors, and the highest atypicality calibrated."""
+    typical one (their lower edges) with their interval factors, and the highest atypicality calibrated;
+    ``names`` are the measures it was calibrated with (a run calibrated before a measure was added keeps
+    scoring without it)."""
 
     medians: tuple[float, ...]
     spreads: tuple[float, ...]
@@ -79,13 +85,19 @@ class Atypicality:
     factors: tuple[float, ...]
     limit: float
     videos: int
+    names: tuple[str, ...] = tuple(BY_NAME)
+
+    @property
+    def measure_specs(self) -> list[Measure]:
+        """The ``Measure`` of each of ``names``, in the order of ``medians`` and ``spreads``."""
+        return [BY_NAME[name] for name in self.names]
 
     def score(self, measures: Mapping[str, float]) -> tuple[float, str]:
         """(atypicality, the measure furthest out) of a video's ``input_measures``: the root sum of squares of
         the measures' z-scores, so several measures at the edge of the clean range together count as far
         out as one beyond it; (0, '') when none is known."""
         best, which, total = 0.0, "", 0.0  # the largest z names the measure; all of them set the score
-        for measure, median, spread in zip(MEASURES, self.medians, self.spreads):
+        for measure, median, spread in zip(self.measure_specs, self.medians, self.spreads):
             value = measures.get(measure.name, float("nan"))
             if not math.isfinite(value) or not math.isfinite(median):
                 continue
@@ -108,11 +120,11 @@ class Atypicality:
         factor = self.factor(score)
         if score <= self.limit and factor <= 1.0:
             return Judgement(score, 1.0)
-        i = [m.name for m in MEASURES].index(which)
+        i = self.names.index(which)
         low, high = self.medians[i] - TYPICAL_Z * self.spreads[i], self.medians[i] + TYPICAL_Z * self.spreads[i]
-        if MEASURES[i].log:
+        if BY_NAME[which].log:
             low, high = math.exp(low), math.exp(high)
-        cause = (f"atypicality {score:.1f}, most of it its {MEASURES[i].words} {measures[which]:.3g} (clean "
+        cause = (f"atypicality {score:.1f}, most of it its {BY_NAME[which].words} {measures[which]:.3g} (clean "
                  f"validation videos: {max(low, 0.0):.3g}-{high:.3g})")
         if score > self.limit:
             return Judgement(score, factor, refusal=(
@@ -122,25 +134,29 @@ class Atypicality:
 
     def to_json(self) -> dict[str, Any]:
         """The ``atypicality`` object of ``interval.json`` and of every deployment spec's interval."""
-        return {"method": METHOD, "measures": [m.name for m in MEASURES], "medians": list(self.medians),
+        return {"method": METHOD, "measures": list(self.names), "medians": list(self.medians),
                 "spreads": list(self.spreads), "edges": list(self.edges), "factors": list(self.factors),
                 "limit": self.limit if math.isfinite(self.limit) else None, "videos": self.videos}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Atypicality:
-        """What ``to_json`` wrote; a missing key, or other measures than this version's, is a ``ValueError``
-        naming it."""
-        missing = [k for k in ("medians", "spreads", "edges", "factors") if k not in data]
+        """What ``to_json`` wrote; a missing key, a measure this version does not know, or a median or spread
+        too few is a ``ValueError`` naming it."""
+        missing = [k for k in ("measures", "medians", "spreads", "edges", "factors") if k not in data]
         if missing:
             raise ValueError(f"interval widening (atypicality) lacks {', '.join(missing)}")
-        names = [m.name for m in MEASURES]
-        if list(data.get("measures", [])) != names:
-            raise ValueError(f"atypicality measures {data.get('measures')} are not this version's {names}; "
-                             "recalibrate the run")
+        names = tuple(str(name) for name in data["measures"])
+        unknown = [name for name in names if name not in BY_NAME]
+        if unknown:
+            raise ValueError(f"atypicality measures {', '.join(unknown)} are not this version's "
+                             f"({', '.join(BY_NAME)}); recalibrate the run")
+        if not len(data["medians"]) == len(data["spreads"]) == len(names):
+            raise ValueError(f"atypicality has {len(names)} measures but {len(data['medians'])} medians and "
+                             f"{len(data['spreads'])} spreads")
         return cls(medians=tuple(float(v) for v in data["medians"]), spreads=tuple(float(v) for v in data["spreads"]),
                    edges=tuple(float(v) for v in data["edges"]), factors=tuple(float(v) for v in data["factors"]),
                    limit=math.inf if data.get("limit") is None else float(data["limit"]),
-                   videos=int(data.get("videos", 0)))
+                   videos=int(data.get("videos", 0)), names=names)
 
 
 def fit_reference(clean: list[Mapping[str, float]]) -> tuple[tuple[float, ...], tuple[float, ...]]:

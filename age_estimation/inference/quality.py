@@ -1,8 +1,9 @@
 """How far a video's face can be trusted: measures of every face frame, and the verdict ``predict`` draws.
 
 Per face frame (cheap, on the aligned crop and the detection): brightness and contrast of the face's
-centre, its sharpness (the spread of the Laplacian), the eye distance in source pixels and the
-detector's score; on a sample of frames, how much surer the detector is of the face turned by 90, 180
+centre, its sharpness (the spread of the Laplacian), two measures of it that the face's own detail and
+contrast do not set (the re-blur ratio and the sharpness per grey level of contrast, which tell a blurred
+or noisy face from a smooth or dim one), the eye distance in source pixels and the detector's score; on a sample of frames, how much surer the detector is of the face turned by 90, 180
 or 270 degrees (an upside-down or sideways face, which alignment by the eyes alone does not right).
 Over the video: a frame whose crop jumps from the previous one far more than the video's typical step
 is *damaged* (decoding garbage, smeared blocks), and every face the detector saw is followed, so a
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -38,6 +39,9 @@ SURE_SCORE = 0.75
 # from the previous one is damaged (clean synthetic and real clips step at most 14x and 50 levels, at a
 # face gap).
 DAMAGE_FACTOR, DAMAGE_FLOOR = 8.0, 40.0
+# The re-blur ratio blurs the crop's centre once more by this sigma (crop pixels): a sharp face loses
+# most of its Laplacian, an already blurred one little, a noisy one nearly all.
+REBLUR_SIGMA = 1.0
 
 
 MEASURES = ("brightness", "contrast", "sharpness")  # what FaceRanges bound, in frame_measures' order
@@ -96,16 +100,32 @@ class FaceTrack:
         return [round(float(v), 1) for v in np.median(np.stack(self.boxes), axis=0)]
 
 
-def frame_measures(crop: np.ndarray) -> tuple[float, float, float, np.ndarray]:
-    """(brightness, contrast, sharpness, thumbnail) of an aligned RGB face crop: the mean and spread of
-    its centre's grey levels (0-255), the spread of the centre's Laplacian, and a THUMB x THUMB grey copy."""
+class FrameMeasures(NamedTuple):
+    """What ``frame_measures`` reads off one aligned face crop."""
+
+    brightness: float  # mean grey level of the centre (0-255)
+    contrast: float  # spread of the centre's grey levels
+    sharpness: float  # spread of the centre's Laplacian
+    reblur: float  # the Laplacian's spread left after a further REBLUR_SIGMA blur, over its own
+    thumb: np.ndarray  # THUMB x THUMB grey copy of the whole crop
+
+
+def frame_measures(crop: np.ndarray) -> FrameMeasures:
+    """The measures of an aligned RGB face crop, all but the thumbnail on its centre (``CENTRE``)."""
     grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)
     size = grey.shape[0]
     low, high = int(size * CENTRE[0]), round(size * CENTRE[1])
     centre = grey[low:high, low:high].astype(np.float32)
-    sharpness = float(cv2.Laplacian(centre, cv2.CV_32F, ksize=3).std())
+    sharpness = laplacian_spread(centre)
+    reblurred = laplacian_spread(cv2.GaussianBlur(centre, (0, 0), REBLUR_SIGMA))
     thumb = cv2.resize(grey, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-    return float(centre.mean()), float(centre.std()), sharpness, thumb
+    return FrameMeasures(float(centre.mean()), float(centre.std()), sharpness,
+                         reblurred / sharpness if sharpness > 0 else float("nan"), thumb)
+
+
+def laplacian_spread(grey: np.ndarray) -> float:
+    """Standard deviation of the 3x3 Laplacian of a float grey image: how much fine detail (or noise) it has."""
+    return float(cv2.Laplacian(grey, cv2.CV_32F, ksize=3).std())
 
 
 def rotation_gains(detect: Callable[[np.ndarray], list[Detection]], frame: np.ndarray, score: float) -> np.ndarray:
@@ -120,7 +140,7 @@ class QualityTracker:
     the detector saw; ``finish`` gives the video's ``VideoQuality``. Holds a few hundred bytes a frame."""
 
     def __init__(self) -> None:
-        self.measures: list[tuple[float, float, float, float, float]] = []
+        self.measures: list[tuple[float, ...]] = []  # in VideoQuality's order: brightness ... relative sharpness
         self.tracked: list[np.ndarray] = []  # the estimated face's box in each frame it was detected
         self.thumbs: list[np.ndarray] = []
         self.gains: list[np.ndarray] = []
@@ -150,13 +170,14 @@ class QualityTracker:
         """Measure one face frame: its crop and the tracked face's detection (None if interpolated); every
         ``ROTATION_EVERY``-th detected one (at most ``ROTATION_SAMPLES``) is also detected turned, in its
         source ``frame``, with ``detect``."""
-        brightness, contrast, sharpness, thumb = frame_measures(crop)
+        crop_measures = frame_measures(crop)
         eyes = np.nan if detection is None else float(np.linalg.norm(detection.eyes[1] - detection.eyes[0]))
         score = np.nan if detection is None else float(detection.score)
-        self.measures.append((brightness, contrast, sharpness, eyes, score))
+        per_contrast = crop_measures.sharpness / crop_measures.contrast if crop_measures.contrast > 0 else np.nan
+        self.measures.append((*crop_measures[:3], eyes, score, crop_measures.reblur, per_contrast))
         if detection is not None:
             self.tracked.append(detection.box)
-        self.thumbs.append(thumb)
+        self.thumbs.append(crop_measures.thumb)
         if landmarks is not None and len(landmarks):
             self.points.append(np.asarray(landmarks, np.float32) if landmark_found else None)
         if detection is not None and len(self.measures) % ROTATION_EVERY == 1 and len(self.gains) < ROTATION_SAMPLES:
@@ -164,7 +185,7 @@ class QualityTracker:
 
     def finish(self, window: int) -> VideoQuality:
         """The video's medians, its damaged frames and the persons in view (tracks of enough frames)."""
-        values = np.asarray(self.measures, float).reshape(-1, 5)
+        values = np.asarray(self.measures, float).reshape(-1, 7)
         median = [float(np.nanmedian(col)) if np.isfinite(col).any() else float("nan") for col in values.T]
         needed = max(window, PERSON_MIN_SHARE * self.detector_frames)
         persons = sorted((t for t in self.tracks if t.frames >= needed), key=lambda t: -t.frames)
@@ -175,6 +196,7 @@ class QualityTracker:
             box=[round(float(v), 1) for v in np.median(self.tracked, axis=0)] if self.tracked else None,
             jitter=landmark_jitter(self.points),
             mesh_found=float(np.mean([p is not None for p in self.points])) if self.points else float("nan"),
+            reblur=median[5], relative_sharpness=median[6],
         )
 
 
@@ -193,6 +215,8 @@ class VideoQuality:
     box: list[float] | None = None  # the estimated face's median box (x, y, w, h) in source pixels
     jitter: float = float("nan")  # landmark_jitter of the face frames (NaN: no landmark stream)
     mesh_found: float = float("nan")  # share of face frames the face mesh found the face in
+    reblur: float = float("nan")  # re-blur ratio (FrameMeasures.reblur): high when blurred, low when noisy
+    relative_sharpness: float = float("nan")  # sharpness per grey level of contrast
 
     def to_json(self) -> dict[str, Any]:
         """The ``quality`` object of ``predict --json``."""
@@ -204,7 +228,8 @@ class VideoQuality:
                 "detector_score": num(self.score), "box": self.box,
                 "rotation_gains": [round(float(g), 2) for g in self.rotation_gains],
                 "damaged_frames": len(self.damaged), "landmark_jitter": num(self.jitter, 5),
-                "mesh_found": num(self.mesh_found, 3)}
+                "mesh_found": num(self.mesh_found, 3), "reblur_ratio": num(self.reblur, 4),
+                "relative_sharpness": num(self.relative_sharpness, 4)}
 
 
 def landmark_jitter(points: list[np.ndarray | None]) -> float:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from age_estimation.inference.atypicality import (
+    BINS,
     MEASURES,
     MIN_PER_BIN,
     Atypicality,
@@ -17,6 +18,7 @@ from age_estimation.inference.interval import IntervalCalibration, fit_interval
 def measures(rng: np.random.Generator, score_drop: float = 0.0, **fixed: float) -> dict[str, float]:
     """A video's input measures like the clean synthetic ones, its detector score lowered by ``score_drop``."""
     values = {"brightness": rng.normal(120, 25), "contrast": rng.normal(28, 6), "sharpness": rng.lognormal(4.9, 0.2),
+              "reblur_ratio": rng.lognormal(-0.8, 0.1), "relative_sharpness": rng.lognormal(1.3, 0.2),
               "eye_distance_px": rng.normal(35, 3), "detector_score": rng.normal(0.88, 0.03) - score_drop,
               "landmark_jitter": rng.lognormal(-4, 0.3), "mesh_found": min(1.0, rng.normal(0.95, 0.04)),
               "flip_gap": abs(rng.normal(0, 2))}
@@ -58,7 +60,7 @@ def test_the_widening_grows_with_atypicality_and_holds_in_every_bin():
     clean, copies = calibration_copies(rng)
     base = float(np.quantile([r for _, r in copies[:200]], 0.9))
     widening = fit_widening(clean, copies, base, 0.9)
-    assert len(widening.factors) == 3 and list(widening.factors) == sorted(widening.factors)
+    assert len(widening.factors) == BINS and list(widening.factors) == sorted(widening.factors)
     assert widening.factors[-1] > 2 and widening.limit == pytest.approx(max(widening.score(m)[0] for m, _ in copies))
     # New copies from the same process: each widened bin's copies are covered about 90% of the time (the
     # typical bin keeps the clean interval, whatever the copies that look typical there).
@@ -109,10 +111,25 @@ def test_the_interval_carries_the_widening_through_json():
     assert Atypicality.from_json(unbounded.to_json()).limit == math.inf
 
 
-def test_widening_of_other_measures_is_refused_by_name():
+def test_widening_of_unknown_measures_is_refused_by_name():
     rng = np.random.default_rng(6)
     data = fit_widening(*calibration_copies(rng), 1.6, 0.9).to_json()
-    with pytest.raises(ValueError, match="recalibrate the run"):
+    with pytest.raises(ValueError, match="measures glare are not this version's .*recalibrate the run"):
+        Atypicality.from_json({**data, "measures": ["glare", *data["measures"][1:]]})
+    with pytest.raises(ValueError, match="1 measures but"):
         Atypicality.from_json({**data, "measures": ["brightness"]})
     with pytest.raises(ValueError, match="interval widening .atypicality. lacks spreads, factors"):
         Atypicality.from_json({k: v for k, v in data.items() if k not in ("spreads", "factors")})
+
+
+def test_a_widening_calibrated_on_fewer_measures_scores_with_those_alone():
+    rng = np.random.default_rng(7)
+    data = fit_widening(*calibration_copies(rng), 1.6, 0.9).to_json()
+    keep = [i for i, name in enumerate(data["measures"]) if name not in ("reblur_ratio", "relative_sharpness")]
+    older = Atypicality.from_json({**data, **{key: [data[key][i] for i in keep]
+                                              for key in ("measures", "medians", "spreads")}})
+    assert older.names == tuple(data["measures"][i] for i in keep)
+    video = measures(rng)
+    blurred = {**video, "reblur_ratio": 0.9}  # far out on a measure the older widening does not have
+    assert older.score(blurred) == older.score(video)
+    assert Atypicality.from_json(data).score(blurred)[1] == "reblur_ratio"

@@ -45,12 +45,32 @@ def quality(**changes) -> VideoQuality:
 
 
 def test_darkening_blurring_and_flattening_move_their_measure():
-    bright, contrast, sharp, thumb = frame_measures(crop())
+    clean = frame_measures(crop())
     dark = frame_measures(crop(scale=0.06))
     blurred = frame_measures(crop(blur=3.0))
-    assert dark[0] < 0.1 * bright and dark[1] < 0.1 * contrast
-    assert blurred[2] < 0.5 * sharp and abs(blurred[0] - bright) < 5
-    assert thumb.shape == (16, 16)
+    assert dark.brightness < 0.1 * clean.brightness and dark.contrast < 0.1 * clean.contrast
+    assert blurred.sharpness < 0.5 * clean.sharpness and abs(blurred.brightness - clean.brightness) < 5
+    assert clean.thumb.shape == (16, 16)
+
+
+def test_the_reblur_ratio_rises_with_blur_falls_with_noise_and_ignores_brightness():
+    clean = frame_measures(crop())
+    noisy_image = crop().astype(np.float32) + np.random.default_rng(0).normal(0, 30, (64, 64, 3))
+    noisy = frame_measures(np.clip(noisy_image, 0, 255).astype(np.uint8))
+    assert frame_measures(crop(blur=1.0)).reblur > clean.reblur + 0.1
+    assert noisy.reblur < clean.reblur - 0.05
+    assert frame_measures(crop(scale=0.5)).reblur == pytest.approx(clean.reblur, abs=0.03)  # dimmer, same detail
+
+
+def test_the_tracker_reports_the_reblur_ratio_and_the_sharpness_per_contrast():
+    tracker = QualityTracker()
+    face = crop()
+    for _ in range(3):
+        tracker.push_frame(face, None, face, lambda frame: [])
+    got = tracker.finish(window=2).to_json()
+    measured = frame_measures(face)
+    assert got["reblur_ratio"] == pytest.approx(measured.reblur, abs=1e-4)
+    assert got["relative_sharpness"] == pytest.approx(measured.sharpness / measured.contrast, abs=1e-4)
 
 
 @pytest.mark.parametrize(("change", "words"), [
