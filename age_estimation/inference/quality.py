@@ -3,15 +3,16 @@
 Per face frame (cheap, on the aligned crop and the detection): brightness and contrast of the face's
 centre, its sharpness (the spread of the Laplacian), two measures of it that the face's own detail and
 contrast do not set (the re-blur ratio and the sharpness per grey level of contrast, which tell a blurred
-or noisy face from a smooth or dim one), the eye distance in source pixels and the detector's score; on a sample of frames, how much surer the detector is of the face turned by 90, 180
-or 270 degrees (an upside-down or sideways face, which alignment by the eyes alone does not right).
-Over the video: a frame whose crop jumps from the previous one far more than the video's typical step
-is *damaged* (decoding garbage, smeared blocks), and every face the detector saw is followed, so a
-second person in view is reported. ``video_verdict`` turns the medians into a refusal with a reason that names the
-problem and the limit, or into notes that widen the interval. A trained model carries ``FaceRanges``:
-the range of each measure over its training videos, so "unlike the training data" is judged against
-the data it was trained on (a model without them falls back to ``inference.quality``'s fixed limits). numpy and OpenCV only: every runtime,
-the edge path included, judges the same way.
+or noisy face from a smooth or dim one), the eye distance in source pixels and the detector's score; on
+a sample of frames, how much surer the detector is of the face turned by 90, 180 or 270 degrees (an
+upside-down or sideways face, which alignment by the eyes alone does not right). Over the video: a frame
+whose crop jumps from the previous one far more than the video's typical step is *damaged* (decoding
+garbage, smeared blocks), and every face the detector saw is followed, so a second person in view is
+reported. ``video_verdict`` turns the medians into a refusal with a reason that names the problem and
+the limit, or into notes that widen the interval. A trained model carries ``FaceRanges``: the range of
+each measure over its training videos, so "unlike the training data" is judged against the data it was
+trained on (a model without them falls back to ``inference.quality``'s fixed limits). numpy and OpenCV
+only: every runtime, the edge path included, judges the same way.
 """
 
 from __future__ import annotations
