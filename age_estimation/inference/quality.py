@@ -110,6 +110,11 @@ class FrameMeasures(NamedTuple):
     reblur: float  # the Laplacian's spread left after a further REBLUR_SIGMA blur, over its own
     thumb: np.ndarray  # THUMB x THUMB grey copy of the whole crop
 
+    @property
+    def relative_sharpness(self) -> float:
+        """Sharpness per grey level of contrast: a dim but sharp face is not taken for a blurred one."""
+        return self.sharpness / self.contrast if self.contrast > 0 else float("nan")
+
 
 def frame_measures(crop: np.ndarray) -> FrameMeasures:
     """The measures of an aligned RGB face crop, all but the thumbnail on its centre (``CENTRE``)."""
@@ -174,8 +179,8 @@ class QualityTracker:
         crop_measures = frame_measures(crop)
         eyes = np.nan if detection is None else float(np.linalg.norm(detection.eyes[1] - detection.eyes[0]))
         score = np.nan if detection is None else float(detection.score)
-        per_contrast = crop_measures.sharpness / crop_measures.contrast if crop_measures.contrast > 0 else np.nan
-        self.measures.append((*crop_measures[:3], eyes, score, crop_measures.reblur, per_contrast))
+        self.measures.append((*crop_measures[:3], eyes, score, crop_measures.reblur,
+                              crop_measures.relative_sharpness))
         if detection is not None:
             self.tracked.append(detection.box)
         self.thumbs.append(crop_measures.thumb)
@@ -217,7 +222,7 @@ class VideoQuality:
     jitter: float = float("nan")  # landmark_jitter of the face frames (NaN: no landmark stream)
     mesh_found: float = float("nan")  # share of face frames the face mesh found the face in
     reblur: float = float("nan")  # re-blur ratio (FrameMeasures.reblur): high when blurred, low when noisy
-    relative_sharpness: float = float("nan")  # sharpness per grey level of contrast
+    relative_sharpness: float = float("nan")  # FrameMeasures.relative_sharpness
 
     def to_json(self) -> dict[str, Any]:
         """The ``quality`` object of ``predict --json``."""
